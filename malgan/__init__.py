@@ -1,0 +1,1 @@
+"""Synthetic malaria blood-cell images: data, networks, ONNX runtime and metrics."""
