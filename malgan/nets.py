@@ -1,0 +1,676 @@
+"""Torch networks: the report's DCGAN and CNN, a conditional BigGAN-style GAN and a ResNet."""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+# Side of the square cells every network here is built for (matches `malgan.data.IMG_SIZE`).
+IMG_SIZE = 64
+RGB = 3
+
+# ---------------------------------------------------------------------------------------------
+# The report's Keras DCGAN.
+# ---------------------------------------------------------------------------------------------
+
+DCGAN_Z_DIM = 100
+DCGAN_BASE_SIZE = 4  # the generator starts from a 4x4 map and doubles it four times
+DCGAN_G_WIDTHS = (256, 256, 256, 128, 128)  # dense map, then the output of each up-block
+DCGAN_D_WIDTHS = (32, 64, 128, 256, 512)
+DCGAN_D_STRIDES = (2, 2, 2, 1, 1)
+# Keras `BatchNormalization(momentum=0.8)` keeps 0.8 of the old running stats; torch's momentum is
+# the weight of the new batch, so 1 - 0.8. Keras' default epsilon is 1e-3 (torch's is 1e-5).
+KERAS_BN_MOMENTUM = 0.2
+KERAS_BN_EPS = 1e-3
+LEAKY_SLOPE = 0.2
+DCGAN_D_DROPOUT = 0.25
+KERNEL = 3
+
+
+def _keras_init(module: nn.Module) -> None:
+    """Re-initialise like Keras defaults: Glorot-uniform kernels and zero biases."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+def _keras_same_pad(size: int, stride: int) -> tuple[int, int]:
+    """Keras 'same' padding (before, after) of a 3x3 convolution on one axis.
+
+    Keras puts the odd pixel of padding after the image, which torch's symmetric `padding`
+    cannot express for a stride-2 convolution on an even size.
+    """
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + KERNEL - size, 0)
+    return total // 2, total - total // 2
+
+
+class DCGANGenerator(nn.Module):
+    """The report's Keras DCGAN generator (Radford et al. 2016), one per class.
+
+    Dense(100 -> 4*4*256) + ReLU, reshape to [256, 4, 4], then four blocks of (UpSampling2D x2
+    nearest, Conv3x3 'same', BatchNormalization(momentum=0.8), ReLU) with 256, 256, 128 and 128
+    channels, then Conv3x3 to RGB and tanh. BatchNorm uses Keras' momentum 0.8 (torch 0.2) and
+    Keras' epsilon 1e-3; weights start from Keras' Glorot-uniform. 2,041,475 trainable parameters.
+
+    Args:
+        z_dim: Length of the latent vector.
+    """
+
+    def __init__(self, *, z_dim: int = DCGAN_Z_DIM) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        self.img_size = IMG_SIZE
+        self.base_channels = DCGAN_G_WIDTHS[0]
+        self.dense = nn.Linear(z_dim, self.base_channels * DCGAN_BASE_SIZE**2)
+        layers: list[nn.Module] = []
+        for c_in, c_out in pairwise(DCGAN_G_WIDTHS):
+            layers += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(c_in, c_out, KERNEL, padding=KERNEL // 2),
+                nn.BatchNorm2d(c_out, eps=KERAS_BN_EPS, momentum=KERAS_BN_MOMENTUM),
+                nn.ReLU(),
+            ]
+        layers += [nn.Conv2d(DCGAN_G_WIDTHS[-1], RGB, KERNEL, padding=KERNEL // 2), nn.Tanh()]
+        self.body = nn.Sequential(*layers)
+        _keras_init(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Map latents [N, z_dim] to images [N, 3, 64, 64] in [-1, 1]."""
+        h = F.relu(self.dense(z))
+        h = h.reshape(-1, self.base_channels, DCGAN_BASE_SIZE, DCGAN_BASE_SIZE)  # [N, 256, 4, 4]
+        return self.body(h)
+
+
+class DCGANDiscriminator(nn.Module):
+    """The report's Keras DCGAN discriminator; returns logits (the sigmoid lives in the loss).
+
+    Conv3x3 stride 2 -> 32 (LeakyReLU 0.2, Dropout 0.25, no BatchNorm); Conv s2 -> 64, then
+    ZeroPadding2D(((0, 1), (0, 1))) to 17x17, BatchNorm, LeakyReLU, Dropout; Conv s2 -> 128;
+    Conv s1 -> 256; Conv s1 -> 512 (each with BatchNorm, LeakyReLU, Dropout); Flatten
+    (9*9*512 = 41,472 at 64x64) -> Dense(1). Convolutions pad like Keras 'same' (the odd pixel
+    after the image). 1,611,969 trainable parameters at 64x64.
+
+    Args:
+        img_size: Side of the square input images.
+    """
+
+    def __init__(self, *, img_size: int = IMG_SIZE) -> None:
+        super().__init__()
+        self.img_size = img_size
+        layers: list[nn.Module] = []
+        size, c_in = img_size, RGB
+        for i, (c_out, stride) in enumerate(zip(DCGAN_D_WIDTHS, DCGAN_D_STRIDES, strict=True)):
+            before, after = _keras_same_pad(size, stride)
+            layers += [
+                nn.ZeroPad2d((before, after, before, after)),
+                nn.Conv2d(c_in, c_out, KERNEL, stride=stride),
+            ]
+            size = math.ceil(size / stride)
+            if i == 1:
+                # The report pads the 16x16 map to 17x17 after the second convolution.
+                layers.append(nn.ZeroPad2d((0, 1, 0, 1)))
+                size += 1
+            if i > 0:
+                layers.append(nn.BatchNorm2d(c_out, eps=KERAS_BN_EPS, momentum=KERAS_BN_MOMENTUM))
+            layers += [nn.LeakyReLU(LEAKY_SLOPE), nn.Dropout(DCGAN_D_DROPOUT)]
+            c_in = c_out
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        self.head = nn.Linear(c_in * size * size, 1)
+        _keras_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Score images [N, 3, H, W] in [-1, 1]; returns real-vs-fake logits [N]."""
+        return self.head(self.body(x)).squeeze(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Class-conditional BigGAN-style GAN.
+# ---------------------------------------------------------------------------------------------
+
+COND_Z_DIM = 128
+# Base width of both conditional networks (BigGAN uses one ch for G and D). At 48 the generator
+# makes one cell in about 9 ms with ONNX Runtime on two CPU cores; 56 takes 13 ms, 40 takes 7 ms.
+COND_CH = 48
+SHARED_EMBED_DIM = 128  # BigGAN's shared class-embedding width
+COND_BASE_SIZE = 4
+# Width multipliers of ch: the 4x4 input map, then the output of each up-block (4 -> 64 pixels).
+COND_G_MULTIPLIERS = (8, 4, 2, 2, 1)
+# Width multipliers of ch for the discriminator blocks; the last block keeps the 4x4 resolution.
+COND_D_MULTIPLIERS = (1, 2, 4, 8, 16)
+
+
+def _orthogonal_init(module: nn.Module) -> None:
+    """BigGAN's initialisation: orthogonal weights, zero biases (Brock et al. 2019)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d | nn.Linear | nn.Embedding):
+            nn.init.orthogonal_(layer.weight)
+            if getattr(layer, "bias", None) is not None:
+                nn.init.zeros_(layer.bias)
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose gain and bias are linear in a conditioning vector.
+
+    Conditional BatchNorm (de Vries et al. 2017; Dumoulin et al. 2017, "A Learned Representation
+    for Artistic Style"): normalise without an affine transform, then scale by 1 + W_g c and shift
+    by W_b c. The conditioning vector c is linear in the class weights, so a blend of classes
+    blends their gains and biases. W_g and W_b start at zero, so the layer starts as plain
+    BatchNorm: the generator has no spectral norm to bound an unlucky initial gain. In eval mode
+    the running statistics make every sample independent of the rest of the batch.
+
+    Args:
+        num_features: Channels of the normalised map.
+        cond_dim: Length of the conditioning vector.
+    """
+
+    def __init__(self, *, num_features: int, cond_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(num_features, affine=False)
+        self.gain = nn.Linear(cond_dim, num_features)
+        self.bias = nn.Linear(cond_dim, num_features)
+        self.reset_conditioning()
+
+    def reset_conditioning(self) -> None:
+        """Zero the conditioning layers, making this a plain (gain 1, bias 0) BatchNorm."""
+        for layer in (self.gain, self.bias):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Normalise x [N, C, H, W] and modulate it with cond [N, cond_dim]."""
+        gain = 1.0 + self.gain(cond)[:, :, None, None]
+        bias = self.bias(cond)[:, :, None, None]
+        return self.norm(x) * gain + bias
+
+
+class GeneratorBlock(nn.Module):
+    """BigGAN residual up-block: CBN, ReLU, upsample x2, conv3x3, CBN, ReLU, conv3x3.
+
+    The shortcut is a 1x1 convolution then the nearest upsample; the two commute, and convolving
+    first costs a quarter of the multiply-adds.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        cond_dim: Length of the conditioning vector fed to both batch norms.
+    """
+
+    def __init__(self, *, in_channels: int, out_channels: int, cond_dim: int) -> None:
+        super().__init__()
+        self.bn1 = ConditionalBatchNorm2d(num_features=in_channels, cond_dim=cond_dim)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, KERNEL, padding=KERNEL // 2)
+        self.bn2 = ConditionalBatchNorm2d(num_features=out_channels, cond_dim=cond_dim)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, KERNEL, padding=KERNEL // 2)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Upsample x [N, C_in, H, W] to [N, C_out, 2H, 2W]."""
+        h = self.upsample(F.relu(self.bn1(x, cond)))
+        h = self.conv1(h)
+        h = self.conv2(F.relu(self.bn2(h, cond)))
+        return h + self.upsample(self.shortcut(x))
+
+
+class CondGenerator(nn.Module):
+    """Class-conditional BigGAN-style generator (Brock et al. 2019) for 64x64 cells.
+
+    Class weights y [N, num_classes] (one-hot for a class, a convex blend to interpolate classes)
+    go through a shared linear class embedding. As in BigGAN-deep, the embedding is concatenated
+    to z and that vector both feeds the input linear layer (-> [16ch, 4, 4]) and conditions every
+    batch norm (conditional BatchNorm, Dumoulin et al. 2017; de Vries et al. 2017). Four residual
+    up-blocks with widths 8ch, 4ch, 2ch, ch bring the map to 64x64; BatchNorm, ReLU, a 3x3
+    convolution to RGB and tanh give the image. No spectral norm or attention, so the exported
+    graph holds only Gemm, Conv, BatchNormalization, Resize, Relu and Tanh and exports with either
+    ONNX exporter. The default ch=48 (9,951,427 parameters) generates one cell in about 9 ms
+    (batch 1, median) with ONNX Runtime on two CPU cores.
+
+    Args:
+        z_dim: Length of the latent vector.
+        num_classes: Number of classes in y.
+        ch: Base width; the block widths are multiples of it.
+    """
+
+    def __init__(self, *, z_dim: int = COND_Z_DIM, num_classes: int = 2, ch: int = COND_CH) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        self.num_classes = num_classes
+        self.img_size = IMG_SIZE
+        self.ch = ch
+        widths = [ch * m for m in COND_G_MULTIPLIERS]
+        cond_dim = z_dim + SHARED_EMBED_DIM
+        self.base_channels = widths[0]
+        self.embed = nn.Linear(num_classes, SHARED_EMBED_DIM, bias=False)
+        self.dense = nn.Linear(cond_dim, widths[0] * COND_BASE_SIZE**2)
+        self.blocks = nn.ModuleList(
+            GeneratorBlock(in_channels=c_in, out_channels=c_out, cond_dim=cond_dim)
+            for c_in, c_out in pairwise(widths)
+        )
+        self.out_norm = nn.BatchNorm2d(widths[-1])
+        self.out_conv = nn.Conv2d(widths[-1], RGB, KERNEL, padding=KERNEL // 2)
+        _orthogonal_init(self)
+        for layer in self.modules():
+            if isinstance(layer, ConditionalBatchNorm2d):
+                layer.reset_conditioning()
+
+    def _stem(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cond = torch.cat([z, self.embed(y)], dim=1)  # [N, z_dim + SHARED_EMBED_DIM]
+        h = self.dense(cond).unflatten(1, (self.base_channels, COND_BASE_SIZE, COND_BASE_SIZE))
+        return h, cond
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Generate images [N, 3, 64, 64] in [-1, 1] from z [N, z_dim] and y [N, num_classes]."""
+        h, cond = self._stem(z, y)
+        for block in self.blocks:
+            h = block(h, cond)
+        return torch.tanh(self.out_conv(F.relu(self.out_norm(h))))
+
+    def early_features(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Flattened activations after the first up-block, [N, 8ch*8*8], for GANSpace PCA."""
+        h, cond = self._stem(z, y)
+        return self.blocks[0](h, cond).flatten(1)
+
+
+def _sn(layer: nn.Module) -> nn.Module:
+    """Orthogonal init (BigGAN) then spectral norm (Miyato et al. 2018), in that order so the
+    parametrisation wraps the initialised weight."""
+    _orthogonal_init(layer)
+    return spectral_norm(layer)
+
+
+class DiscriminatorBlock(nn.Module):
+    """BigGAN residual down-block with spectral norm on every convolution.
+
+    Pre-activation (ReLU, conv3x3, ReLU, conv3x3, avg-pool 2) except for the first block, which
+    sees raw pixels and skips the leading ReLU; there the shortcut pools before its 1x1
+    convolution (Miyato et al. 2018's "optimized" block), elsewhere after it.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        downsample: Halve the resolution with 2x2 average pooling.
+        first: This block reads the image.
+    """
+
+    def __init__(
+        self, *, in_channels: int, out_channels: int, downsample: bool, first: bool = False
+    ) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.first = first
+        self.conv1 = _sn(nn.Conv2d(in_channels, out_channels, KERNEL, padding=KERNEL // 2))
+        self.conv2 = _sn(nn.Conv2d(out_channels, out_channels, KERNEL, padding=KERNEL // 2))
+        self.learnable_shortcut = downsample or in_channels != out_channels
+        self.shortcut = (
+            _sn(nn.Conv2d(in_channels, out_channels, 1))
+            if self.learnable_shortcut
+            else nn.Identity()
+        )
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, 2) if self.downsample else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map x [N, C_in, H, W] to [N, C_out, H/2, W/2] (or H, W without downsampling)."""
+        h = x if self.first else F.relu(x)
+        h = self.conv2(F.relu(self.conv1(h)))
+        h = self._pool(h)
+        skip = self.shortcut(self._pool(x)) if self.first else self._pool(self.shortcut(x))
+        return h + skip
+
+
+class ProjectionDiscriminator(nn.Module):
+    """Spectral-normalised residual discriminator with a class projection, for the hinge loss.
+
+    Spectral normalisation (Miyato et al. 2018) on every layer; BigGAN-style down-blocks with
+    widths ch, 2ch, 4ch, 8ch (64 -> 4 pixels) and a last 16ch block at 4x4; ReLU and global sum
+    pooling give h. The logit is linear(h) + <embed(y), h>, the projection discriminator of
+    Miyato & Koyama (2018). The default ch=48 has 10,995,985 parameters. In eval mode the
+    spectral-norm parametrisation exports with `torch.onnx.export(..., dynamo=True)`; the
+    TorchScript exporter needs `torch.nn.utils.parametrize.remove_parametrizations` first.
+
+    Args:
+        num_classes: Number of classes.
+        ch: Base width; the block widths are multiples of it.
+    """
+
+    def __init__(self, *, num_classes: int = 2, ch: int = COND_CH) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.img_size = IMG_SIZE
+        self.ch = ch
+        widths = [RGB] + [ch * m for m in COND_D_MULTIPLIERS]
+        last = len(widths) - 2
+        self.blocks = nn.Sequential(
+            *(
+                DiscriminatorBlock(
+                    in_channels=c_in, out_channels=c_out, downsample=i < last, first=i == 0
+                )
+                for i, (c_in, c_out) in enumerate(pairwise(widths))
+            )
+        )
+        self.feature_dim = widths[-1]
+        self.linear = _sn(nn.Linear(self.feature_dim, 1))
+        self.embed = _sn(nn.Embedding(num_classes, self.feature_dim))
+
+    def forward(self, x: torch.Tensor, y_index: torch.Tensor) -> torch.Tensor:
+        """Score images x [N, 3, 64, 64] of classes y_index (int64 [N]); returns logits [N]."""
+        h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # [N, 16ch]
+        projection = (self.embed(y_index) * h).sum(dim=1)
+        return self.linear(h).squeeze(1) + projection
+
+
+# ---------------------------------------------------------------------------------------------
+# Differentiable augmentation.
+# ---------------------------------------------------------------------------------------------
+
+TRANSLATION_RATIO = 0.125  # DiffAugment's default: shift by up to 1/8 of the side
+CUTOUT_RATIO = 0.5  # DiffAugment's default: erase a square half the side
+FLIP_PROBABILITY = 0.5
+
+
+def _rand(shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | None):
+    return torch.rand(shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def _rand_int(
+    n: int, low: int, high: int, x: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Integers uniform in [low, high], int64 [n], without leaving the device."""
+    u = torch.rand((n,), generator=generator, device=x.device)
+    return (u * (high - low + 1)).floor().long().clamp(max=high - low) + low
+
+
+def _augment_brightness(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return x + (_rand((x.shape[0], 1, 1, 1), x, generator) - 0.5)
+
+
+def _augment_saturation(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    mean = x.mean(dim=1, keepdim=True)
+    return (x - mean) * (_rand((x.shape[0], 1, 1, 1), x, generator) * 2) + mean
+
+
+def _augment_contrast(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * (_rand((x.shape[0], 1, 1, 1), x, generator) + 0.5) + mean
+
+
+def _augment_translation(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Shift each image by up to 1/8 of its side, filling with zeros."""
+    n, c, h, w = x.shape
+    shift_h, shift_w = int(h * TRANSLATION_RATIO + 0.5), int(w * TRANSLATION_RATIO + 0.5)
+    rows = torch.arange(h, device=x.device) + _rand_int(n, -shift_h, shift_h, x, generator)[:, None]
+    cols = torch.arange(w, device=x.device) + _rand_int(n, -shift_w, shift_w, x, generator)[:, None]
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)  # [N, H], [N, W]
+    out = x.gather(2, rows[:, None, :, None].expand(n, c, h, w))
+    out = out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+    return out * inside[:, None].to(x.dtype)
+
+
+def _augment_cutout(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Zero a square of half the side at a random centre (clipped at the border)."""
+    n, _, h, w = x.shape
+    size_h, size_w = int(h * CUTOUT_RATIO + 0.5), int(w * CUTOUT_RATIO + 0.5)
+    top = _rand_int(n, 0, h - size_h % 2, x, generator)[:, None] - size_h // 2
+    left = _rand_int(n, 0, w - size_w % 2, x, generator)[:, None] - size_w // 2
+    rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    in_rows = (rows >= top) & (rows < top + size_h)  # [N, H]
+    in_cols = (cols >= left) & (cols < left + size_w)  # [N, W]
+    erased = in_rows[:, :, None] & in_cols[:, None, :]
+    return x * (~erased)[:, None].to(x.dtype)
+
+
+_DIFF_AUGMENTS = {
+    "color": (_augment_brightness, _augment_saturation, _augment_contrast),
+    "translation": (_augment_translation,),
+    "cutout": (_augment_cutout,),
+}
+
+
+def diff_augment(
+    x: torch.Tensor,
+    *,
+    policy: str = "color,translation,cutout",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Differentiable augmentation (Zhao et al. 2020, "Differentiable Augmentation for
+    Data-Efficient GAN Training").
+
+    Apply the same policy to real and generated images before the discriminator, in both the D
+    and the G update. "color" draws a brightness shift, a saturation and a contrast factor per
+    image; "translation" shifts by up to 1/8 of the side with zero fill; "cutout" erases a square
+    of half the side. All draws happen on x's device and nothing reads a tensor value on the
+    host, so the function can be captured in a CUDA graph.
+
+    Args:
+        x: Images [N, C, H, W] in [-1, 1].
+        policy: Comma-separated subset of "color", "translation", "cutout", applied in order;
+            empty for none.
+        generator: Source of randomness on x's device; None uses torch's default generator.
+
+    Returns:
+        Augmented images, same shape and dtype as x.
+
+    Raises:
+        ValueError: For an unknown policy name.
+    """
+    for name in filter(None, (part.strip() for part in policy.split(","))):
+        if name not in _DIFF_AUGMENTS:
+            raise ValueError(
+                f"unknown DiffAugment policy {name!r}; known: {sorted(_DIFF_AUGMENTS)}"
+            )
+        for augment in _DIFF_AUGMENTS[name]:
+            x = augment(x, generator)
+    return x
+
+
+def symmetry_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random element of the square's symmetry group per image: flips and 90-degree rotations.
+
+    A blood cell on a slide has no preferred orientation, so each of the eight flips/rotations
+    (independent horizontal flip, vertical flip and transpose, each with probability 1/2) is an
+    equally valid sample. Differentiable and free of host synchronisation.
+
+    Args:
+        x: Images [N, C, S, S] (square).
+        generator: Source of randomness on x's device; None uses torch's default generator.
+
+    Returns:
+        Transformed images, same shape and dtype as x.
+
+    Raises:
+        ValueError: If the images are not square.
+    """
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"symmetry_augment needs square images, got {tuple(x.shape[-2:])}")
+    draws = torch.rand((3, x.shape[0], 1, 1, 1), generator=generator, device=x.device)
+    flips = draws < FLIP_PROBABILITY
+    x = torch.where(flips[0], x.flip(3), x)
+    x = torch.where(flips[1], x.flip(2), x)
+    return torch.where(flips[2], x.transpose(2, 3), x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifiers.
+# ---------------------------------------------------------------------------------------------
+
+RESNET_STAGES = (3, 4, 6)
+RESNET_FILTERS = (64, 128, 256, 512)
+BOTTLENECK_REDUCTION = 4  # bottleneck width = block output width / 4 (He et al. 2016)
+RESNET_DROPOUT = 0.2
+SIMPLE_CNN_WIDTHS = (32, 32, 64)
+SIMPLE_CNN_HIDDEN = 64
+POOL = 2
+
+
+class Bottleneck(nn.Module):
+    """Bottleneck residual block (He et al. 2016): 1x1 reduce, 3x3 (carries the stride), 1x1.
+
+    The last BatchNorm's gain starts at zero so that each block starts as the identity (Goyal et
+    al. 2017). A 1x1 strided convolution with BatchNorm projects the shortcut when the shape
+    changes.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        stride: Stride of the 3x3 convolution and of the projection.
+    """
+
+    def __init__(self, *, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        mid = out_channels // BOTTLENECK_REDUCTION
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, mid, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, KERNEL, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        nn.init.zeros_(self.body[-1].weight)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map x [N, C_in, H, W] to [N, C_out, H/stride, W/stride]."""
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNetClassifier(nn.Module):
+    """The report's bottleneck ResNet (He et al. 2016), laid out for 64x64 cells.
+
+    Stem: Conv3x3 stride 2 (3 -> filters[0]) + BatchNorm + ReLU, taking 64x64 to 32x32 without a
+    max-pool (at this size a stride-1 stem would quadruple the cost of every stage). Then
+    len(stages) stages: stage i has stages[i] bottleneck blocks of output width filters[i + 1]
+    and bottleneck width filters[i + 1] // 4; the first block of every stage after the first
+    halves the resolution (32, 16, 8 pixels for three stages), and the first block of every stage
+    projects its shortcut with a 1x1 convolution. Global average pooling gives the features
+    [N, filters[-1]], then dropout and a linear layer the logits. The last BatchNorm gain of
+    each block starts at zero (Goyal et al. 2017). The defaults have 2,149,058 parameters
+    (8.2 MiB as float32, less once export folds BatchNorm into the convolutions).
+
+    Args:
+        stages: Blocks per stage.
+        filters: Stem width, then the output width of each stage (len(stages) + 1 entries).
+        num_classes: Number of classes.
+        dropout: Dropout probability on the pooled features during training.
+
+    Raises:
+        ValueError: If filters does not have one more entry than stages.
+    """
+
+    def __init__(
+        self,
+        *,
+        stages: tuple[int, ...] = RESNET_STAGES,
+        filters: tuple[int, ...] = RESNET_FILTERS,
+        num_classes: int = 2,
+        dropout: float = RESNET_DROPOUT,
+    ) -> None:
+        super().__init__()
+        if len(filters) != len(stages) + 1:
+            raise ValueError(
+                f"filters needs len(stages) + 1 = {len(stages) + 1} entries, got {len(filters)}"
+            )
+        self.num_classes = num_classes
+        self.img_size = IMG_SIZE
+        self.feature_dim = filters[-1]
+        self.stem = nn.Sequential(
+            nn.Conv2d(RGB, filters[0], KERNEL, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(filters[0]),
+            nn.ReLU(inplace=True),
+        )
+        blocks: list[nn.Module] = []
+        for i, depth in enumerate(stages):
+            for j in range(depth):
+                blocks.append(
+                    Bottleneck(
+                        in_channels=filters[i] if j == 0 else filters[i + 1],
+                        out_channels=filters[i + 1],
+                        stride=2 if i > 0 and j == 0 else 1,
+                    )
+                )
+        self.blocks = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.feature_dim, num_classes)
+        for layer in self.modules():
+            if isinstance(layer, nn.Conv2d):
+                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classify x [N, 3, 64, 64] in [-1, 1]; returns (logits [N, K], features [N, F])."""
+        features = self.blocks(self.stem(x)).mean(dim=(2, 3))
+        return self.head(self.dropout(features)), features
+
+
+class SimpleCNN(nn.Module):
+    """The report's small Keras CNN, 176,290 parameters.
+
+    Three of (Conv3x3 'valid', ReLU, MaxPool 2) with 32, 32 and 64 channels (64 -> 31 -> 14 -> 6
+    pixels), Flatten (6*6*64 = 2,304), Dense 64 + ReLU (the features), Dense num_classes.
+
+    Args:
+        num_classes: Number of classes.
+    """
+
+    def __init__(self, *, num_classes: int = 2) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.img_size = IMG_SIZE
+        self.feature_dim = SIMPLE_CNN_HIDDEN
+        layers: list[nn.Module] = []
+        size, c_in = IMG_SIZE, RGB
+        for c_out in SIMPLE_CNN_WIDTHS:
+            layers += [nn.Conv2d(c_in, c_out, KERNEL), nn.ReLU(inplace=True), nn.MaxPool2d(POOL)]
+            size, c_in = (size - (KERNEL - 1)) // POOL, c_out
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        self.hidden = nn.Sequential(nn.Linear(c_in * size * size, SIMPLE_CNN_HIDDEN), nn.ReLU())
+        self.head = nn.Linear(SIMPLE_CNN_HIDDEN, num_classes)
+        _keras_init(self)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classify x [N, 3, 64, 64] in [-1, 1]; returns (logits [N, K], features [N, 64])."""
+        features = self.hidden(self.body(x))
+        return self.head(features), features
+
+
+CLASSIFIER_ARCHS = ("resnet", "simple_cnn")
+_CLASSIFIERS: dict[str, type[nn.Module]] = {"resnet": ResNetClassifier, "simple_cnn": SimpleCNN}
+
+
+def build_classifier(arch: str, **kwargs) -> nn.Module:
+    """Build a classifier by name.
+
+    Args:
+        arch: One of CLASSIFIER_ARCHS.
+        **kwargs: Keyword arguments of the classifier's constructor.
+
+    Returns:
+        The classifier, whose forward returns (logits, features).
+
+    Raises:
+        ValueError: For an unknown arch.
+    """
+    if arch not in _CLASSIFIERS:
+        raise ValueError(f"unknown classifier arch {arch!r}; choose one of {CLASSIFIER_ARCHS}")
+    return _CLASSIFIERS[arch](**kwargs)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters (spectral-norm originals counted once)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

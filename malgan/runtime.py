@@ -1,0 +1,501 @@
+"""ONNX Runtime sessions for the exported generators and classifier (no torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from malgan.data import CLASSES
+
+INDEX_NAME = "index.json"
+METRICS_NAME = "metrics.json"
+REFERENCE_KEYS = ("proj_mean", "proj", "train_codes", "ood_mean", "ood_precision")
+# Threads per session: the dashboard shares one session between all its users, so a session
+# never takes more than this many cores.
+DEFAULT_THREADS = 2
+
+
+class ModelError(RuntimeError):
+    """An exported model or its metadata is missing, corrupt or of the wrong kind."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    return sha256_bytes(Path(path).read_bytes())
+
+
+def sidecar_path(model_path: str | os.PathLike) -> Path:
+    """The JSON sidecar that travels with an ONNX file."""
+    return Path(model_path).with_suffix(".json")
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """Read a JSON object, turning every failure into a ModelError that names the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"The {what} {path} is missing.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"The {what} {path} cannot be read ({err}).") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"The {what} {path} does not hold a JSON object.")
+    return data
+
+
+def _session_options(threads: int) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, min(threads, os.cpu_count() or 1))
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return opts
+
+
+def load_verified(path: str | os.PathLike, kind: str, *, threads: int = DEFAULT_THREADS):
+    """Open an ONNX file after checking it against the sha256 in its sidecar.
+
+    Args:
+        path: The ``.onnx`` file.
+        kind: The ``kind`` the sidecar must declare ("generator" or "classifier").
+        threads: Intra-op threads for the session.
+
+    Returns:
+        ``(session, meta)``: the ONNX Runtime session and the sidecar dict.
+
+    Raises:
+        ModelError: The file or sidecar is missing, the hash does not match (truncated, swapped
+            or altered file), the sidecar declares another kind, or ONNX Runtime rejects the file.
+    """
+    path = Path(path)
+    meta = read_json(sidecar_path(path), "model sidecar")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"The model file {path} is missing.") from None
+    except OSError as err:
+        raise ModelError(f"The model file {path} cannot be read ({err}).") from None
+    if meta.get("kind") != kind:
+        raise ModelError(
+            f"{path.name} is described as a {meta.get('kind', 'unknown')} model, not a {kind}."
+        )
+    expected = meta.get("sha256")
+    if not expected:
+        raise ModelError(f"The sidecar of {path.name} has no sha256, so it cannot be verified.")
+    actual = sha256_bytes(data)
+    if actual != expected:
+        raise ModelError(
+            f"{path.name} does not match its sidecar (sha256 {actual[:12]}… instead of "
+            f"{expected[:12]}…): the file is truncated, replaced or corrupt. Export it again."
+        )
+    try:
+        session = ort.InferenceSession(
+            data, sess_options=_session_options(threads), providers=["CPUExecutionProvider"]
+        )
+    except Exception as err:  # ONNX Runtime raises its own exception types
+        raise ModelError(f"ONNX Runtime cannot load {path.name}: {err}") from None
+    declared = [spec["name"] for spec in meta.get("inputs", [])]
+    present = [node.name for node in session.get_inputs()]
+    if declared != present:
+        raise ModelError(f"{path.name} has inputs {present}, but its sidecar declares {declared}.")
+    return session, meta
+
+
+def to_uint8_nhwc(images: np.ndarray, pixels: dict[str, Any]) -> np.ndarray:
+    """Convert a network's NCHW output to uint8 NHWC using the sidecar's pixel scaling.
+
+    The network emits ``pixel * scale + offset``; this inverts it.
+    """
+    scale, offset = float(pixels["scale"]), float(pixels["offset"])
+    out = (np.asarray(images, dtype=np.float32) - offset) / scale
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1).copy()
+
+
+def to_network_input(images: np.ndarray, pixels: dict[str, Any]) -> np.ndarray:
+    """Convert uint8 NHWC images to the float NCHW input a classifier expects."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"Expected images of shape [N, H, W, 3], got {images.shape}.")
+    x = images.astype(np.float32) * float(pixels["scale"]) + float(pixels["offset"])
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+@dataclass
+class Generator:
+    """One exported generator: ``generate(z, label)`` returns uint8 cells.
+
+    Attributes:
+        name: Short model name.
+        display_name: Name shown to people.
+        z_dim: Latent size.
+        classes: The classes this file can generate.
+        conditional: Whether the file takes class weights as a second input.
+        meta: The sidecar.
+    """
+
+    session: Any = field(repr=False)
+    meta: dict[str, Any] = field(repr=False)
+    path: Path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, threads: int = DEFAULT_THREADS) -> Generator:
+        """Load and verify a generator file and its sidecar."""
+        session, meta = load_verified(path, "generator", threads=threads)
+        return cls(session=session, meta=meta, path=Path(path))
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", self.path.stem))
+
+    @property
+    def display_name(self) -> str:
+        return str(self.meta.get("display_name", self.name))
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.meta["z_dim"])
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.meta["classes"])
+
+    @property
+    def conditional(self) -> bool:
+        return len(self.meta["inputs"]) > 1
+
+    @property
+    def directions(self) -> dict[str, Any]:
+        """Principal (GANSpace) and infection (InterFaceGAN) directions in z, as numpy arrays."""
+        raw = self.meta.get("directions") or {}
+        return {
+            "principal": np.asarray(raw.get("principal", np.zeros((0, self.z_dim))), np.float32),
+            "sigmas": np.asarray(raw.get("sigmas", []), np.float32),
+            "infection": {
+                k: np.asarray(v, np.float32) for k, v in raw.get("infection", {}).items()
+            },
+        }
+
+    def _check_z(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim == 1:
+            z = z[None]
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(
+                f"{self.display_name} needs z of shape [N, {self.z_dim}], got {z.shape}."
+            )
+        if not np.isfinite(z).all():
+            raise ValueError("z holds non-finite values.")
+        return np.ascontiguousarray(z)
+
+    def class_weights(self, label: str | Sequence[str], n: int) -> np.ndarray:
+        """One-hot class weights [n, len(classes)] for a label or one label per cell."""
+        labels = [label] * n if isinstance(label, str) else list(label)
+        if len(labels) != n:
+            raise ValueError(f"Got {len(labels)} labels for {n} latents.")
+        unknown = sorted(set(labels) - set(self.classes))
+        if unknown:
+            raise ValueError(
+                f"{self.display_name} cannot generate {unknown}; it has {self.classes}."
+            )
+        weights = np.zeros((n, len(self.classes)), np.float32)
+        weights[np.arange(n), [self.classes.index(lab) for lab in labels]] = 1.0
+        return weights
+
+    def generate_mix(self, z: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+        """Generate cells from latents and class weights (a blend interpolates classes).
+
+        Args:
+            z: float32 [N, z_dim].
+            class_weights: float32 [N, len(classes)], rows usually summing to 1.
+
+        Returns:
+            uint8 [N, 64, 64, 3].
+        """
+        z = self._check_z(z)
+        feeds = {self.meta["inputs"][0]["name"]: z}
+        if self.conditional:
+            weights = np.asarray(class_weights, np.float32).reshape(len(z), len(self.classes))
+            feeds[self.meta["inputs"][1]["name"]] = np.ascontiguousarray(weights)
+        (images,) = self.session.run([self.meta["outputs"][0]["name"]], feeds)
+        return to_uint8_nhwc(images, self.meta["pixels"])
+
+    def generate(self, z: np.ndarray, label: str | Sequence[str]) -> np.ndarray:
+        """Generate cells of a class.
+
+        Args:
+            z: float32 [N, z_dim] (or [z_dim] for one cell).
+            label: A class name, or one class name per latent.
+
+        Returns:
+            uint8 [N, 64, 64, 3].
+        """
+        z = self._check_z(z)
+        return self.generate_mix(z, self.class_weights(label, len(z)))
+
+
+@dataclass
+class GeneratorSet:
+    """Per-class generator files (the report's DCGAN pair) behind the ``Generator`` interface."""
+
+    members: dict[str, Generator]
+    name: str
+    display_name: str
+
+    @classmethod
+    def load(
+        cls, files: dict[str, str | os.PathLike], *, name: str, display_name: str
+    ) -> GeneratorSet:
+        """Load one generator file per class."""
+        members = {label: Generator.load(path) for label, path in files.items()}
+        z_dims = {g.z_dim for g in members.values()}
+        if len(z_dims) != 1:
+            raise ModelError(f"The {display_name} files disagree on z_dim: {sorted(z_dims)}.")
+        return cls(members=members, name=name, display_name=display_name)
+
+    @property
+    def z_dim(self) -> int:
+        return next(iter(self.members.values())).z_dim
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(label for label in CLASSES if label in self.members)
+
+    @property
+    def conditional(self) -> bool:
+        return False
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return {label: g.meta for label, g in self.members.items()}
+
+    @property
+    def directions(self) -> dict[str, Any]:
+        """Directions of each member, by class."""
+        return {label: g.directions for label, g in self.members.items()}
+
+    def generate(self, z: np.ndarray, label: str | Sequence[str]) -> np.ndarray:
+        """Generate cells, each from the member of its class. See ``Generator.generate``."""
+        z = np.asarray(z, np.float32)
+        if z.ndim == 1:
+            z = z[None]
+        labels = [label] * len(z) if isinstance(label, str) else list(label)
+        if len(labels) != len(z):
+            raise ValueError(f"Got {len(labels)} labels for {len(z)} latents.")
+        unknown = sorted(set(labels) - set(self.members))
+        if unknown:
+            raise ValueError(f"{self.display_name} cannot generate {unknown}.")
+        out = np.zeros((len(z), 64, 64, 3), np.uint8)
+        for cls_name, member in self.members.items():
+            rows = [i for i, lab in enumerate(labels) if lab == cls_name]
+            if rows:
+                out[rows] = member.generate(z[rows], cls_name)
+        return out
+
+
+DIHEDRAL_VIEWS = 8
+
+
+def dihedral_view(x: np.ndarray, k: int) -> np.ndarray:
+    """The k-th of the 8 flips and 90-degree rotations of an NCHW batch."""
+    x = np.rot90(x, k % 4, axes=(2, 3))
+    return np.ascontiguousarray(x[..., ::-1] if k >= 4 else x)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64."""
+    shifted = np.asarray(logits, np.float64)
+    shifted = shifted - shifted.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Classifier:
+    """The exported cell classifier: ``predict_proba`` over uint8 NHWC images."""
+
+    session: Any = field(repr=False)
+    meta: dict[str, Any] = field(repr=False)
+    path: Path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, threads: int = DEFAULT_THREADS) -> Classifier:
+        """Load and verify a classifier file and its sidecar."""
+        session, meta = load_verified(path, "classifier", threads=threads)
+        return cls(session=session, meta=meta, path=Path(path))
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.meta["classes"])
+
+    @property
+    def display_name(self) -> str:
+        return str(self.meta.get("display_name", self.path.stem))
+
+    def predict(self, images: np.ndarray, *, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and penultimate features.
+
+        Args:
+            images: uint8 [N, 64, 64, 3] (or one [64, 64, 3] image).
+            batch: Cells per ONNX Runtime call.
+
+        Returns:
+            ``(proba float32 [N, 2], features float32 [N, F])``.
+        """
+        x = to_network_input(images, self.meta["pixels"])
+        if len(x) == 0:
+            dim = int(self.meta.get("feature_dim", 0))
+            return np.zeros((0, len(self.classes)), np.float32), np.zeros((0, dim), np.float32)
+        views = DIHEDRAL_VIEWS if self.tta else 1
+        probas, feats = [], []
+        for start in range(0, len(x), batch):
+            chunk = x[start : start + batch]
+            proba = np.zeros((len(chunk), len(self.classes)), np.float64)
+            for k in range(views):
+                logits, feat = self._run(dihedral_view(chunk, k))
+                proba += softmax(logits)
+                if k == 0:
+                    feats.append(feat)
+            probas.append(proba / views)
+        return np.concatenate(probas).astype(np.float32), np.concatenate(feats).astype(np.float32)
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        names = [spec["name"] for spec in self.meta["outputs"]]
+        logits, feats = self.session.run(names, {self.meta["inputs"][0]["name"]: x})
+        return logits, feats
+
+    @property
+    def tta(self) -> bool:
+        """Whether probabilities average the 8 flips and rotations (chosen at training time)."""
+        return bool(self.meta.get("tta", False))
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """float32 [N, 2] class probabilities, columns in ``classes`` order."""
+        return self.predict(images)[0]
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """float32 [N, F] penultimate features."""
+        return self.predict(images)[1]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Training-set summary for privacy filtering and out-of-distribution warnings.
+
+    Classifier features are projected to a small PCA space (``proj``), where the training cells'
+    codes give nearest-neighbour distances, and a Gaussian fitted to real features gives a
+    Mahalanobis out-of-distribution score.
+    """
+
+    proj_mean: np.ndarray
+    proj: np.ndarray
+    train_codes: np.ndarray
+    ood_mean: np.ndarray
+    ood_precision: np.ndarray
+    privacy_threshold: float
+    ood_threshold: float
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, sha256: str | None = None) -> Reference:
+        """Load ``reference.npz`` (arrays only, never pickles), optionally checking its hash."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise ModelError(f"The training reference {path} is missing or unreadable.") from None
+        if sha256 and sha256_bytes(data) != sha256:
+            raise ModelError(
+                f"The training reference {path.name} does not match its recorded hash."
+            )
+        try:
+            import io
+
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {key: np.asarray(npz[key]) for key in npz.files}
+        except Exception as err:  # numpy raises several types for a bad archive
+            raise ModelError(f"The training reference {path.name} is corrupt ({err}).") from None
+        missing = [
+            k for k in (*REFERENCE_KEYS, "privacy_threshold", "ood_threshold") if k not in arrays
+        ]
+        if missing:
+            raise ModelError(f"The training reference {path.name} lacks {missing}.")
+        return cls(
+            proj_mean=arrays["proj_mean"].astype(np.float32),
+            proj=arrays["proj"].astype(np.float32),
+            train_codes=arrays["train_codes"].astype(np.float32),
+            ood_mean=arrays["ood_mean"].astype(np.float32),
+            ood_precision=arrays["ood_precision"].astype(np.float32),
+            privacy_threshold=float(arrays["privacy_threshold"]),
+            ood_threshold=float(arrays["ood_threshold"]),
+        )
+
+    def codes(self, features: np.ndarray) -> np.ndarray:
+        """Project classifier features [N, F] to the reference space [N, K]."""
+        return (np.asarray(features, np.float32) - self.proj_mean) @ self.proj
+
+
+def load_index(exported_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read ``index.json``, which lists the generators, the classifier and the reference."""
+    index = read_json(Path(exported_dir) / INDEX_NAME, "model index")
+    if not isinstance(index.get("generators"), list) or "classifier" not in index:
+        raise ModelError(f"The model index in {exported_dir} lacks generators or a classifier.")
+    return index
+
+
+def generator_entry(index: dict[str, Any], name: str) -> dict[str, Any]:
+    """The index entry of one generator."""
+    for entry in index["generators"]:
+        if entry.get("name") == name:
+            return entry
+    known = [entry.get("name") for entry in index["generators"]]
+    raise ModelError(f"No generator called {name!r}; the index lists {known}.")
+
+
+def load_generator(exported_dir: str | os.PathLike, name: str) -> Generator | GeneratorSet:
+    """Load a generator listed in the index: one file, or one file per class."""
+    root = Path(exported_dir)
+    entry = generator_entry(load_index(root), name)
+    if "files" in entry:
+        files = {label: root / file for label, file in entry["files"].items()}
+        return GeneratorSet.load(files, name=name, display_name=entry.get("display_name", name))
+    return Generator.load(root / entry["file"])
+
+
+def load_classifier(exported_dir: str | os.PathLike, name: str | None = None) -> Classifier:
+    """Load the index's classifier (or a named entry of its ``classifiers`` list)."""
+    root = Path(exported_dir)
+    index = load_index(root)
+    entry = index["classifier"]
+    if name is not None:
+        matches = [e for e in index.get("classifiers", []) if e.get("name") == name]
+        if not matches:
+            raise ModelError(f"No classifier called {name!r} in the index.")
+        entry = matches[0]
+    return Classifier.load(root / entry["file"])
+
+
+def load_reference(exported_dir: str | os.PathLike) -> Reference:
+    """Load the training reference named in the index."""
+    root = Path(exported_dir)
+    entry = load_index(root).get("reference")
+    if not entry:
+        raise ModelError(f"The model index in {root} names no training reference.")
+    return Reference.load(root / entry["file"], sha256=entry.get("sha256"))
+
+
+def load_metrics(exported_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read ``metrics.json``."""
+    return read_json(Path(exported_dir) / METRICS_NAME, "metrics file")

@@ -1,0 +1,184 @@
+"""Train the class-conditional GAN: one generator for both classes.
+
+Recipe: hinge loss (Lim & Ye 2017; Miyato et al. 2018) with a spectrally normalised projection
+discriminator (Miyato & Koyama 2018); class-conditional BatchNorm in G (BigGAN, Brock et al.
+2019); DiffAugment on every image D sees (Zhao et al. 2020) plus random flips and 90-degree
+rotations, since cells have no orientation; an exponential moving average of G's weights is the
+model that is sampled and exported (Karras et al. 2018; Yazıcı et al. 2019).
+
+Usage: python -m train.cgan --data DIR --out runs/cgan [--smoke]
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from malgan.data import CLASSES
+from malgan.nets import CondGenerator, ProjectionDiscriminator, diff_augment, symmetry_augment
+from train import common
+from train.gan_loop import GANParts, run_loop
+
+
+@dataclass(frozen=True)
+class CGANConfig:
+    """Options of the class-conditional GAN."""
+
+    data: str = field(default="", metadata={"help": "Folder in the NIH layout."})
+    out: str = "runs/cgan"
+    iterations: int = 15000
+    batch: int = 64
+    d_steps: int = field(default=2, metadata={"help": "D updates per G update."})
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.0
+    beta2: float = 0.999
+    ema_decay: float = 0.999
+    z_dim: int = 128
+    ch: int = field(default=0, metadata={"help": "Channel width; 0 keeps the network's default."})
+    augment: str = field(
+        default="color,translation,cutout", metadata={"help": "DiffAugment policy."}
+    )
+    seed: int = 0
+    log_every: int = 100
+    snapshot_every: int = 2500
+    checkpoint_every: int = 2500
+    probe_every: int = 1000
+    probe_cells: int = 256
+    classifier: str = field(
+        default="", metadata={"help": "Classifier model.pt for recovery probes."}
+    )
+    cuda_graph: bool = True
+    bf16: bool = True
+    cache_dir: str = ""
+    smoke: bool = False
+
+
+def smoke_config(cfg: CGANConfig) -> CGANConfig:
+    """A config that runs the whole path in seconds on a CPU."""
+    return common.replace(
+        cfg,
+        iterations=12,
+        batch=8,
+        d_steps=1,
+        log_every=2,
+        snapshot_every=6,
+        checkpoint_every=4,
+        probe_every=6,
+        probe_cells=8,
+    )
+
+
+def net_spec(cfg: CGANConfig) -> dict[str, Any]:
+    """Constructor arguments of the generator."""
+    kwargs: dict[str, Any] = {"z_dim": cfg.z_dim, "num_classes": len(CLASSES)}
+    if cfg.ch:
+        kwargs["ch"] = cfg.ch
+    return {"arch": "cgan", "kwargs": kwargs}
+
+
+def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Tensor) -> GANParts:
+    """Networks, optimisers, EMA and the hinge-loss step."""
+    device = run.device
+    spec = net_spec(cfg)
+    G = CondGenerator(**spec["kwargs"]).to(device)
+    d_kwargs = {"num_classes": len(CLASSES), **({"ch": cfg.ch} if cfg.ch else {})}
+    D = ProjectionDiscriminator(**d_kwargs).to(device)
+    common.broadcast_module(G, run.world)
+    common.broadcast_module(D, run.world)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_g = common.adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), device=device)
+    opt_d = common.adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), device=device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + run.rank)
+    eye = torch.eye(len(CLASSES), device=device)
+    losses = torch.zeros(2, device=device)
+    g_params, ema_params = list(G.parameters()), list(G_ema.parameters())
+    g_buffers, ema_buffers = list(G.buffers()), list(G_ema.buffers())
+    n = len(real)
+
+    def augment(x: torch.Tensor) -> torch.Tensor:
+        x = symmetry_augment(x, gen)
+        return diff_augment(x, policy=cfg.augment, generator=gen) if cfg.augment else x
+
+    def step() -> None:
+        # Update D (hinge loss, real and fake in one pass: D has no batch statistics).
+        d_loss = torch.zeros((), device=device)
+        for _ in range(cfg.d_steps):
+            idx = torch.randint(0, n, (cfg.batch,), device=device, generator=gen)
+            fake_y = torch.randint(0, len(CLASSES), (cfg.batch,), device=device, generator=gen)
+            z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
+            with torch.no_grad(), common.autocast(device, cfg.bf16):
+                fake = G(z, eye[fake_y]).float()
+            images = augment(torch.cat([common.to_unit_range(real[idx]), fake]))
+            with common.autocast(device, cfg.bf16):
+                logits = D(images, torch.cat([labels[idx], fake_y])).float()
+            loss = F.relu(1 - logits[: cfg.batch]).mean() + F.relu(1 + logits[cfg.batch :]).mean()
+            opt_d.zero_grad(set_to_none=False)
+            loss.backward()
+            common.sync_gradients(list(D.parameters()), run.world)
+            opt_d.step()
+            d_loss = d_loss + loss.detach() / cfg.d_steps
+        # Update G.
+        fake_y = torch.randint(0, len(CLASSES), (cfg.batch,), device=device, generator=gen)
+        z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
+        D.requires_grad_(False)
+        with common.autocast(device, cfg.bf16):
+            g_loss = -D(augment(G(z, eye[fake_y]).float()), fake_y).float().mean()
+        D.requires_grad_(True)
+        opt_g.zero_grad(set_to_none=False)
+        g_loss.backward()
+        common.sync_gradients(g_params, run.world)
+        opt_g.step()
+        # Update EMA.
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, g_params, 1.0 - cfg.ema_decay)
+            for b_ema, b in zip(ema_buffers, g_buffers, strict=True):
+                b_ema.copy_(b)
+        losses.add_(torch.stack([d_loss, g_loss.detach()]))
+
+    def sample(z: torch.Tensor, label: int) -> torch.Tensor:
+        return G_ema(z, eye[torch.full((len(z),), label, device=device)])
+
+    return GANParts(
+        step=step,
+        modules={"G": G, "D": D, "G_ema": G_ema},
+        optimizers={"G": opt_g, "D": opt_d},
+        losses=losses,
+        loss_names=("d_hinge", "g"),
+        sample=sample,
+        net_spec=spec,
+        classes=CLASSES,
+        sampler="G_ema",
+        generators=[gen],
+    )
+
+
+def train(cfg: CGANConfig) -> dict[str, Any]:
+    """Train the conditional GAN on the train-split cells of both classes."""
+    if cfg.smoke:
+        cfg = smoke_config(cfg)
+    run = common.start_run(cfg, cfg.out)
+    splits = common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
+    real = common.to_device_nchw(splits.train.images, run.device)
+    labels = torch.from_numpy(splits.train.labels).to(run.device)
+    parts = build(cfg, run, real, labels)
+    summary = run_loop(run, cfg, parts)
+    common.end_run(run)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    common.configure_logging()
+    cfg = common.parse_config(CGANConfig, argv)
+    summary = train(cfg)
+    print(
+        f"cgan: {summary['iterations']} iterations at {summary['iterations_per_second']:.1f} it/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

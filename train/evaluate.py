@@ -1,0 +1,276 @@
+"""Evaluate the classifier and every generator on held-out patients; append JSON lines.
+
+For the classifier: accuracy, ROC AUC, sensitivity, specificity and the confusion matrix on the
+test patients. For each generator, on cells drawn with ``malgan.latent.sample_z`` (the same
+seeds the dashboard uses): recovery (the report's measure) with a 95% Wilson interval, the
+Fréchet distance to held-out real cells on the classifier's penultimate features (and the same
+between two real sets, ``fd_real_floor``), train-on-synthetic-test-on-real accuracy, and the
+share of generated cells closer to a training cell than 1% of held-out real cells are.
+
+It also writes ``reference.npz``: the training-set summary the runtime uses for privacy
+filtering and out-of-distribution warnings.
+
+Usage: python -m train.evaluate --data DIR --runs runs [--smoke]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from malgan import latent, metrics
+from malgan.data import CLASSES
+from train import common
+from train.classifier import ClassifierConfig, fit, predict, rebuild
+from train.gan_loop import FINAL as GAN_FINAL
+from train.gan_loop import rebuild_generator
+
+EVAL_LOG = "eval.jsonl"
+REFERENCE = "reference.npz"
+# Seeds of evaluation draws; distinct from the dashboard's default seed so the shown cells are
+# not the ones measured.
+RECOVERY_SEED = 1000
+TSTR_SEED = 2000
+DIRECTION_SEED = 3000
+HIST_BINS = 20
+GEN_BATCH = 500
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation options."""
+
+    data: str = field(default="", metadata={"help": "Folder in the NIH layout."})
+    runs: str = field(default="runs", metadata={"help": "Folder holding the training runs."})
+    out: str = field(default="", metadata={"help": "Evaluation folder (default RUNS/eval)."})
+    classifier: str = "classifier"
+    generators: tuple[str, ...] = ("dcgan", "cgan")
+    n_cells: int = field(default=1000, metadata={"help": "Generated cells per class."})
+    tstr_per_class: int = 5000
+    tstr_epochs: int = 10
+    reference_dim: int = field(default=64, metadata={"help": "PCA size of the reference space."})
+    privacy_percentile: float = 1.0
+    ood_percentile: float = 99.0
+    seed: int = 0
+    cache_dir: str = ""
+    smoke: bool = False
+
+
+def smoke_config(cfg: EvalConfig) -> EvalConfig:
+    """A config that runs the whole path in seconds on a CPU."""
+    return common.replace(cfg, n_cells=16, tstr_per_class=24, tstr_epochs=1, reference_dim=8)
+
+
+@dataclass
+class LoadedGenerator:
+    """A trained generator (one net, or one per class) ready to sample on a device."""
+
+    name: str
+    nets: dict[str, torch.nn.Module]
+    conditional: bool
+    z_dim: int
+
+    @torch.no_grad()
+    def generate(self, label: str, z: np.ndarray, device: torch.device) -> torch.Tensor:
+        """uint8 NCHW cells of one class from numpy latents."""
+        out = []
+        for start in range(0, len(z), GEN_BATCH):
+            zt = torch.from_numpy(z[start : start + GEN_BATCH]).to(device)
+            if self.conditional:
+                y = torch.zeros(len(zt), len(CLASSES), device=device)
+                y[:, CLASSES.index(label)] = 1
+                images = self.nets["*"](zt, y)
+            else:
+                images = self.nets[label](zt)
+            out.append(((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
+        return torch.cat(out)
+
+
+def load_generator_runs(runs: Path, name: str, device: torch.device) -> LoadedGenerator:
+    """Rebuild a generator from its final checkpoints (``cgan`` or the ``dcgan`` pair)."""
+    if name == "dcgan":
+        nets = {}
+        for label in CLASSES:
+            ckpt = common.load_checkpoint(runs / f"dcgan_{label.lower()}" / GAN_FINAL, device)
+            nets[label] = rebuild_generator(ckpt).to(device)
+        z_dim = next(iter(nets.values())).z_dim
+        return LoadedGenerator(name=name, nets=nets, conditional=False, z_dim=z_dim)
+    ckpt = common.load_checkpoint(runs / name / GAN_FINAL, device)
+    net = rebuild_generator(ckpt).to(device)
+    return LoadedGenerator(name=name, nets={"*": net}, conditional=True, z_dim=net.z_dim)
+
+
+def fit_reference(
+    train_feats: np.ndarray, heldout_feats: np.ndarray, cfg: EvalConfig, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """PCA projection, training codes, privacy threshold and OOD Gaussian."""
+    mean = train_feats.mean(0)
+    _, _, vt = np.linalg.svd(train_feats - mean, full_matrices=False)
+    proj = vt[: cfg.reference_dim].T.astype(np.float32)  # [F, K]
+    train_codes = ((train_feats - mean) @ proj).astype(np.float32)
+    held_codes = ((heldout_feats - mean) @ proj).astype(np.float32)
+    real_dist = metrics.nearest_distances(held_codes, train_codes)
+    ood_mean, ood_precision = metrics.fit_gaussian(train_feats)
+    ood = metrics.ood_score(heldout_feats, ood_mean, ood_precision)
+    return {
+        "proj_mean": mean.astype(np.float32),
+        "proj": proj,
+        "train_codes": train_codes.astype(np.float16),
+        "heldout_train_distances": real_dist.astype(np.float32),
+        "privacy_threshold": np.float32(np.percentile(real_dist, cfg.privacy_percentile)),
+        "ood_mean": ood_mean.astype(np.float32),
+        "ood_precision": ood_precision.astype(np.float32),
+        "ood_threshold": np.float32(np.percentile(ood, cfg.ood_percentile)),
+    }
+
+
+def _histogram(values: np.ndarray) -> dict[str, list[float]]:
+    counts, _ = np.histogram(np.asarray(values, np.float64), bins=HIST_BINS, range=(0.0, 1.0))
+    edges = np.linspace(0.0, 1.0, HIST_BINS + 1)
+    return {"counts": counts.tolist(), "edges": edges.round(4).tolist()}
+
+
+def tstr_accuracy(
+    gen: LoadedGenerator,
+    cfg: EvalConfig,
+    run: common.Run,
+    test_x: torch.Tensor,
+    test_labels: np.ndarray,
+) -> dict[str, Any]:
+    """Train a fresh classifier only on generated cells; test it on real held-out cells."""
+    device = run.device
+    images, labels = [], []
+    for label_idx, label in enumerate(CLASSES):
+        z = latent.sample_z(TSTR_SEED + label_idx, cfg.tstr_per_class, gen.z_dim)
+        images.append(gen.generate(label, z, device))
+        labels.append(np.full(cfg.tstr_per_class, label_idx))
+    x = torch.cat(images)
+    y = np.concatenate(labels)
+    # Validation on held-back generated cells keeps real cells out of training entirely.
+    order = np.random.default_rng(cfg.seed).permutation(len(x))
+    n_val = max(2, len(x) // 10)
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    clf_cfg = ClassifierConfig(
+        out=str(run.out / f"tstr_{gen.name}"),
+        epochs=cfg.tstr_epochs,
+        seed=cfg.seed,
+        batch=16 if cfg.smoke else 256,
+    )
+    sub = common.Run(out=Path(clf_cfg.out), device=device, rank=run.rank, world=1)
+    sub.out.mkdir(parents=True, exist_ok=True)
+    train_idx_t = torch.from_numpy(train_idx).to(device)
+    net, _ = fit(
+        clf_cfg,
+        sub,
+        x[train_idx_t],
+        torch.from_numpy(y[train_idx]).to(device),
+        x[torch.from_numpy(val_idx).to(device)],
+        y[val_idx],
+    )
+    proba, _ = predict(net, test_x, clf_cfg.input_scale)
+    report = metrics.classification_report(proba, test_labels)
+    return {"accuracy": report["accuracy"], "auc": report["auc"], "n_train": len(train_idx)}
+
+
+def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
+    """Run every evaluation and append one JSON line each to ``EVAL_LOG``."""
+    if cfg.smoke:
+        cfg = smoke_config(cfg)
+    runs = Path(cfg.runs)
+    out = Path(cfg.out or runs / "eval")
+    run = common.start_run(cfg, out)
+    device = run.device
+    rng = np.random.default_rng(cfg.seed)
+    splits = common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
+    records: list[dict[str, Any]] = []
+
+    def emit(record: dict[str, Any]) -> None:
+        records.append(record)
+        with open(out / EVAL_LOG, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    (out / EVAL_LOG).unlink(missing_ok=True)
+
+    # Classifier on held-out patients.
+    ckpt = common.load_checkpoint(runs / cfg.classifier / "model.pt", device)
+    clf, scale, tta = rebuild(ckpt).to(device), ckpt["input_scale"], bool(ckpt["tta"])
+    tensors = {
+        k: common.to_device_nchw(getattr(splits, k).images, device)
+        for k in ("train", "val", "test")
+    }
+    outputs = {k: predict(clf, v, scale, tta=tta) for k, v in tensors.items()}
+    report = metrics.classification_report(outputs["test"][0], splits.test.labels)
+    emit(
+        {
+            "metric": "classifier",
+            "name": cfg.classifier,
+            "tta": tta,
+            **report,
+            "n_test": len(splits.test),
+            "test_patients": sorted(set(splits.test.keys.tolist())),
+            "n_train": len(splits.train),
+            "n_val": len(splits.val),
+            "corrupt_files": list(splits.corrupt),
+        }
+    )
+
+    # Reference for memorisation, privacy filtering and OOD warnings.
+    heldout = np.concatenate([outputs["val"][1], outputs["test"][1]])
+    reference = fit_reference(outputs["train"][1], heldout, cfg, rng)
+    np.savez(out / REFERENCE, **reference)
+    train_codes = reference["train_codes"].astype(np.float32)
+    real_dist = reference["heldout_train_distances"]
+
+    # Real-to-real floor of the Fréchet distance, per class: validation vs test patients.
+    floor = {}
+    for label_idx, label in enumerate(CLASSES):
+        val_f = outputs["val"][1][splits.val.labels == label_idx]
+        test_f = outputs["test"][1][splits.test.labels == label_idx]
+        floor[label] = metrics.frechet_distance(val_f, test_f)
+    emit({"metric": "fd_real_floor", **floor})
+
+    for name in cfg.generators:
+        gen = load_generator_runs(runs, name, device)
+        recovery, fd, hist, memo = {}, {}, {}, {}
+        for label_idx, label in enumerate(CLASSES):
+            # Recovery, confidence and Fréchet distance.
+            z = latent.sample_z(RECOVERY_SEED + label_idx, cfg.n_cells, gen.z_dim)
+            images = gen.generate(label, z, device)
+            proba, feats = predict(clf, images, scale, tta=tta)
+            recovery[label] = metrics.recovery(proba, label_idx)
+            hist[label] = _histogram(proba[:, label_idx])
+            test_f = outputs["test"][1][splits.test.labels == label_idx]
+            fd[label] = metrics.frechet_distance(feats, test_f)
+            # Memorisation: distance to the nearest training cell in the reference space.
+            codes = (feats - reference["proj_mean"]) @ reference["proj"]
+            gen_dist = metrics.nearest_distances(codes.astype(np.float32), train_codes)
+            memo[label] = metrics.memorization_share(
+                gen_dist, real_dist, percentile=cfg.privacy_percentile
+            )
+        emit({"metric": "recovery", "model": name, **recovery})
+        emit({"metric": "confidence_histogram", "model": name, **hist})
+        emit({"metric": "fd", "model": name, **fd})
+        emit({"metric": "memorization", "model": name, **memo})
+        tstr = tstr_accuracy(gen, cfg, run, tensors["test"], splits.test.labels)
+        emit({"metric": "tstr", "model": name, **tstr})
+
+    run.log({"event": "done", "records": len(records)})
+    common.end_run(run)
+    return records
+
+
+def main(argv: list[str] | None = None) -> None:
+    common.configure_logging()
+    cfg = common.parse_config(EvalConfig, argv)
+    for record in evaluate(cfg):
+        if record["metric"] in ("classifier", "recovery", "fd", "tstr"):
+            print(json.dumps({k: v for k, v in record.items() if k != "test_patients"})[:300])
+
+
+if __name__ == "__main__":
+    main()

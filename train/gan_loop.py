@@ -1,0 +1,232 @@
+"""The iteration loop shared by the GAN scripts: resume, graph replay, logs, snapshots, probes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from malgan import metrics
+from malgan.data import CLASSES
+from malgan.imaging import make_grid
+from malgan.nets import CondGenerator, DCGANGenerator
+from train import common
+from train.classifier import predict, rebuild
+
+CHECKPOINT = "checkpoint.pt"
+FINAL = "model.pt"
+SNAPSHOT_CELLS = 25
+SNAPSHOT_DIR = "snapshots"
+
+
+@dataclass
+class GANParts:
+    """What a GAN script hands to ``run_loop``.
+
+    Attributes:
+        step: One training iteration; keeps its tensors static (see ``common.graphed``).
+        modules: Networks to checkpoint, by name (the generator to sample from is ``sampler``).
+        optimizers: Optimisers to checkpoint, by name.
+        losses: Static tensor accumulating the loss values of each step.
+        loss_names: Names of the entries of ``losses``.
+        sample: ``sample(z, label_index) -> images [-1, 1]`` with the generator to judge.
+        net_spec: Constructor arguments of the generator, stored with it.
+        classes: Classes this generator makes (for snapshots and probes).
+        generators: Torch generators used inside ``step`` (registered with the CUDA graph).
+    """
+
+    step: Callable[[], None]
+    modules: dict[str, torch.nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    losses: torch.Tensor
+    loss_names: tuple[str, ...]
+    sample: Callable[[torch.Tensor, int], torch.Tensor]
+    net_spec: dict[str, Any]
+    classes: tuple[str, ...]
+    sampler: str = "G"
+    generators: list[torch.Generator] = field(default_factory=list)
+
+
+def snapshot_iterations(iterations: int, every: int) -> set[int]:
+    """The report's milestones (1, 5,000, 10,000, 15,000) that fit, every ``every``, and the end."""
+    marks = {m for m in common.REPORT_MILESTONES if m <= iterations}
+    marks |= set(range(every, iterations + 1, every)) if every > 0 else set()
+    return marks | {iterations}
+
+
+def _load_probe_classifier(path: str, device: torch.device):
+    if not path or not Path(path).exists():
+        return None
+    ckpt = common.load_checkpoint(path, device)
+    return rebuild(ckpt).to(device), ckpt["input_scale"]
+
+
+def run_loop(run: common.Run, cfg: Any, parts: GANParts) -> dict[str, Any]:
+    """Train ``cfg.iterations`` iterations of ``parts.step``, resuming from a checkpoint.
+
+    The config must have: iterations, log_every, snapshot_every, checkpoint_every, probe_every,
+    probe_cells, classifier, cuda_graph, seed, z_dim.
+
+    Returns:
+        A summary with the loss and probe histories and the throughput.
+    """
+    device = run.device
+    state: dict[str, Any] = {"iteration": 0, "losses": [], "probes": [], "train_seconds": 0.0}
+    ckpt_path = run.out / CHECKPOINT
+
+    # Resume.
+    if ckpt_path.exists():
+        ckpt = common.load_checkpoint(ckpt_path, device)
+        for name, module in parts.modules.items():
+            module.load_state_dict(ckpt["modules"][name])
+        for name, opt in parts.optimizers.items():
+            opt.load_state_dict(ckpt["optimizers"][name])
+        for gen, rng_state in zip(parts.generators, ckpt["rng"], strict=True):
+            gen.set_state(rng_state.to("cpu"))
+        state = ckpt["state"]
+        common.log.info("Resumed %s at iteration %d", run.out, state["iteration"])
+
+    # Fixed latents for snapshots and probes, the same for every run with this seed.
+    fixed = torch.Generator().manual_seed(cfg.seed)
+    snap_z = torch.randn(SNAPSHOT_CELLS, cfg.z_dim, generator=fixed).to(device)
+    probe_z = torch.randn(cfg.probe_cells, cfg.z_dim, generator=fixed).to(device)
+    probe = _load_probe_classifier(cfg.classifier, device)
+    marks = snapshot_iterations(cfg.iterations, cfg.snapshot_every)
+    (run.out / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
+    sampler = parts.modules[parts.sampler]
+
+    def flush_losses(iteration: int, steps: int) -> None:
+        values = (parts.losses / max(steps, 1)).tolist()
+        parts.losses.zero_()
+        record = dict(zip(parts.loss_names, values, strict=True))
+        common.check_finite(record, iteration)
+        state["losses"].append({"iteration": iteration, **record})
+        run.log({"iteration": iteration, **record})
+
+    @torch.no_grad()
+    def snapshot(iteration: int) -> None:
+        was = sampler.training
+        sampler.eval()
+        for label, name in enumerate(parts.classes):
+            images = common.to_uint8_nhwc(parts.sample(snap_z, label))
+            grid = make_grid(images, ncol=5)
+            Image.fromarray(grid).save(run.out / SNAPSHOT_DIR / f"{name}_iter_{iteration:06d}.png")
+        sampler.train(was)
+
+    @torch.no_grad()
+    def measure_recovery(iteration: int) -> None:
+        if probe is None:
+            return
+        net, input_scale = probe
+        was = sampler.training
+        sampler.eval()
+        record: dict[str, Any] = {"iteration": iteration}
+        for label, name in enumerate(parts.classes):
+            images = ((parts.sample(probe_z, label).float().clamp(-1, 1) + 1) * 127.5).round()
+            proba, _ = predict(net, images.to(torch.uint8), input_scale)
+            record[name] = metrics.recovery(proba, CLASSES.index(name))["rate"]
+        sampler.train(was)
+        state["probes"].append(record)
+        run.log({"probe": record})
+
+    def save(iteration: int) -> None:
+        if not run.main:
+            return
+        common.save_checkpoint(
+            {
+                "config": asdict(cfg),
+                "modules": {k: common.to_cpu_state(m) for k, m in parts.modules.items()},
+                "optimizers": {k: o.state_dict() for k, o in parts.optimizers.items()},
+                "rng": [g.get_state() for g in parts.generators],
+                "state": state,
+            },
+            ckpt_path,
+        )
+
+    start = state["iteration"]
+    # Capture (its warm-up steps are real iterations).
+    step = parts.step
+    warm = 0
+    if cfg.cuda_graph and device.type == "cuda" and start < cfg.iterations:
+        step, warm = common.graphed(parts.step, device, True, generators=parts.generators)
+    iteration = start + warm
+    steps_since_flush = warm
+    bar = tqdm(total=cfg.iterations, initial=iteration, desc=run.out.name, disable=not run.main)
+    t0 = time.perf_counter()
+    while iteration < cfg.iterations:
+        step()
+        iteration += 1
+        steps_since_flush += 1
+        bar.update(1)
+        due_log = iteration % cfg.log_every == 0 or iteration == cfg.iterations
+        due_ckpt = iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations
+        if due_log or due_ckpt or iteration in marks:
+            flush_losses(iteration, steps_since_flush)
+            steps_since_flush = 0
+        if iteration in marks:
+            snapshot(iteration)
+        if cfg.probe_every and (iteration % cfg.probe_every == 0 or iteration == cfg.iterations):
+            measure_recovery(iteration)
+        if due_ckpt:
+            state["iteration"] = iteration
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            state["train_seconds"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            save(iteration)
+            run.barrier()
+    bar.close()
+    state["iteration"] = iteration
+
+    # Final generator, self-describing.
+    if run.main:
+        common.save_checkpoint(
+            {
+                "config": asdict(cfg),
+                "net": parts.net_spec,
+                "state_dict": common.to_cpu_state(sampler),
+                "classes": list(parts.classes),
+                "state": state,
+            },
+            run.out / FINAL,
+        )
+    timed = iteration - start - warm
+    its = timed / max(state["train_seconds"], 1e-9) if timed > 0 else 0.0
+    summary = {
+        "iterations": iteration,
+        "train_seconds": state["train_seconds"],
+        "iterations_per_second": its,
+        "losses": state["losses"],
+        "probes": state["probes"],
+    }
+    run.log({"event": "done", "iterations": iteration, "iterations_per_second": its})
+    return summary
+
+
+GENERATOR_ARCHS = {"dcgan": DCGANGenerator, "cgan": CondGenerator}
+
+
+def rebuild_generator(ckpt: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild a generator from a self-describing final checkpoint (eval mode)."""
+    spec = ckpt["net"]
+    net = GENERATOR_ARCHS[spec["arch"]](**spec["kwargs"])
+    net.load_state_dict(ckpt["state_dict"])
+    return net.eval()
+
+
+def final_snapshots(out: Path) -> list[Path]:
+    """Snapshot grids of a run, sorted by class and iteration."""
+    return sorted((out / SNAPSHOT_DIR).glob("*_iter_*.png"))
+
+
+def probe_array(probes: list[dict[str, Any]], label: str) -> np.ndarray:
+    """[K, 2] (iteration, recovery) of one class from the probe history."""
+    rows = [(p["iteration"], p[label]) for p in probes if label in p]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 2)

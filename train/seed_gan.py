@@ -1,0 +1,170 @@
+"""Train the report's DCGAN for one class, the way its Keras code did (the baseline).
+
+Each iteration: D on a real batch, D on a fake batch (two optimiser steps, as two Keras
+``train_on_batch`` calls), then G through a frozen D. Adam(2e-4, 0.5), batch 32, 15,000
+iterations. The fakes for D come from ``generator.predict``, so G runs in inference mode there;
+in the combined model the frozen D's BatchNorm also runs in inference mode (Keras semantics),
+while its Dropout stays active.
+
+Usage: python -m train.seed_gan --data DIR --class-name Parasitized --out runs/dcgan_parasitized
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from malgan.data import CLASSES
+from malgan.nets import DCGANDiscriminator, DCGANGenerator
+from train import common
+from train.gan_loop import GANParts, run_loop
+
+
+@dataclass(frozen=True)
+class SeedGANConfig:
+    """Options of the report's per-class DCGAN."""
+
+    data: str = field(default="", metadata={"help": "Folder in the NIH layout."})
+    out: str = "runs/dcgan"
+    class_name: str = field(default="Parasitized", metadata={"choices": CLASSES})
+    iterations: int = 15000
+    batch: int = 32
+    lr: float = 2e-4
+    beta1: float = 0.5
+    z_dim: int = 100
+    seed: int = 0
+    log_every: int = 100
+    snapshot_every: int = 2500
+    checkpoint_every: int = 2500
+    probe_every: int = 1000
+    probe_cells: int = 256
+    classifier: str = field(
+        default="", metadata={"help": "Classifier model.pt for recovery probes."}
+    )
+    cuda_graph: bool = True
+    bf16: bool = False
+    cache_dir: str = ""
+    smoke: bool = False
+
+
+def smoke_config(cfg: SeedGANConfig) -> SeedGANConfig:
+    """A config that runs the whole path in seconds on a CPU."""
+    return common.replace(
+        cfg,
+        iterations=12,
+        batch=8,
+        log_every=2,
+        snapshot_every=6,
+        checkpoint_every=4,
+        probe_every=6,
+        probe_cells=8,
+    )
+
+
+@contextmanager
+def keras_frozen(net: torch.nn.Module):
+    """Freeze D as Keras' ``trainable = False`` does: no gradients, BatchNorm in inference mode."""
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for bn in bns:
+        bn.eval()
+    try:
+        yield
+    finally:
+        for p in net.parameters():
+            p.requires_grad_(True)
+        for bn in bns:
+            bn.train()
+
+
+def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
+    """Networks, optimisers and the Keras-style step."""
+    device = run.device
+    G = DCGANGenerator(z_dim=cfg.z_dim).to(device)
+    D = DCGANDiscriminator().to(device)
+    common.broadcast_module(G, run.world)
+    common.broadcast_module(D, run.world)
+    opt_g = common.adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), device=device)
+    opt_d = common.adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), device=device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + run.rank)
+    ones = torch.ones(cfg.batch, device=device)
+    zeros = torch.zeros(cfg.batch, device=device)
+    losses = torch.zeros(3, device=device)
+    n = len(real)
+
+    def d_update(images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with common.autocast(device, cfg.bf16):
+            loss = F.binary_cross_entropy_with_logits(D(images).float(), target)
+        opt_d.zero_grad(set_to_none=False)
+        loss.backward()
+        common.sync_gradients(list(D.parameters()), run.world)
+        opt_d.step()
+        return loss.detach()
+
+    def step() -> None:
+        idx = torch.randint(0, n, (cfg.batch,), device=device, generator=gen)
+        z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
+        # Fakes from generator.predict: G in inference mode, no gradient.
+        G.eval()
+        with torch.no_grad(), common.autocast(device, cfg.bf16):
+            fake = G(z).float()
+        G.train()
+        # Update D on real, then on fake.
+        loss_real = d_update(common.to_unit_range(real[idx]), ones)
+        loss_fake = d_update(fake, zeros)
+        # Update G through the frozen D.
+        with keras_frozen(D), common.autocast(device, cfg.bf16):
+            loss_g = F.binary_cross_entropy_with_logits(D(G(z)).float(), ones)
+        opt_g.zero_grad(set_to_none=False)
+        loss_g.backward()
+        common.sync_gradients(list(G.parameters()), run.world)
+        opt_g.step()
+        losses.add_(torch.stack([loss_real, loss_fake, loss_g.detach()]))
+
+    def sample(z: torch.Tensor, label: int) -> torch.Tensor:
+        return G(z)
+
+    return GANParts(
+        step=step,
+        modules={"G": G, "D": D},
+        optimizers={"G": opt_g, "D": opt_d},
+        losses=losses,
+        loss_names=("d_real", "d_fake", "g"),
+        sample=sample,
+        net_spec={"arch": "dcgan", "kwargs": {"z_dim": cfg.z_dim}},
+        classes=(cfg.class_name,),
+        generators=[gen],
+    )
+
+
+def train(cfg: SeedGANConfig) -> dict[str, Any]:
+    """Train the report's DCGAN on the train-split cells of one class."""
+    if cfg.smoke:
+        cfg = smoke_config(cfg)
+    run = common.start_run(cfg, cfg.out)
+    splits = common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
+    cells = splits.train.subset(splits.train.labels == CLASSES.index(cfg.class_name))
+    real = common.to_device_nchw(cells.images, run.device)
+    parts = build(cfg, run, real)
+    summary = run_loop(run, cfg, parts)
+    common.end_run(run)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    common.configure_logging()
+    cfg = common.parse_config(SeedGANConfig, argv)
+    summary = train(cfg)
+    print(
+        f"{cfg.class_name}: {summary['iterations']} iterations "
+        f"at {summary['iterations_per_second']:.1f} it/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

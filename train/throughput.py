@@ -1,0 +1,113 @@
+"""Iterations per second of the report's DCGAN step: a naive loop against the project's loop.
+
+The naive loop is a direct PyTorch port of the Keras code: a DataLoader over host memory,
+fp32, separate real and fake passes through D, and ``.item()`` on every loss each step. The
+project's loop is ``train.seed_gan``'s step with the data resident on the device and, on CUDA,
+the whole D+G step replayed from one CUDA graph.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from malgan.nets import DCGANDiscriminator, DCGANGenerator
+from train import common
+from train.seed_gan import SeedGANConfig, build
+
+WARMUP = 10
+
+
+def naive_loop(images: np.ndarray, iterations: int, batch: int, device: torch.device) -> float:
+    """Iterations per second of the naive port; ``images`` is uint8 NHWC."""
+    data = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    loader = DataLoader(TensorDataset(data), batch_size=batch, shuffle=True, drop_last=True)
+    G, D = DCGANGenerator().to(device), DCGANDiscriminator().to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
+    done, t0 = 0, 0.0
+    while done < iterations + WARMUP:
+        for (real,) in loader:
+            if done == WARMUP:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+            real = real.to(device)
+            z = torch.randn(batch, G.z_dim, device=device)
+            fake = G(z).detach()
+            opt_d.zero_grad()
+            loss_real = F.binary_cross_entropy_with_logits(D(real), ones)
+            loss_real.backward()
+            opt_d.step()
+            opt_d.zero_grad()
+            loss_fake = F.binary_cross_entropy_with_logits(D(fake), zeros)
+            loss_fake.backward()
+            opt_d.step()
+            opt_g.zero_grad()
+            loss_g = F.binary_cross_entropy_with_logits(D(G(z)), ones)
+            loss_g.backward()
+            opt_g.step()
+            _ = (loss_real.item(), loss_fake.item(), loss_g.item())
+            done += 1
+            if done >= iterations + WARMUP:
+                break
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return iterations / (time.perf_counter() - t0)
+
+
+def project_loop(
+    images: np.ndarray, iterations: int, batch: int, device: torch.device, *, bf16: bool
+) -> float:
+    """Iterations per second of the project's seed-GAN step (graphed on CUDA)."""
+    cfg = SeedGANConfig(batch=batch, bf16=bf16)
+    run = common.Run(out=common.Path("."), device=device)
+    parts = build(cfg, run, common.to_device_nchw(images, device))
+    step, warm = common.graphed(parts.step, device, True, generators=parts.generators)
+    for _ in range(max(0, WARMUP - warm)):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return iterations / (time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    """Both loops' speed, measured in one run on one device."""
+
+    device: str
+    batch: int
+    iterations: int
+    naive_its: float
+    project_its: float
+    project_bf16_its: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.__dict__,
+            "speedup": self.project_its / self.naive_its,
+            "speedup_bf16": self.project_bf16_its / self.naive_its,
+        }
+
+
+def measure(
+    images: np.ndarray, *, iterations: int, batch: int = 32, device: torch.device | None = None
+) -> ThroughputResult:
+    """Run the naive loop and the project's loop (fp32 and bf16) side by side."""
+    device = device or common.pick_device()
+    naive = naive_loop(images, iterations, batch, device)
+    project = project_loop(images, iterations, batch, device, bf16=False)
+    project_bf16 = project_loop(images, iterations, batch, device, bf16=True)
+    return ThroughputResult(str(device), batch, iterations, naive, project, project_bf16)
