@@ -300,8 +300,10 @@ def export_all(cfg: ExportConfig) -> dict[str, Any]:
             "stage_seconds": stages.get("stage_seconds", {}),
             "throughput": stages.get("throughput", {}),
             "smoke": cfg.smoke,
+            "placeholder": stages.get("placeholder", ""),
         }
     )
+    index["placeholder"] = stages.get("placeholder", "")
     (out / "metrics.json").write_text(json.dumps(finite_json(result), indent=2) + "\n")
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return result

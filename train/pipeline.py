@@ -51,6 +51,9 @@ class PipelineConfig:
         default=30, metadata={"help": "Epochs of the report's CNN (report: 30)."}
     )
     throughput_iterations: int = field(default=300, metadata={"help": "0 skips the comparison."})
+    eval_cells: int = field(default=1000, metadata={"help": "Generated cells per class judged."})
+    tstr_per_class: int = 5000
+    tstr_epochs: int = 10
     stages: tuple[str, ...] = field(default=STAGES, metadata={"choices": STAGES})
     smoke: bool = False
 
@@ -133,11 +136,43 @@ def stage_runners(cfg: PipelineConfig) -> dict[str, Callable[[], Any]]:
             )
         ),
         "throughput": measure_throughput,
-        "evaluate": lambda: evaluate.evaluate(evaluate.EvalConfig(runs=str(runs), **shared)),
+        "evaluate": lambda: evaluate.evaluate(
+            evaluate.EvalConfig(
+                runs=str(runs),
+                n_cells=cfg.eval_cells,
+                tstr_per_class=cfg.tstr_per_class,
+                tstr_epochs=cfg.tstr_epochs,
+                **shared,
+            )
+        ),
         "export": lambda: export.export_all(
             export.ExportConfig(runs=str(runs), out=cfg.out, seed=cfg.seed, smoke=cfg.smoke)
         ),
     }
+
+
+def placeholder_reason(cfg: PipelineConfig) -> str:
+    """Why models from this config are not release models ("" when they are)."""
+    if cfg.smoke:
+        return ""  # the index's smoke flag says it
+    defaults = PipelineConfig()
+    reduced = [
+        f"{getattr(cfg, name):,} {what} instead of {getattr(defaults, name):,}"
+        for name, what in (
+            ("seed_iterations", "DCGAN iterations"),
+            ("cgan_iterations", "conditional-GAN iterations"),
+            ("classifier_epochs", "classifier epochs"),
+            ("cnn_epochs", "simple-CNN epochs"),
+        )
+        if getattr(cfg, name) < getattr(defaults, name)
+    ]
+    if not reduced:
+        return ""
+    return (
+        "These models are **previews trained at reduced size** ("
+        + "; ".join(reduced)
+        + "). Their figures are real measurements of these previews, not of the release models."
+    )
 
 
 def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
@@ -146,10 +181,11 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
     runs.mkdir(parents=True, exist_ok=True)
     stages_path = runs / export.STAGES_FILE
     record: dict[str, Any] = {"command": command, "stage_seconds": {}, "throughput": {}}
+    record["placeholder"] = placeholder_reason(cfg)
     if stages_path.exists():
         previous = json.loads(stages_path.read_text())
         if previous.get("command") == command:
-            record = previous
+            record = {**previous, "placeholder": record["placeholder"]}
     runners = stage_runners(cfg)
     started = time.perf_counter()
     for name in STAGES:

@@ -1,0 +1,18 @@
+"""malgan dashboard: synthetic malaria blood cells, served from the ONNX models in exported/."""
+
+import streamlit as st
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon="🔬", default=True),
+    st.Page("pages/sample.py", title="Sample", icon="🧫"),
+    st.Page("pages/latent_explorer.py", title="Latent explorer", icon="🎚️"),
+    st.Page("pages/interpolate.py", title="Interpolate", icon="🔀"),
+    st.Page("pages/classify.py", title="Classify", icon="🩸"),
+    st.Page("pages/edit_cell.py", title="Edit a real cell", icon="🪄"),
+    st.Page("pages/recovery.py", title="Recovery rates", icon="📊"),
+    st.Page("pages/training.py", title="Training", icon="📈"),
+    st.Page("pages/synthetic_dataset.py", title="Synthetic dataset", icon="📦"),
+]
+
+st.set_page_config(page_title="malgan", page_icon="🔬", layout="wide")
+st.navigation(PAGES).run()
