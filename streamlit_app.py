@@ -10,6 +10,7 @@ PAGES = [
     st.Page("pages/classify.py", title="Classify", icon="🩸"),
     st.Page("pages/edit_cell.py", title="Edit a real cell", icon="🪄"),
     st.Page("pages/recovery.py", title="Recovery rates", icon="📊"),
+    st.Page("pages/classifiers.py", title="Classifiers", icon="🧪"),
     st.Page("pages/training.py", title="Training", icon="📈"),
     st.Page("pages/synthetic_dataset.py", title="Synthetic dataset", icon="📦"),
 ]

@@ -95,7 +95,8 @@ def predict(
     """Class probabilities [N, 2] and features [N, F] of uint8 NCHW cells (eval mode).
 
     With ``tta`` the probabilities are averaged over the 8 dihedral views of each cell
-    (features come from the plain view).
+    (features come from the plain view). A diverged network's NaN outputs become uniform
+    probabilities: it has no preference, and ties go to class 0 as in Keras' argmax.
     """
     was_training = net.training
     net.eval()
@@ -108,8 +109,8 @@ def predict(
             for k in range(1, 8):
                 proba += net(dihedral(x, k))[0].float().softmax(1)
             proba /= 8
-        probas.append(proba.cpu())
-        feats.append(feat.float().cpu())
+        probas.append(torch.nan_to_num(proba, nan=1.0 / proba.shape[1]).cpu())
+        feats.append(torch.nan_to_num(feat.float()).cpu())
     net.train(was_training)
     if not probas:
         return np.zeros((0, 2), np.float32), np.zeros((0, int(net.feature_dim)), np.float32)
