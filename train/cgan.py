@@ -172,7 +172,6 @@ def train(cfg: CGANConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    common.configure_logging()
     cfg = common.parse_config(CGANConfig, argv)
     summary = train(cfg)
     print(
@@ -181,4 +180,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_cli(main)

@@ -318,7 +318,6 @@ def train(cfg: ClassifierConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    common.configure_logging()
     cfg = common.parse_config(ClassifierConfig, argv)
     summary = train(cfg)
     chosen = summary["results"]["tta" if summary["tta"] else "plain"]["test"]
@@ -330,4 +329,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_cli(main)

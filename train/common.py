@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from malgan.data import CLASSES, CellSet, load_dataset
+from malgan.data import CLASSES, CellSet, DataError, load_dataset
+from malgan.runtime import ModelError
 
 log = logging.getLogger("malgan.train")
 T = TypeVar("T")
@@ -367,6 +368,27 @@ def configure_logging() -> None:
     # The ONNX exporter's optimisation passes log every rewrite at INFO.
     for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# Errors a person can act on: their message is the whole story, so no traceback is shown.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    DataError,
+    ModelError,
+    NonFiniteLossError,
+    FileNotFoundError,
+    ValueError,
+)
+EXIT_USAGE = 2
+
+
+def run_cli(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
+    """Run a script's ``main``; print an expected error as one clear line and exit with 2."""
+    configure_logging()
+    try:
+        main(argv)
+    except EXPECTED_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def replace(cfg: T, **changes: Any) -> T:

@@ -265,7 +265,6 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    common.configure_logging()
     cfg = common.parse_config(EvalConfig, argv)
     for record in evaluate(cfg):
         if record["metric"] in ("classifier", "recovery", "fd", "tstr"):
@@ -273,4 +272,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_cli(main)

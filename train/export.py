@@ -363,11 +363,10 @@ def assemble_metrics(
 
 
 def main(argv: list[str] | None = None) -> None:
-    common.configure_logging()
     cfg = common.parse_config(ExportConfig, argv)
     result = export_all(cfg)
     print(f"Exported to {cfg.out}: classifier accuracy {result['classifier']['test_accuracy']:.4f}")
 
 
 if __name__ == "__main__":
-    main()
+    common.run_cli(main)

@@ -214,7 +214,6 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    common.configure_logging()
     cfg = common.parse_config(PipelineConfig, argv)
     command = shlex.join(
         ["python", "-m", "train.pipeline", *(sys.argv[1:] if argv is None else argv)]
@@ -224,4 +223,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_cli(main)

@@ -157,7 +157,6 @@ def train(cfg: SeedGANConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    common.configure_logging()
     cfg = common.parse_config(SeedGANConfig, argv)
     summary = train(cfg)
     print(
@@ -167,4 +166,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_cli(main)
