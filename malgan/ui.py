@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 import numpy as np
 import streamlit as st
 
-from malgan import latent, runtime
+from malgan import explore, imaging, latent, report, runtime
+from malgan.charts import CLASS_COLOURS
 from malgan.data import CLASSES
 
 T = TypeVar("T")
@@ -205,3 +206,227 @@ def sync_url(*keys: str) -> None:
 def class_label(index: int) -> str:
     """Class name of a label index."""
     return CLASSES[index]
+
+
+# Shared look of the generation pages.
+CLASS_ICONS = {"Parasitized": "🟣", "Uninfected": "🔵"}
+MAX_SEED = 2**31 - 1
+MISSING = "—"
+# Cells are shown at this integer multiple of their 64 px (nearest neighbour).
+VIEW_SCALE = 2
+# Cells per row of a grid.
+GRID_COLUMNS = 8
+
+
+def upscale(image: np.ndarray, scale: int = VIEW_SCALE) -> np.ndarray:
+    """A uint8 [H, W, 3] cell enlarged by an integer factor with nearest neighbour."""
+    return np.asarray(image, np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def coloured(text: str, label: str) -> str:
+    """HTML of ``text`` in the colour of a class, for ``st.markdown(unsafe_allow_html=True)``."""
+    colour = CLASS_COLOURS.get(label, "inherit")
+    return f'<span style="color:{colour};font-weight:600">{text}</span>'
+
+
+def new_seed() -> int:
+    """A fresh random seed in [0, MAX_SEED]."""
+    return int(np.random.default_rng().integers(0, MAX_SEED, endpoint=True))
+
+
+def randomise_seed(key: str) -> None:
+    """Widget callback: put a fresh seed in ``st.session_state[key]``."""
+    st.session_state[key] = new_seed()
+
+
+def verdict(proba_row: np.ndarray, label: str) -> tuple[bool, float]:
+    """Whether the classifier agrees that a cell is of ``label``, and its P(label).
+
+    Args:
+        proba_row: float [2] class probabilities, in ``CLASSES`` order.
+        label: The intended class.
+
+    Returns:
+        ``(agrees, probability of label)``.
+    """
+    proba_row = np.asarray(proba_row, np.float64)
+    index = CLASSES.index(label)
+    return int(np.argmax(proba_row)) == index, float(proba_row[index])
+
+
+def verdict_caption(proba_row: np.ndarray, label: str) -> str:
+    """A short verdict, e.g. ``"✓ Parasitized 0.97"`` or ``"✗ Parasitized 0.12"``."""
+    agrees, probability = verdict(proba_row, label)
+    return f"{'✓' if agrees else '✗'} {label} {probability:.2f}"
+
+
+def recognised_count(proba: np.ndarray, label: str) -> int:
+    """How many cells the classifier assigns to ``label`` (argmax of float [N, 2])."""
+    proba = np.asarray(proba)
+    if len(proba) == 0:
+        return 0
+    return int((np.argmax(proba, axis=1) == CLASSES.index(label)).sum())
+
+
+def cell_file_names(model: str, label: str, seed: int, n: int) -> list[str]:
+    """File names of the cells of a grid, e.g. ``cgan_Parasitized_seed7_03.png``."""
+    width = max(2, len(str(max(n - 1, 0))))
+    return [f"{model}_{label}_seed{seed}_{i:0{width}d}.png" for i in range(n)]
+
+
+def _percent(value: Any, digits: int = 1) -> str:
+    return f"{float(value):.{digits}%}" if isinstance(value, int | float) else MISSING
+
+
+def _recovery_text(entry: Any) -> str:
+    if not isinstance(entry, dict) or not isinstance(entry.get("rate"), int | float):
+        return MISSING
+    text = _percent(entry["rate"])
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    if isinstance(low, int | float) and isinstance(high, int | float):
+        text += f" ({low:.1%}–{high:.1%})"
+    return text
+
+
+def _fd_ratio_text(model: dict[str, Any], floor: dict[str, Any], label: str) -> str:
+    ratio = (model.get("fd_ratio") or {}).get(label)
+    if not isinstance(ratio, int | float):
+        fd = (model.get("fd") or {}).get(label)
+        base = (model.get("fd_real_floor") or floor).get(label)
+        if not (isinstance(fd, int | float) and isinstance(base, int | float) and base > 0):
+            return MISSING
+        ratio = fd / base
+    return f"{ratio:.1f}× floor"
+
+
+def _memorisation_text(model: dict[str, Any]) -> str:
+    entries = [e for e in (model.get("memorization") or {}).values() if isinstance(e, dict)]
+    entries = [e for e in entries if isinstance(e.get("share"), int | float) and e.get("n")]
+    total = sum(int(e["n"]) for e in entries)
+    if not total:
+        return MISSING
+    return _percent(sum(float(e["share"]) * int(e["n"]) for e in entries) / total)
+
+
+def _tstr_text(model: dict[str, Any]) -> str:
+    value = model.get("tstr_accuracy")
+    if not isinstance(value, int | float):
+        value = (model.get("tstr") or {}).get("accuracy")
+    return _percent(value)
+
+
+HEADLINE_COLUMNS = ("Figure", "The report", "Seed reproduction", "malgan cGAN")
+HEADLINE_MODELS = {"Seed reproduction": "dcgan", "malgan cGAN": "cgan"}
+
+
+def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
+    """The overview's comparison: the report's figures next to both of malgan's generators.
+
+    Args:
+        metrics_data: ``metrics.json`` (None or partial data gives "—" where values are missing).
+
+    Returns:
+        One dict per row, keyed by ``HEADLINE_COLUMNS``.
+    """
+    metrics_data = metrics_data or {}
+    models = metrics_data.get("models") or {}
+    floor = metrics_data.get("fd_real_floor") or {}
+    accuracy = _percent((metrics_data.get("classifier") or {}).get("test_accuracy"), 2)
+    rows: list[dict[str, str]] = []
+
+    def add(figure: str, reported: str, ours: Callable[[dict[str, Any]], str]) -> None:
+        row = {"Figure": figure, "The report": reported}
+        for column, name in HEADLINE_MODELS.items():
+            model = models.get(name)
+            row[column] = ours(model) if isinstance(model, dict) else MISSING
+        rows.append(row)
+
+    for label in CLASSES:
+        add(
+            f"Recovery, {label} (95% CI)",
+            _percent(report.REPORT_RECOVERY.get(label)),
+            lambda m, label=label: _recovery_text((m.get("recovery") or {}).get(label)),
+        )
+    add(
+        "Classifier accuracy, held-out patients",
+        _percent(report.REPORT_RESNET_ACCURACY, 2),
+        lambda m: accuracy,
+    )
+    for label in CLASSES:
+        add(
+            f"Fréchet distance, {label} (× real-vs-real floor)",
+            MISSING,
+            lambda m, label=label: _fd_ratio_text(m, floor, label),
+        )
+    add("Train on synthetic, test on real: accuracy", MISSING, _tstr_text)
+    add("Memorisation share (near-copies of training cells)", MISSING, _memorisation_text)
+    return rows
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def sample_files(
+    exported: str, name: str, label: str, seed: int, n: int, truncation: float | None
+) -> tuple[bytes, bytes]:
+    """The downloads of a ``sample_cells`` grid.
+
+    Returns:
+        ``(grid PNG at display scale, ZIP of the cells as 64 px PNGs)``; the cells are named by
+        ``cell_file_names``.
+    """
+    images, _ = sample_cells(exported, name, label, seed, n, truncation)
+    grid = imaging.make_grid(images, ncol=min(n, GRID_COLUMNS), scale=VIEW_SCALE)
+    names = cell_file_names(name, label, seed, n)
+    return imaging.png_bytes(grid), imaging.cells_zip(images, names)
+
+
+# Cached generation for the explorer pages.
+@st.cache_data(show_spinner=False, max_entries=512)
+def explore_cell(
+    exported: str,
+    name: str,
+    label: str,
+    z: np.ndarray,
+    amounts: tuple[float, ...],
+    infection: float,
+) -> tuple[np.ndarray, float]:
+    """One cell edited along its class's directions (see ``explore.edit_latent``).
+
+    Args:
+        exported: The models folder.
+        name: Generator name.
+        label: Class of the cell.
+        z: float32 [z_dim] start latent.
+        amounts: Steps along the principal directions, in sigma units.
+        infection: Step along the infection direction, in sigma units.
+
+    Returns:
+        ``(image uint8 [64, 64, 3], P(parasitized))``.
+    """
+    gen = _generator(exported, name)
+    dirs = explore.directions_for(gen.directions, label)
+    edited = explore.edit_latent(z, dirs, amounts, infection)
+    image = gen.generate(edited[None], label)
+    return image[0], float(_classifier(exported, None).predict_proba(image)[0, 0])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def interpolation_frames(
+    exported: str,
+    name: str,
+    seed_a: int,
+    label_a: str,
+    seed_b: int,
+    label_b: str,
+    steps: int,
+    method: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames of a morph between cell 0 of two seeds, and P(parasitized) of each.
+
+    Returns:
+        ``(t float64 [steps], frames uint8 [steps, 64, 64, 3], p_parasitized float32 [steps])``.
+    """
+    gen = _generator(exported, name)
+    z_a = latent.sample_z(seed_a, 1, gen.z_dim)[0]
+    z_b = latent.sample_z(seed_b, 1, gen.z_dim)[0]
+    t, frames = explore.interpolate_cells(gen, z_a, z_b, label_a, label_b, steps, method)
+    return t, frames, _classifier(exported, None).predict_proba(frames)[:, 0]

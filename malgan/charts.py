@@ -1,0 +1,508 @@
+"""Plotly figures and display tables built from metrics.json, index.json and training histories."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from malgan import report
+from malgan.data import CLASSES
+from malgan.runtime import ModelError
+
+CLASS_COLOURS = {"Parasitized": "#b0306e", "Uninfected": "#2a7fba"}
+REPORT_COLOUR = "#7f7f7f"
+DIVERGED_COLOUR = "#c9c9c9"
+MISSING = "—"
+# Order of the generators in comparisons: the report's model first, then malgan's.
+MODEL_ORDER = ("dcgan", "cgan")
+REPORT_LABEL = "Report (Keras DCGAN, as published)"
+CHART_HEIGHT = 380
+BAR_HEIGHT_PX = 14
+LOSS_DASHES = ("solid", "dash", "dot", "dashdot")
+PARAMETER_UNIT = 1e6
+TABLE_COLUMNS = (
+    "classifier",
+    "source",
+    "accuracy",
+    "AUC",
+    "sensitivity (Parasitized)",
+    "specificity",
+    "parameters",
+    "CPU latency, one cell",
+    "TTA",
+    "recipe",
+    "diverged",
+)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
+    base = {
+        "height": CHART_HEIGHT,
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+    }
+    fig.update_layout(**{**base, **kwargs})
+    return fig
+
+
+# Reading the histories.
+def load_history(exported_dir: str | os.PathLike, relative: str) -> Any:
+    """Read a training-history JSON file named in ``index.json["history"]``.
+
+    Args:
+        exported_dir: The exported-models folder.
+        relative: The file's path relative to that folder.
+
+    Returns:
+        The parsed JSON (a dict for generators, a list of epochs for the classifier).
+
+    Raises:
+        ModelError: The path leaves the folder, or the file is missing or not JSON.
+    """
+    root = Path(exported_dir).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise ModelError(f"The history file {relative!r} lies outside {root}.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"The training history {path} is missing.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"The training history {path} cannot be read ({err}).") from None
+
+
+def snapshot_files(
+    index: Mapping[str, Any], model: str, exported_dir: str | os.PathLike
+) -> dict[str, list[tuple[int, Path]]]:
+    """Sample-grid snapshots of a model by class, ordered by iteration.
+
+    Entries with a bad iteration, an unknown class or a path outside the folder are left out;
+    files that do not exist are kept (the page says they are missing).
+
+    Returns:
+        ``{class: [(iteration, path), ...]}`` for the classes that have snapshots.
+    """
+    root = Path(exported_dir).resolve()
+    out: dict[str, list[tuple[int, Path]]] = {}
+    entries = (index.get("snapshots") or {}).get(model) or []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        label, iteration, file = entry.get("class"), entry.get("iteration"), entry.get("file")
+        if label not in CLASSES or not isinstance(iteration, int) or not isinstance(file, str):
+            continue
+        path = (root / file).resolve()
+        if path.is_relative_to(root):
+            out.setdefault(label, []).append((iteration, path))
+    return {label: sorted(out[label]) for label in CLASSES if label in out}
+
+
+# Recovery.
+def recovery_sources(
+    metrics: Mapping[str, Any] | None,
+    *,
+    extra: Sequence[tuple[str, Mapping[str, Any]]] = (),
+) -> list[tuple[str, dict[str, Any]]]:
+    """The recovery rates to compare: the report's, then each model's in metrics.json, then extra.
+
+    Args:
+        metrics: metrics.json (or None).
+        extra: More ``(label, {class: recovery dict})`` pairs, e.g. a live measurement.
+
+    Returns:
+        ``[(label, {class: {"rate", "ci_low"?, "ci_high"?, "n"?}})]``.
+    """
+    sources: list[tuple[str, dict[str, Any]]] = [
+        (REPORT_LABEL, {c: {"rate": r} for c, r in report.REPORT_RECOVERY.items()})
+    ]
+    models = dict((metrics or {}).get("models") or {})
+    names = [m for m in MODEL_ORDER if m in models] + [m for m in models if m not in MODEL_ORDER]
+    for name in names:
+        entry = models[name] or {}
+        rates = entry.get("recovery")
+        if isinstance(rates, Mapping) and rates:
+            sources.append((str(entry.get("display_name", name)), dict(rates)))
+    sources.extend((label, dict(rates)) for label, rates in extra)
+    return sources
+
+
+def recovery_bars(
+    metrics: Mapping[str, Any] | None,
+    *,
+    extra: Sequence[tuple[str, Mapping[str, Any]]] = (),
+) -> go.Figure:
+    """Grouped bars of recovery per source and class, with 95% Wilson intervals where known.
+
+    The report's figures are always present, so this always returns a figure; a source without
+    a rate for a class leaves a gap.
+    """
+    sources = recovery_sources(metrics, extra=extra)
+    fig = go.Figure()
+    labels = [label for label, _ in sources]
+    for cls in CLASSES:
+        rates, plus, minus, texts, hover = [], [], [], [], []
+        for _label, rates_by_class in sources:
+            entry = rates_by_class.get(cls) or {}
+            rate = entry.get("rate")
+            if not _finite(rate):
+                rates.append(None)
+                plus.append(0.0)
+                minus.append(0.0)
+                texts.append(MISSING)
+                hover.append("not measured")
+                continue
+            low, high = entry.get("ci_low"), entry.get("ci_high")
+            has_ci = _finite(low) and _finite(high)
+            rates.append(100 * rate)
+            plus.append(100 * (high - rate) if has_ci else 0.0)
+            minus.append(100 * (rate - low) if has_ci else 0.0)
+            texts.append(f"{100 * rate:.1f}%")
+            n = entry.get("n")
+            hover.append(
+                f"95% CI {100 * low:.1f}–{100 * high:.1f}%, n = {n}" if has_ci else "as published"
+            )
+        fig.add_bar(
+            name=cls,
+            x=labels,
+            y=rates,
+            marker_color=CLASS_COLOURS[cls],
+            text=texts,
+            textposition="outside",
+            customdata=hover,
+            hovertemplate="%{x}<br>" + cls + ": %{y:.1f}%<br>%{customdata}<extra></extra>",
+            error_y={"type": "data", "array": plus, "arrayminus": minus, "visible": True},
+        )
+    return _layout(
+        fig,
+        barmode="group",
+        yaxis={"title": "cells recovered as intended (%)", "range": [0, 112]},
+        xaxis={"title": None},
+    )
+
+
+def confidence_histograms(metrics: Mapping[str, Any] | None, model: str) -> go.Figure | None:
+    """Overlaid histograms of the classifier's probability for the intended class.
+
+    Returns:
+        The figure, or None when metrics.json has no histogram for ``model``.
+    """
+    entry = ((metrics or {}).get("models") or {}).get(model) or {}
+    return histogram_figure(entry.get("confidence_histogram"))
+
+
+def histogram_figure(histograms: Mapping[str, Any] | None) -> go.Figure | None:
+    """Histograms ``{class: {"counts", "edges"}}`` as overlaid bars (None when there are none)."""
+    fig = go.Figure()
+    for cls in CLASSES:
+        hist = (histograms or {}).get(cls) or {}
+        counts, edges = hist.get("counts"), hist.get("edges")
+        if not isinstance(counts, list) or not isinstance(edges, list) or not counts:
+            continue
+        if len(edges) != len(counts) + 1 or not all(map(_finite, [*counts, *edges])):
+            continue
+        total = sum(counts) or 1
+        centres = [100 * (a + b) / 2 for a, b in itertools.pairwise(edges)]
+        widths = [100 * (b - a) for a, b in itertools.pairwise(edges)]
+        fig.add_bar(
+            name=f"made as {cls}",
+            x=centres,
+            y=[100 * c / total for c in counts],
+            width=widths,
+            marker_color=CLASS_COLOURS[cls],
+            opacity=0.65,
+            customdata=counts,
+            hovertemplate="P(intended) ≈ %{x:.0f}%<br>%{customdata} cells (%{y:.1f}%)"
+            "<extra>" + cls + "</extra>",
+        )
+    if not fig.data:
+        return None
+    fig.add_vline(x=50, line_dash="dot", line_color=REPORT_COLOUR)
+    return _layout(
+        fig,
+        barmode="overlay",
+        xaxis={"title": "classifier probability of the intended class (%)", "range": [0, 100]},
+        yaxis={"title": "share of cells (%)"},
+    )
+
+
+def recovery_curve(history: Mapping[str, Any] | None) -> go.Figure | None:
+    """Recovery of probe cells against training iteration, with the report's rates as lines.
+
+    Args:
+        history: A generator's history JSON: ``{"probes": {run: [{"iteration", class: rate}]}}``.
+
+    Returns:
+        The figure, or None when the history holds no probe.
+    """
+    probes = (history or {}).get("probes") if isinstance(history, Mapping) else None
+    if not isinstance(probes, Mapping):
+        return None
+    fig = go.Figure()
+    for cls in CLASSES:
+        runs = [run for run, rows in probes.items() if _points(rows, cls)[0]]
+        for run in runs:
+            xs, ys = _points(probes[run], cls)
+            fig.add_scatter(
+                x=xs,
+                y=[100 * y for y in ys],
+                mode="lines+markers",
+                name=cls if len(runs) == 1 else f"{cls} ({run})",
+                line={"color": CLASS_COLOURS[cls]},
+            )
+    if not fig.data:
+        return None
+    for cls, rate in report.REPORT_RECOVERY.items():
+        fig.add_hline(
+            y=100 * rate,
+            line_dash="dot",
+            line_color=CLASS_COLOURS[cls],
+            annotation_text=f"report, {cls}: {100 * rate:.1f}%",
+            annotation_position="top left" if rate < 1 else "bottom left",
+        )
+    return _layout(
+        fig,
+        xaxis={"title": "training iteration"},
+        yaxis={"title": "probe cells recovered (%)", "range": [-2, 105]},
+    )
+
+
+def _points(rows: Any, key: str) -> tuple[list[float], list[float]]:
+    """Sorted (iteration, value) pairs of ``key`` in a list of records, finite values only."""
+    if not isinstance(rows, list):
+        return [], []
+    pairs = sorted(
+        (row["iteration"], row[key])
+        for row in rows
+        if isinstance(row, Mapping) and _finite(row.get("iteration")) and _finite(row.get(key))
+    )
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def loss_curves(history: Mapping[str, Any] | None) -> go.Figure | None:
+    """Training losses against iteration: colour per run, dash per loss.
+
+    Args:
+        history: A generator's history JSON: ``{"losses": {run: [{"iteration", name: value}]}}``.
+
+    Returns:
+        The figure, or None when the history holds no loss.
+    """
+    losses = (history or {}).get("losses") if isinstance(history, Mapping) else None
+    if not isinstance(losses, Mapping):
+        return None
+    palette = _run_colours(list(losses))
+    fig = go.Figure()
+    for run, rows in losses.items():
+        names = sorted(
+            {k for row in rows if isinstance(row, Mapping) for k in row if k != "iteration"}
+            if isinstance(rows, list)
+            else set()
+        )
+        for i, name in enumerate(names):
+            xs, ys = _points(rows, name)
+            if xs:
+                fig.add_scatter(
+                    x=xs,
+                    y=ys,
+                    mode="lines",
+                    name=f"{run}: {name}" if len(losses) > 1 else name,
+                    line={"color": palette[run], "dash": LOSS_DASHES[i % len(LOSS_DASHES)]},
+                )
+    if not fig.data:
+        return None
+    return _layout(fig, xaxis={"title": "training iteration"}, yaxis={"title": "loss"})
+
+
+def _run_colours(runs: list[str]) -> dict[str, str]:
+    """A colour per run: the class colour when the run name ends with a class, else a default."""
+    defaults = ("#444444", "#e07b00", "#2ca02c", "#9467bd")
+    colours = {}
+    for i, run in enumerate(runs):
+        match = [c for c in CLASSES if run.lower().endswith(c.lower())]
+        colours[run] = CLASS_COLOURS[match[0]] if match else defaults[i % len(defaults)]
+    return colours
+
+
+def classifier_history(history: Any) -> go.Figure | None:
+    """Training loss and validation accuracy per epoch (two y axes).
+
+    Args:
+        history: ``[{"epoch", "train_loss", "val_accuracy"}, ...]``.
+
+    Returns:
+        The figure, or None when there is no epoch to show.
+    """
+    if not isinstance(history, list):
+        return None
+    rows = [{**row, "iteration": row.get("epoch")} for row in history if isinstance(row, Mapping)]
+    loss_x, loss_y = _points(rows, "train_loss")
+    acc_x, acc_y = _points(rows, "val_accuracy")
+    if not loss_x and not acc_x:
+        return None
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    if loss_x:
+        fig.add_scatter(
+            x=loss_x, y=loss_y, name="training loss", mode="lines+markers",
+            line={"color": "#444444"}, secondary_y=False,
+        )  # fmt: skip
+    if acc_x:
+        fig.add_scatter(
+            x=acc_x, y=[100 * a for a in acc_y], name="validation accuracy (%)",
+            mode="lines+markers", line={"color": "#e07b00"}, secondary_y=True,
+        )  # fmt: skip
+    fig.update_yaxes(title_text="training loss", secondary_y=False)
+    fig.update_yaxes(title_text="validation accuracy (%)", range=[0, 101], secondary_y=True)
+    return _layout(fig, xaxis={"title": "epoch", "dtick": 1 if len(rows) <= 20 else None})
+
+
+# Classifier comparison.
+def _percent(value: Any) -> str:
+    return f"{100 * value:.2f}%" if _finite(value) else MISSING
+
+
+def _number(value: Any, fmt: str, unit: str = "") -> str:
+    if not _finite(value):
+        return MISSING
+    return f"{format(value, fmt)} {unit}" if unit else format(value, fmt)
+
+
+def classifier_table(
+    rows: Sequence[Mapping[str, Any]] | None, *, with_report: bool = True
+) -> list[dict[str, str]]:
+    """metrics.json["classifiers"] as display rows, missing values shown as "—".
+
+    Args:
+        rows: The classifier records.
+        with_report: Append the report's published ResNet and simple-CNN accuracies.
+
+    Returns:
+        One dict per classifier with the keys of ``TABLE_COLUMNS``, all values strings.
+    """
+    table = []
+    for row in rows or []:
+        if not isinstance(row, Mapping):
+            continue
+        diverged = row.get("diverged_at_epoch")
+        tta = row.get("tta")
+        params = row.get("parameters")
+        millions = params / PARAMETER_UNIT if _finite(params) else None
+        table.append(
+            {
+                "classifier": str(row.get("display_name") or row.get("name") or MISSING),
+                "source": "malgan (measured)",
+                "accuracy": _percent(row.get("accuracy")),
+                "AUC": _number(row.get("auc"), ".3f"),
+                "sensitivity (Parasitized)": _percent(row.get("sensitivity")),
+                "specificity": _percent(row.get("specificity")),
+                "parameters": _number(millions, ".2f", "M"),
+                "CPU latency, one cell": _number(row.get("cpu_latency_ms"), ".2f", "ms"),
+                "TTA": ("yes" if tta else "no") if isinstance(tta, bool) else MISSING,
+                "recipe": str(row.get("recipe") or MISSING),
+                "diverged": f"epoch {diverged}" if _finite(diverged) else MISSING,
+            }
+        )
+    if with_report:
+        low, high = report.REPORT_CNN_ACCURACY
+        for name, accuracy in (
+            ("Report's ResNet (3,4,6)", _percent(report.REPORT_RESNET_ACCURACY)),
+            ("Report's simple CNN", f"{100 * low:.0f}–{100 * high:.0f}%"),
+        ):
+            row = dict.fromkeys(TABLE_COLUMNS, MISSING)
+            row.update(classifier=name, source="report (published)", accuracy=accuracy)
+            table.append(row)
+    return table
+
+
+def classifier_bars(rows: Sequence[Mapping[str, Any]] | None) -> go.Figure | None:
+    """Horizontal bars of test accuracy per classifier, with the report's figures as references.
+
+    The report's ResNet accuracy is a dashed line and its simple-CNN range a shaded band; a
+    classifier whose training diverged is drawn grey and says so.
+
+    Returns:
+        The figure, or None when no classifier has an accuracy.
+    """
+    names, values, colours, texts = [], [], [], []
+    for row in rows or []:
+        if not isinstance(row, Mapping) or not _finite(row.get("accuracy")):
+            continue
+        diverged = row.get("diverged_at_epoch")
+        names.append(str(row.get("display_name") or row.get("name")))
+        values.append(100 * row["accuracy"])
+        colours.append(DIVERGED_COLOUR if _finite(diverged) else CLASS_COLOURS["Uninfected"])
+        note = f" (diverged at epoch {diverged})" if _finite(diverged) else ""
+        texts.append(f"{100 * row['accuracy']:.1f}%{note}")
+    if not names:
+        return None
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=names,
+            orientation="h",
+            marker_color=colours,
+            text=texts,
+            textposition="auto",
+            hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+            showlegend=False,
+        )
+    )
+    low, high = report.REPORT_CNN_ACCURACY
+    fig.add_vrect(
+        x0=100 * low,
+        x1=100 * high,
+        fillcolor=REPORT_COLOUR,
+        opacity=0.25,
+        line_width=0,
+        layer="below",
+        annotation_text=f"report's CNN {100 * low:.0f}–{100 * high:.0f}%",
+        annotation_position="outside top",
+    )
+    fig.add_vline(
+        x=100 * report.REPORT_RESNET_ACCURACY,
+        line_dash="dash",
+        line_color=REPORT_COLOUR,
+        annotation_text=f"report's ResNet {100 * report.REPORT_RESNET_ACCURACY:.2f}%",
+        annotation_position="top left",
+    )
+    return _layout(
+        fig,
+        height=max(CHART_HEIGHT, 70 * len(names)),
+        xaxis={"title": "test accuracy (%)", "range": [0, 101]},
+        yaxis={"autorange": "reversed"},
+    )
+
+
+def probability_bar_html(proba: Sequence[float]) -> str:
+    """A two-colour bar of P(Parasitized) beside P(Uninfected), as an HTML snippet.
+
+    Args:
+        proba: Probabilities in ``CLASSES`` order.
+
+    Returns:
+        A ``<div>`` holding one coloured segment per class, widths proportional to probability.
+    """
+    segments = []
+    for cls, value in zip(CLASSES, proba, strict=True):
+        share = min(1.0, max(0.0, float(value))) if math.isfinite(value) else 0.0
+        title = html.escape(f"{cls}: {share:.1%}", quote=True)
+        segments.append(
+            f'<div title="{title}" style="width:{100 * share:.2f}%;'
+            f'background:{CLASS_COLOURS[cls]}"></div>'
+        )
+    return (
+        f'<div style="display:flex;height:{BAR_HEIGHT_PX}px;border-radius:4px;'
+        f'overflow:hidden;background:#e6e6e6">{"".join(segments)}</div>'
+    )

@@ -1,0 +1,133 @@
+"""Classify page: upload cell images and get the classifier's verdict on each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from malgan import charts, data, ui, uploads
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp", "gif"]
+CELLS_PER_ROW = 4
+# The app's Streamlit config, which also holds the decoding pixel limit.
+CONFIG = Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml"
+CSV_NAME = "malgan_classifications.csv"
+# Cached verdicts kept per process: each entry holds the prepared 64x64 cells of one upload set.
+CACHED_UPLOAD_SETS = 16
+
+
+@st.cache_data(show_spinner="Classifying…", max_entries=CACHED_UPLOAD_SETS)
+def classify(
+    exported: str,
+    files: tuple[tuple[str, bytes], ...],
+    max_pixels: int,
+    _classifier,
+    _reference,
+) -> list[uploads.UploadResult]:
+    """Verdicts on an upload set, cached by models folder, file contents and pixel limit."""
+    return uploads.classify_files(files, _classifier, _reference, max_pixels=max_pixels)
+
+
+ui.page_setup(
+    "Classify",
+    "🩸",
+    "Upload photographs of single segmented red blood cells; the classifier says whether each "
+    "looks Parasitized or Uninfected and warns when an image does not look like the cells it "
+    "was trained on.",
+)
+st.caption(
+    "Every image goes through `malgan.data.prepare_image`, like the training cells: first frame, "
+    "EXIF orientation, RGB (transparency on black), then a bicubic resize to 64×64 pixels."
+)
+
+classifier = ui.classifier()
+if classifier is None:
+    st.stop()
+reference = ui.reference()
+if reference is None:
+    st.caption("Without the training reference only the background check flags odd images.")
+
+uploaded = st.file_uploader(
+    "Cell images",
+    type=UPLOAD_TYPES,
+    accept_multiple_files=True,
+    key="c_uploads",
+    help="PNG, JPEG, TIFF, WebP, BMP or GIF; one cell per image, ideally on a black background.",
+)
+if not uploaded:
+    st.info("Drop one or more cell images above to classify them.", icon="⬆️")
+    st.stop()
+
+try:
+    max_pixels = data.max_pixels_from_config(CONFIG)
+except data.DataError as err:
+    st.warning(f"{err}. Using the default limit of {data.MAX_PIXELS:,} pixels.", icon="⚠️")
+    max_pixels = data.MAX_PIXELS
+
+files = tuple((f.name, f.getvalue()) for f in uploaded)
+results = classify(ui.exported_dir(), files, max_pixels, classifier, reference)
+good = [r for r in results if r.ok]
+
+# Summary.
+cols = st.columns(4)
+cols[0].metric("Files", len(results))
+cols[1].metric("Classified", len(good))
+cols[2].metric("Parasitized", sum(r.label == "Parasitized" for r in good))
+cols[3].metric("Flagged as unusual", sum(r.ood for r in good))
+
+for r in results:
+    if not r.ok:
+        st.error(f"**Skipped:** {uploads.escape_markdown(r.message)}", icon="🚫")
+
+# One card per classified cell.
+st.subheader("Verdicts")
+for start in range(0, len(good), CELLS_PER_ROW):
+    for col, r in zip(st.columns(CELLS_PER_ROW), good[start : start + CELLS_PER_ROW], strict=False):
+        with col.container(border=True):
+            st.image(ui.upscale(r.image), width=ui.CELL_PX * ui.VIEW_SCALE)
+            size = f" · {r.original_size[0]}×{r.original_size[1]} px" if r.original_size else ""
+            st.caption(f"{uploads.escape_markdown(r.name)}{size}")
+            colour = charts.CLASS_COLOURS[r.label]
+            st.markdown(
+                f"<span style='color:{colour};font-weight:600;font-size:1.15em'>{r.label}</span>"
+                f" &nbsp;{r.confidence:.1%} confidence",
+                unsafe_allow_html=True,
+            )
+            st.markdown(charts.probability_bar_html(r.proba), unsafe_allow_html=True)
+            st.caption(f"P(Parasitized) {r.proba[0]:.1%} · P(Uninfected) {r.proba[1]:.1%}")
+            if r.ood:
+                st.warning(f"**{uploads.OOD_WARNING.capitalize()}:** {r.ood_reason}.", icon="⚠️")
+if not good:
+    st.caption("No file could be classified.")
+
+# Table and download.
+st.subheader("Results table")
+st.dataframe(
+    uploads.results_table(results),
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "file": "File",
+        "status": "Status",
+        "verdict": "Verdict",
+        "p_parasitized": st.column_config.NumberColumn("P(Parasitized)", format="percent"),
+        "confidence": st.column_config.NumberColumn("Confidence", format="percent"),
+        "out_of_distribution": st.column_config.CheckboxColumn("Unusual image"),
+        "ood_score": st.column_config.NumberColumn("OOD distance", format="%.0f"),
+        "original_size": "Original size",
+        "note": st.column_config.TextColumn("Note", width="large"),
+    },
+)
+st.download_button(
+    "Download results (CSV)",
+    data=uploads.results_csv(results),
+    file_name=CSV_NAME,
+    mime="text/csv",
+    key="c_csv",
+    icon="⬇️",
+)
+st.caption(
+    "Confidence is the probability of the predicted class. Research use only: "
+    "a verdict is not a diagnosis."
+)

@@ -1,0 +1,130 @@
+"""Interpolate: morph one generated cell into another, across classes with the conditional GAN."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from malgan import explore, imaging, ui
+from malgan.data import CLASSES
+
+DEFAULT_STEPS = 9
+DEFAULT_SEED_B = ui.DEFAULT_SEED + 1
+FRAME_PX = ui.CELL_PX * ui.VIEW_SCALE
+DECISION_LINE = 0.5
+KEYS = ("ip_model", "ip_seed_a", "ip_class_a", "ip_seed_b", "ip_class_b", "ip_steps", "ip_method")
+METHOD_NAMES = {
+    "slerp": "Spherical (slerp): keeps latents at a typical length",
+    "lerp": "Linear (lerp): a straight line through the latent space",
+}
+
+ui.page_setup(
+    "Interpolate",
+    "🔀",
+    "Walk from one generated cell to another through the latent space and watch the classifier "
+    "change its mind. With the conditional GAN an uninfected cell can morph into a parasitized "
+    "one: the class weights move from one class to the other along the way.",
+)
+
+choices = ui.generator_choices()
+if not choices:
+    st.error("No generator is listed in the model index, so there is nothing to morph.", icon="⚠️")
+    st.stop()
+
+# Controls, seeded from the URL.
+ui.url_choice("ip_model", ui.DEFAULT_MODEL, list(choices))
+ui.url_int("ip_seed_a", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
+ui.url_choice("ip_class_a", "Uninfected", CLASSES)
+ui.url_int("ip_seed_b", DEFAULT_SEED_B, 0, ui.MAX_SEED)
+ui.url_choice("ip_class_b", "Parasitized", CLASSES)
+ui.url_int("ip_steps", DEFAULT_STEPS, explore.MIN_STEPS, explore.MAX_STEPS)
+ui.url_choice("ip_method", explore.METHODS[0], explore.METHODS)
+
+top = st.columns([3, 2, 3])
+top[0].selectbox("Model", list(choices), format_func=choices.get, key="ip_model")
+top[1].slider("Steps", explore.MIN_STEPS, explore.MAX_STEPS, key="ip_steps")
+top[2].radio("Path", explore.METHODS, format_func=METHOD_NAMES.get, key="ip_method")
+
+model = st.session_state["ip_model"]
+gen = ui.generator(model)
+if gen is None or ui.classifier() is None:
+    st.stop()
+cross = explore.can_cross_classes(gen)
+if not cross and st.session_state["ip_class_b"] != st.session_state["ip_class_a"]:
+    # A per-class generator pair cannot blend classes: the second cell follows the first.
+    st.session_state["ip_class_b"] = st.session_state["ip_class_a"]
+
+ends = st.columns(2)
+with ends[0]:
+    st.markdown("**Cell A** (t = 0)")
+    a = st.columns(2)
+    a[0].number_input("Seed A", min_value=0, max_value=ui.MAX_SEED, step=1, key="ip_seed_a")
+    a[1].radio("Class A", CLASSES, horizontal=True, key="ip_class_a")
+with ends[1]:
+    st.markdown("**Cell B** (t = 1)")
+    b = st.columns(2)
+    b[0].number_input("Seed B", min_value=0, max_value=ui.MAX_SEED, step=1, key="ip_seed_b")
+    b[1].radio("Class B", CLASSES, horizontal=True, key="ip_class_b", disabled=not cross)
+if not cross:
+    st.info(
+        f"{gen.display_name} has one generator per class, so only cells of the same class can "
+        "be interpolated: class B follows class A. Choose the conditional GAN to morph across "
+        "classes.",
+        icon="ℹ️",
+    )
+ui.sync_url(*KEYS)
+
+label_a = st.session_state["ip_class_a"]
+label_b = st.session_state["ip_class_b"] if cross else label_a
+seed_a = int(st.session_state["ip_seed_a"])
+seed_b = int(st.session_state["ip_seed_b"])
+steps = int(st.session_state["ip_steps"])
+method = st.session_state["ip_method"]
+
+t, frames, p_parasitized = ui.interpolation_frames(
+    ui.exported_dir(), model, seed_a, label_a, seed_b, label_b, steps, method
+)
+
+# The frames.
+st.subheader(f"{label_a} → {label_b}")
+st.image(
+    [ui.upscale(frame) for frame in frames],
+    caption=[f"t = {x:.2f}" for x in t],
+    width=FRAME_PX,
+    output_format="PNG",
+)
+
+# The classifier along the path.
+figure = go.Figure(
+    go.Scatter(
+        x=t,
+        y=p_parasitized,
+        mode="lines+markers",
+        line={"color": ui.CLASS_COLOURS["Parasitized"], "width": 3},
+        hovertemplate="t = %{x:.2f}<br>P(parasitized) = %{y:.1%}<extra></extra>",
+    )
+)
+figure.add_hline(
+    y=DECISION_LINE,
+    line_dash="dot",
+    line_color="grey",
+    annotation_text="decision threshold",
+    annotation_position="top left",
+)
+figure.update_layout(
+    title="P(parasitized) along the path",
+    xaxis_title="t (0 = cell A, 1 = cell B)",
+    yaxis_title="P(parasitized)",
+    yaxis={"range": [0, 1], "tickformat": ".0%"},
+    xaxis={"range": [0, 1]},
+    height=320,
+    margin={"l": 10, "r": 10, "t": 50, "b": 10},
+)
+st.plotly_chart(figure)
+
+stem = f"{model}_{label_a}{seed_a}_to_{label_b}{seed_b}_{method}_{steps}"
+st.download_button(
+    "⬇️ Animation (GIF)",
+    imaging.gif_bytes(frames),
+    file_name=f"{stem}.gif",
+    mime="image/gif",
+)
+st.caption("The page address holds every setting: copy it to share exactly this morph.")

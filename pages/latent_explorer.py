@@ -1,0 +1,162 @@
+"""Latent explorer: slide one generated cell along principal directions and an infection axis."""
+
+import streamlit as st
+
+from malgan import explore, latent, ui
+from malgan.data import CLASSES
+
+SLIDER_STEP = 0.1
+BIG_SCALE = 4
+PRINCIPAL_KEYS = tuple(f"le_p{i}" for i in range(explore.MAX_PRINCIPAL))
+# The uploaded latent and the upload it came from (kept until a new seed replaces it).
+LOADED_KEY = "le_loaded"
+LOADED_ID_KEY = "le_loaded_id"
+LOAD_ERROR_KEY = "le_load_error"
+
+ui.page_setup(
+    "Latent explorer",
+    "🎚️",
+    "Start from one generated cell and move its latent vector along the generator's main axes "
+    "of variation (GANSpace principal directions) and along an infection direction fitted to "
+    "the classifier (InterFaceGAN). Steps are in standard deviations (σ) of the latent along "
+    "each axis.",
+)
+
+choices = ui.generator_choices()
+if not choices:
+    st.error("No generator is listed in the model index, so there is nothing to explore.", icon="⚠️")
+    st.stop()
+
+
+def reset_sliders() -> None:
+    """Put every direction slider back to 0."""
+    for key in (*PRINCIPAL_KEYS, "le_inf"):
+        st.session_state[key] = 0.0
+
+
+def forget_loaded() -> None:
+    """Go back to the seed's latent after an uploaded one."""
+    st.session_state.pop(LOADED_KEY, None)
+
+
+def randomise() -> None:
+    """A new seed, starting from its own latent."""
+    ui.randomise_seed("le_seed")
+    forget_loaded()
+
+
+# Controls, seeded from the URL.
+ui.url_choice("le_model", ui.DEFAULT_MODEL, list(choices))
+ui.url_choice("le_class", CLASSES[0], CLASSES)
+ui.url_int("le_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
+for key in (*PRINCIPAL_KEYS, "le_inf"):
+    ui.url_float(key, 0.0, -explore.SIGMA_RANGE, explore.SIGMA_RANGE)
+
+controls, view = st.columns([3, 2], gap="large")
+with controls:
+    pick = st.columns([3, 2, 2])
+    pick[0].selectbox("Model", list(choices), format_func=choices.get, key="le_model")
+    pick[1].radio("Class", CLASSES, horizontal=True, key="le_class")
+    pick[2].number_input(
+        "Seed", min_value=0, max_value=ui.MAX_SEED, step=1, key="le_seed", on_change=forget_loaded
+    )
+
+model = st.session_state["le_model"]
+label = st.session_state["le_class"]
+seed = int(st.session_state["le_seed"])
+gen = ui.generator(model)
+if gen is None or ui.classifier() is None:
+    st.stop()
+dirs = explore.directions_for(gen.directions, label)
+
+with controls:
+    # The start latent: the seed's cell 0, or an uploaded one (read before the sliders exist,
+    # so that loading can put them back to 0).
+    with st.expander("Save or load a latent (.npy)"):
+        save_slot = st.container()
+        uploaded = st.file_uploader("Load a latent (.npy)", type=["npy"], key="le_upload")
+    if uploaded is None:
+        st.session_state.pop(LOAD_ERROR_KEY, None)
+    elif uploaded.file_id != st.session_state.get(LOADED_ID_KEY):
+        st.session_state[LOADED_ID_KEY] = uploaded.file_id
+        try:
+            loaded = latent.latent_from_npy(uploaded.getvalue(), z_dim=gen.z_dim)
+        except latent.LatentError as err:
+            st.session_state[LOAD_ERROR_KEY] = f"**{uploaded.name} cannot be used.** {err}"
+            forget_loaded()
+        else:
+            st.session_state.pop(LOAD_ERROR_KEY, None)
+            st.session_state[LOADED_KEY] = (uploaded.name, loaded[0], len(loaded))
+            reset_sliders()
+    if st.session_state.get(LOAD_ERROR_KEY):
+        st.error(st.session_state[LOAD_ERROR_KEY], icon="⚠️")
+
+    buttons = st.columns(2)
+    buttons[0].button("↺ Reset", on_click=reset_sliders, width="stretch")
+    buttons[1].button("🎲 Randomise", on_click=randomise, width="stretch")
+    st.markdown("**Principal directions** (strongest first)")
+    if not dirs.count:
+        st.info(f"{gen.display_name} ships no principal directions for {label} cells.")
+    for i in range(dirs.count):
+        st.slider(
+            f"Direction {i + 1} (σ = {dirs.sigmas[i]:.2f})",
+            -explore.SIGMA_RANGE,
+            explore.SIGMA_RANGE,
+            step=SLIDER_STEP,
+            key=PRINCIPAL_KEYS[i],
+        )
+    st.markdown("**Infection**")
+    st.slider(
+        "Infection (σ): + looks more parasitized to the classifier",
+        -explore.SIGMA_RANGE,
+        explore.SIGMA_RANGE,
+        step=SLIDER_STEP,
+        key="le_inf",
+        disabled=dirs.infection is None,
+        help="A direction in the latent space along which the classifier's P(parasitized) rises "
+        "(InterFaceGAN boundary).",
+    )
+    if dirs.infection is None:
+        st.caption(f"{gen.display_name} ships no infection direction for {label} cells.")
+url_keys = ("le_model", "le_class", "le_seed", *PRINCIPAL_KEYS[: dirs.count], "le_inf")
+ui.sync_url(*url_keys)
+
+start_z = latent.sample_z(seed, 1, gen.z_dim)[0]
+source = f"seed {seed}, cell 0"
+loaded_entry = st.session_state.get(LOADED_KEY)
+if loaded_entry is not None:
+    name, z, rows = loaded_entry
+    if len(z) == gen.z_dim:
+        start_z = z
+        source = f"uploaded {name}" + (f" (first of {rows} latents)" if rows > 1 else "")
+    else:
+        st.warning(
+            f"The uploaded latent has {len(z)} values but {gen.display_name} needs "
+            f"{gen.z_dim}; showing seed {seed} instead.",
+            icon="⚠️",
+        )
+
+amounts = tuple(round(float(st.session_state[k]), 2) for k in PRINCIPAL_KEYS[: dirs.count])
+infection = round(float(st.session_state["le_inf"]), 2) if dirs.infection is not None else 0.0
+image, p_parasitized = ui.explore_cell(ui.exported_dir(), model, label, start_z, amounts, infection)
+edited = explore.edit_latent(start_z, dirs, amounts, infection)
+
+save_slot.download_button(
+    "💾 Save this latent (.npy)",
+    latent.latent_to_npy(edited[None]),
+    file_name=f"{model}_{label}_seed{seed}_edited.npy",
+    mime="application/octet-stream",
+)
+with view:
+    st.image(
+        ui.upscale(image, BIG_SCALE),
+        caption=f"{label} · {gen.display_name} · {source}",
+        width=ui.CELL_PX * BIG_SCALE,
+        output_format="PNG",
+    )
+    st.metric("P(parasitized)", f"{p_parasitized:.1%}", help="The classifier's probability.")
+    st.progress(min(1.0, max(0.0, p_parasitized)), text="P(parasitized)")
+st.caption(
+    "The page address holds the model, class, seed and slider positions; an uploaded latent "
+    "travels as a .npy file instead."
+)

@@ -1,0 +1,96 @@
+"""Overview: what malgan is, the headline comparison with the report, and a strip of cells."""
+
+import pandas as pd
+import streamlit as st
+
+from malgan import imaging, ui
+from malgan.data import CLASSES
+
+STRIP_MODEL = "cgan"
+STRIP_SEED = 2024
+STRIP_CELLS = 8
+NIH_PATIENTS = 200
+PATIENTS_USED = 180
+
+ui.page_setup(
+    "Overview",
+    "🔬",
+    "Synthetic malaria blood-cell images from generative adversarial networks, judged by a "
+    "classifier trained on real cells of other patients.",
+)
+
+st.markdown(
+    "Research on malaria microscopy needs many labelled blood-cell images, but real smears are "
+    "patient data: they are hard to share and slow to label. **malgan** trains generative "
+    "adversarial networks on the public NIH cell set and produces *synthetic* Parasitized and "
+    "Uninfected cells that can stand in for private patient images: to prototype, teach, "
+    "augment training sets or share a dataset without sharing a patient. Every figure below is "
+    "measured on patients the models never saw, and compared with the student report that "
+    "started the project."
+)
+
+# Generated cells.
+st.subheader("Generated cells")
+choices = ui.generator_choices()
+strip_model = STRIP_MODEL if STRIP_MODEL in choices else next(iter(choices), None)
+if strip_model is None:
+    st.error("No generator is available, so no cells can be shown.", icon="⚠️")
+elif ui.generator(strip_model) is not None and ui.classifier() is not None:
+    for label in CLASSES:
+        images, _ = ui.sample_cells(
+            ui.exported_dir(), strip_model, label, STRIP_SEED, STRIP_CELLS, None
+        )
+        st.markdown(f"{ui.CLASS_ICONS[label]} " + ui.coloured(label, label), unsafe_allow_html=True)
+        st.image(
+            imaging.make_grid(images, ncol=STRIP_CELLS, scale=ui.VIEW_SCALE),
+            caption=f"{label}: {choices[strip_model]}, seed {STRIP_SEED}, cells 0–"
+            f"{STRIP_CELLS - 1}",
+            output_format="PNG",
+        )
+    st.caption(
+        "Make more on the **Sample** page; slide through the latent space on the "
+        "**Latent explorer**."
+    )
+
+# Headline figures.
+st.subheader("Headline figures")
+metrics = ui.metrics()
+if metrics is None:
+    st.info(
+        "The headline table needs `metrics.json`, which the training pipeline writes next to the "
+        "models. Without it the figures cannot be shown; the cells above still come from the "
+        "models.",
+        icon="📄",
+    )
+else:
+    rows = ui.headline_table(metrics)
+    st.table(pd.DataFrame(rows).set_index("Figure"))
+    st.caption(
+        "**Recovery**: share of generated cells the classifier assigns to the intended class "
+        "(Wilson 95% interval). **Fréchet distance** between generated and held-out real cells "
+        "in the classifier's feature space, as a multiple of the distance between the real cells "
+        "of two groups of patients (1× is as close as real data gets). **Train on synthetic, "
+        "test on real**: a classifier trained on generated cells only, tested on real cells of "
+        "held-out patients. **Memorisation**: share of generated cells closer to a training cell "
+        "than the closest 1% of held-out real cells are. The report's column quotes its "
+        "published numbers; — means it did not measure that figure."
+    )
+
+# The data.
+st.subheader("The data")
+classifier_info = (metrics or {}).get("classifier") or {}
+n_test = classifier_info.get("n_test")
+test_patients = classifier_info.get("test_patients") or []
+held_out = (
+    f" The classifier is tested on **{n_test:,} cells of {len(test_patients)} held-out patients**."
+    if isinstance(n_test, int) and test_patients
+    else ""
+)
+st.markdown(
+    f"The NIH malaria cell set (Lister Hill National Center for Biomedical Communications; "
+    f"Rajaraman et al., PeerJ 2018) holds 27,558 segmented red blood cells from "
+    f"{NIH_PATIENTS} patients. malgan uses **{PATIENTS_USED} patients**; the others are withheld "
+    f"entirely. Every split is **by patient**, never by cell, because cells of one slide look "
+    f"alike and a cell-level split inflates accuracy.{held_out}"
+)
+st.warning(ui.NOT_CLINICAL, icon="⚕️")

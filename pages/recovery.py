@@ -1,0 +1,156 @@
+"""Recovery page: how often generated cells are classified as the class they were made for."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from malgan import charts, live, report, ui
+from malgan.data import CLASSES
+from malgan.runtime import ModelError
+
+MIN_CELLS, MAX_CELLS, DEFAULT_CELLS, CELL_STEP = 16, 2000, 200, 16
+LIVE_STATE = "r_live_result"
+
+
+@st.cache_data(show_spinner=False)
+def history(exported: str, relative: str):
+    """A training-history JSON file, parsed (cached per folder and file)."""
+    return charts.load_history(exported, relative)
+
+
+def percent(value: float) -> str:
+    """A rate as a percentage with one decimal."""
+    return f"{100 * value:.1f}%"
+
+
+ui.page_setup(
+    "Recovery rates",
+    "📊",
+    "Recovery is the share of generated cells that the classifier assigns to the class they were "
+    "generated as. The report's DCGANs recovered only 30% of their Parasitized cells.",
+)
+exported = ui.exported_dir()
+metrics = ui.metrics()
+index = ui.index()
+choices = ui.generator_choices()
+
+# Controls (shared by the histograms, the training curve and the live measurement).
+if choices:
+    ui.url_choice("r_model", ui.DEFAULT_MODEL, list(choices))
+ui.url_int("r_n", DEFAULT_CELLS, MIN_CELLS, MAX_CELLS)
+ui.url_int("r_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
+
+# Published, reproduced and malgan rates side by side.
+st.subheader("Report, reproduction and malgan")
+saved = st.session_state.get(LIVE_STATE)
+extra = []
+if saved:
+    extra.append((f"Live: {saved['display_name']} (n = {saved['n']})", saved["result"]["recovery"]))
+st.plotly_chart(charts.recovery_bars(metrics, extra=extra), key="r_bars")
+st.caption(
+    "Bars are the share of cells recovered as intended; whiskers are 95% Wilson intervals (the "
+    "report gave none). Models are measured on held-out generated cells in `metrics.json`."
+)
+models = (metrics or {}).get("models") or {}
+for col, (name, entry) in zip(st.columns(max(len(models), 1)), models.items(), strict=False):
+    col.markdown(f"**{choices.get(name, name)}**")
+    for sub, cls in zip(col.columns(len(CLASSES)), CLASSES, strict=True):
+        rate = ((entry or {}).get("recovery") or {}).get(cls, {}).get("rate")
+        if isinstance(rate, int | float):
+            sub.metric(
+                f"{cls} recovered",
+                percent(rate),
+                delta=f"{100 * (rate - report.REPORT_RECOVERY[cls]):+.1f} pts vs report",
+            )
+
+if not choices:
+    st.info("No generator is listed in the model index, so there is nothing more to show.")
+    st.stop()
+model = st.columns([1, 2])[0].selectbox(
+    "Model", list(choices), format_func=choices.get, key="r_model"
+)
+
+# Confidence histograms.
+st.subheader("Classifier confidence")
+fig = charts.confidence_histograms(metrics, model)
+if fig is None:
+    st.info(f"`metrics.json` holds no confidence histogram for {choices[model]}.")
+else:
+    st.plotly_chart(fig, key="r_hist")
+    st.caption(
+        "Probability the classifier gives to the intended class. Mass near 50% means the "
+        "classifier cannot tell; mass below 50% means the cell looks like the other class."
+    )
+
+# Recovery during training.
+st.subheader("Recovery during training")
+relative = ((index or {}).get("history") or {}).get(model)
+curve = None
+if relative:
+    try:
+        curve = charts.recovery_curve(history(exported, relative))
+    except ModelError as err:
+        st.warning(str(err), icon="⚠️")
+if curve is None:
+    st.info(f"No recovery probes were recorded while training {choices[model]}.")
+else:
+    st.plotly_chart(curve, key="r_curve")
+    st.caption("Probe cells from fixed latents, classified at regular iterations during training.")
+
+# Live measurement.
+st.subheader("Measure it live")
+st.caption(
+    "Generate fresh cells of both classes on this machine's CPU and classify them. The cells "
+    "are cells 0 to N−1 of the seed, the same ones the Sample page shows."
+)
+cols = st.columns(3, vertical_alignment="bottom")
+n = cols[0].number_input(
+    "Cells per class", min_value=MIN_CELLS, max_value=MAX_CELLS, step=CELL_STEP, key="r_n"
+)
+seed = cols[1].number_input("Seed", min_value=0, max_value=ui.MAX_SEED, step=1, key="r_seed")
+ui.sync_url("r_model", "r_n", "r_seed")
+measure = cols[2].button("Measure recovery", key="r_measure", type="primary", icon="▶️")
+params = {"exported": exported, "model": model, "n": int(n), "seed": int(seed)}
+
+if measure:
+    generator, classifier = ui.generator(model), ui.classifier()
+    if generator is not None and classifier is not None:
+        bar = st.progress(0.0, text="Generating cells…")
+        result = live.measure_recovery(
+            generator,
+            classifier,
+            int(n),
+            int(seed),
+            progress=lambda done, text: bar.progress(min(done, 1.0), text=text),
+        )
+        bar.empty()
+        st.session_state[LIVE_STATE] = {
+            **params,
+            "display_name": choices[model],
+            "result": result,
+        }
+        st.rerun()
+
+saved = st.session_state.get(LIVE_STATE)
+if saved and {k: saved[k] for k in params} == params:
+    result = saved["result"]
+    cols = st.columns(len(result["recovery"]))
+    for col, (cls, rates) in zip(cols, result["recovery"].items(), strict=True):
+        col.metric(
+            f"{cls} recovered",
+            percent(rates["rate"]),
+            delta=f"{100 * (rates['rate'] - report.REPORT_RECOVERY[cls]):+.1f} pts vs report",
+        )
+        col.caption(
+            f"95% CI {percent(rates['ci_low'])}–{percent(rates['ci_high'])} · "
+            f"mean confidence {percent(rates['mean_confidence'])} · n = {rates['n']}"
+        )
+    st.caption(
+        f"{choices[model]}, seed {saved['seed']}, {saved['n']} cells per class, measured in "
+        f"{result['seconds']:.1f} s on the CPU."
+    )
+    live_fig = charts.histogram_figure(result["confidence_histogram"])
+    if live_fig is not None:
+        st.plotly_chart(live_fig, key="r_live_hist")
+elif saved:
+    st.caption("The settings changed since the last measurement; press the button to measure.")

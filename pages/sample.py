@@ -1,0 +1,110 @@
+"""Sample: grids of generated cells of one class, each with the classifier's verdict."""
+
+import streamlit as st
+
+from malgan import ui
+from malgan.data import CLASSES
+
+MAX_CELLS = 64
+DEFAULT_CELLS = 16
+# Truncation slider range; its top means "no truncation".
+TRUNCATION_MIN = 0.5
+TRUNCATION_OFF = 3.0
+TRUNCATION_STEP = 0.1
+KEYS = ("s_model", "s_class", "s_n", "s_seed", "s_trunc")
+
+ui.page_setup(
+    "Sample",
+    "🧫",
+    "Draw cells of one class from a generator. Each cell carries the classifier's verdict: ✓ when "
+    "it recognises the intended class, ✗ when it disagrees, with its probability for the class.",
+)
+
+choices = ui.generator_choices()
+if not choices:
+    st.error("No generator is listed in the model index, so there is nothing to sample.", icon="⚠️")
+    st.stop()
+
+# Controls, seeded from the URL.
+ui.url_choice("s_model", ui.DEFAULT_MODEL, list(choices))
+ui.url_choice("s_class", CLASSES[0], CLASSES)
+ui.url_int("s_n", DEFAULT_CELLS, 1, MAX_CELLS)
+ui.url_int("s_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
+ui.url_float("s_trunc", TRUNCATION_OFF, TRUNCATION_MIN, TRUNCATION_OFF)
+
+top = st.columns([3, 2, 2])
+top[0].selectbox("Model", list(choices), format_func=choices.get, key="s_model")
+top[1].radio("Class", CLASSES, horizontal=True, key="s_class")
+top[2].slider("Number of cells", 1, MAX_CELLS, key="s_n")
+bottom = st.columns([2, 1, 4], vertical_alignment="bottom")
+bottom[0].number_input(
+    "Seed",
+    min_value=0,
+    max_value=ui.MAX_SEED,
+    step=1,
+    key="s_seed",
+    help="The same seed always gives the same cells, here, in the command line and in the tests.",
+)
+bottom[1].button("🎲 New seed", on_click=ui.randomise_seed, args=("s_seed",))
+bottom[2].slider(
+    "Truncation",
+    TRUNCATION_MIN,
+    TRUNCATION_OFF,
+    step=TRUNCATION_STEP,
+    key="s_trunc",
+    help="BigGAN truncation threshold: latent entries beyond ±t are redrawn, so lower values "
+    "give more typical, less varied cells. Values above about 2.5 change almost nothing; "
+    f"{TRUNCATION_OFF:g} (the default) means no truncation.",
+)
+ui.sync_url(*KEYS)
+
+model = st.session_state["s_model"]
+label = st.session_state["s_class"]
+n = int(st.session_state["s_n"])
+seed = int(st.session_state["s_seed"])
+trunc_value = float(st.session_state["s_trunc"])
+truncation = None if trunc_value >= TRUNCATION_OFF else round(trunc_value, 2)
+st.caption(
+    f"Truncation: {'off' if truncation is None else f'±{truncation:g}'} · "
+    f"cells 0–{n - 1} of seed {seed}"
+)
+
+if ui.generator(model) is None or ui.classifier() is None:
+    st.stop()
+
+# The grid.
+exported = ui.exported_dir()
+images, proba = ui.sample_cells(exported, model, label, seed, n, truncation)
+recognised = ui.recognised_count(proba, label)
+summary = st.columns([1, 3], vertical_alignment="center")
+summary[0].metric(f"Recognised as {label}", f"{recognised} / {n}", help="Classifier argmax.")
+summary[1].markdown(
+    f"**{recognised} of {n}** recognised as {ui.coloured(label, label)} by the classifier.",
+    unsafe_allow_html=True,
+)
+
+columns = min(n, ui.GRID_COLUMNS)
+for start in range(0, n, columns):
+    row = st.columns(columns)
+    for i in range(start, min(start + columns, n)):
+        with row[i - start]:
+            agrees, _ = ui.verdict(proba[i], label)
+            colour_of = label if agrees else next(c for c in CLASSES if c != label)
+            st.image(ui.upscale(images[i]), width=ui.CELL_PX * ui.VIEW_SCALE, output_format="PNG")
+            caption = ui.coloured(ui.verdict_caption(proba[i], label), colour_of)
+            st.markdown(
+                f'<div style="font-size:0.85rem;white-space:nowrap">{caption}</div>',
+                unsafe_allow_html=True,
+            )
+
+# Downloads.
+grid_png, cells_zip = ui.sample_files(exported, model, label, seed, n, truncation)
+stem = f"{model}_{label}_seed{seed}"
+downloads = st.columns([1, 1, 3])
+downloads[0].download_button(
+    "⬇️ Grid (PNG)", grid_png, file_name=f"{stem}_grid.png", mime="image/png"
+)
+downloads[1].download_button(
+    "⬇️ Cells (ZIP of 64 px PNGs)", cells_zip, file_name=f"{stem}.zip", mime="application/zip"
+)
+st.caption("The page address holds every setting: copy it to share exactly these cells.")

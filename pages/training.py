@@ -1,0 +1,131 @@
+"""Training page: sample grids over the iterations, loss curves and the classifier's epochs."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from malgan import charts, ui
+from malgan.data import CLASSES
+from malgan.runtime import ModelError
+
+SNAPSHOTS_PER_ROW = 4
+CLASSIFIER_HISTORY = "classifier"
+CLASSIFIER_METRICS = (
+    ("Test accuracy", "test_accuracy"),
+    ("Test AUC", "test_auc"),
+    ("Sensitivity (Parasitized)", "sensitivity"),
+    ("Specificity", "specificity"),
+)
+
+
+@st.cache_data(show_spinner=False)
+def history(exported: str, relative: str):
+    """A training-history JSON file, parsed (cached per folder and file)."""
+    return charts.load_history(exported, relative)
+
+
+def read_history(name: str):
+    """The history named ``name`` in the index, or None after saying why it is unavailable."""
+    relative = ((index or {}).get("history") or {}).get(name)
+    if not relative:
+        return None
+    try:
+        return history(exported, relative)
+    except ModelError as err:
+        st.warning(str(err), icon="⚠️")
+        return None
+
+
+ui.page_setup(
+    "Training",
+    "📈",
+    "How the generators learned: sample grids saved during training (as in the report's "
+    "figures), the losses, and the classifier's epochs.",
+)
+exported = ui.exported_dir()
+index = ui.index()
+if index is None:
+    st.stop()
+metrics = ui.metrics()
+choices = ui.generator_choices()
+if not choices:
+    st.info("The model index lists no generator.")
+    st.stop()
+
+ui.url_choice("t_model", ui.DEFAULT_MODEL, list(choices))
+ui.url_choice("t_class", CLASSES[0], list(CLASSES))
+model = st.columns([1, 2])[0].selectbox(
+    "Model", list(choices), format_func=choices.get, key="t_model"
+)
+
+# Length and speed of the runs that produced the exported model.
+runs = (((metrics or {}).get("models") or {}).get(model) or {}).get("training") or {}
+for col, (run, info) in zip(st.columns(max(len(runs), 1)), runs.items(), strict=False):
+    iterations, speed = info.get("iterations"), info.get("iterations_per_second")
+    col.metric(
+        f"{run}: iterations",
+        f"{iterations:,}" if isinstance(iterations, int) else "—",
+        help="Training iterations of the run that produced the exported model.",
+    )
+    if isinstance(speed, int | float):
+        col.caption(f"{speed:.2f} iterations per second")
+
+# Sample grids.
+st.subheader("Samples during training")
+snapshots = charts.snapshot_files(index, model, exported)
+if not snapshots:
+    st.info(f"No sample grids were saved for {choices[model]}.")
+else:
+    st.caption(
+        "The same latents rendered at each saved iteration; the report showed iterations 1, "
+        "5,000, 10,000 and 15,000."
+    )
+    labels = list(snapshots)
+    if st.session_state.get("t_class") not in labels:
+        st.session_state["t_class"] = labels[0]
+    tabs = st.tabs(labels, key="t_class", on_change="rerun")
+    for tab, label in zip(tabs, labels, strict=True):
+        with tab:
+            entries = snapshots[label]
+            for start in range(0, len(entries), SNAPSHOTS_PER_ROW):
+                cols = st.columns(SNAPSHOTS_PER_ROW)
+                for col, (iteration, path) in zip(
+                    cols, entries[start : start + SNAPSHOTS_PER_ROW], strict=False
+                ):
+                    if path.is_file():
+                        col.image(str(path), caption=f"{label}, iteration {iteration:,}")
+                    else:
+                        col.warning(f"Iteration {iteration:,}: {path.name} is missing.")
+ui.sync_url("t_model", "t_class")
+
+# Losses.
+st.subheader("Losses")
+model_history = read_history(model)
+fig = charts.loss_curves(model_history)
+if fig is None:
+    st.info(f"No losses were recorded for {choices[model]}.")
+else:
+    st.plotly_chart(fig, key="t_losses")
+    st.caption(
+        "GAN losses do not fall to zero: the generator and discriminator play against each "
+        "other, so flat, bounded curves are healthy and a discriminator loss near zero means "
+        "the generator is losing."
+    )
+
+# The classifier.
+st.subheader("The classifier")
+summary = (metrics or {}).get("classifier") or {}
+if summary:
+    cols = st.columns(len(CLASSIFIER_METRICS))
+    for col, (title, key) in zip(cols, CLASSIFIER_METRICS, strict=True):
+        value = summary.get(key)
+        shown = "—"
+        if isinstance(value, int | float):
+            shown = f"{value:.3f}" if key == "test_auc" else f"{100 * value:.1f}%"
+        col.metric(title, shown)
+fig = charts.classifier_history(read_history(CLASSIFIER_HISTORY))
+if fig is None:
+    st.info("No classifier training history was recorded.")
+else:
+    st.plotly_chart(fig, key="t_classifier")
+    st.caption("Training loss and accuracy on validation patients, per epoch.")

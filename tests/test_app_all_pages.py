@@ -1,0 +1,103 @@
+"""Smoke test of every dashboard page (found by glob) on the committed models and on none."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from malgan import ui
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+APP = REPO_ROOT / "streamlit_app.py"
+PAGES = sorted((REPO_ROOT / "pages").glob("*.py"))
+TIMEOUT_S = 60
+PLACEHOLDER_TEXT = "smoke-test placeholders"
+
+
+def navigation() -> dict[str, tuple[str, str]]:
+    """Page file (relative to the repo) -> (title, icon), read from ``streamlit_app.py``."""
+    entries: dict[str, tuple[str, str]] = {}
+    for node in ast.walk(ast.parse(APP.read_text(encoding="utf-8"))):
+        is_page = (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "Page"
+        )
+        if not is_page or not node.args or not isinstance(node.args[0], ast.Constant):
+            continue
+        keywords = {
+            k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)
+        }
+        entries[str(node.args[0].value)] = (keywords.get("title", ""), keywords.get("icon", ""))
+    return entries
+
+
+NAVIGATION = navigation()
+TARGETS = [*PAGES, APP]
+
+
+def committed_smoke_models() -> bool:
+    """Whether ``exported/`` holds the smoke-test placeholders (whose banner the pages show)."""
+    try:
+        return bool(json.loads((ui.DEFAULT_EXPORTED / "index.json").read_text())["smoke"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def run_target(path: Path) -> AppTest:
+    """Run a page (or the app, which opens its default page) once with default settings."""
+    if path == APP:
+        missing = [p for p in NAVIGATION if not (REPO_ROOT / p).is_file()]
+        if missing:
+            pytest.skip(f"streamlit_app.py lists pages that do not exist yet: {missing}")
+    at = AppTest.from_file(str(path), default_timeout=TIMEOUT_S)
+    at.run()
+    return at
+
+
+def test_pages_are_found():
+    assert PAGES, "no page files found in pages/"
+    listed = {REPO_ROOT / p for p in NAVIGATION}
+    unlisted = [p.name for p in PAGES if p not in listed]
+    assert not unlisted, f"pages missing from the navigation in streamlit_app.py: {unlisted}"
+
+
+@pytest.mark.parametrize("path", TARGETS, ids=lambda p: p.name)
+def test_page_runs_on_committed_models(path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(ui.EXPORTED_ENV, raising=False)
+    at = run_target(path)
+
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.title) == 1 and at.title[0].value.strip()
+    page = "pages/overview.py" if path == APP else f"pages/{path.name}"
+    title, icon = NAVIGATION.get(page, ("", ""))
+    shown = at.title[0].value
+    assert title.lower() in shown.lower() or (icon and icon in shown), (title, shown)
+    if committed_smoke_models():
+        banners = [w.value for w in at.warning if PLACEHOLDER_TEXT in w.value]
+        assert banners, "the placeholder banner is missing"
+
+
+@pytest.mark.parametrize("path", TARGETS, ids=lambda p: p.name)
+def test_page_reports_missing_models(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ui.EXPORTED_ENV, str(tmp_path))
+    at = run_target(path)
+
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title, "the page title is missing"
+    assert at.error, "no error is shown for the missing models"
+    assert not [w for w in at.warning if PLACEHOLDER_TEXT in w.value]

@@ -1,0 +1,311 @@
+"""Tests for malgan.charts: figures and tables from small metrics and history dicts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from malgan import charts, report
+from malgan.data import CLASSES
+from malgan.runtime import ModelError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXPORTED = REPO_ROOT / "exported"
+
+METRICS = {
+    "models": {
+        "cgan": {
+            "display_name": "malgan cGAN",
+            "recovery": {
+                "Parasitized": {"rate": 0.9, "ci_low": 0.85, "ci_high": 0.93, "n": 500},
+                "Uninfected": {"rate": 0.95, "ci_low": 0.92, "ci_high": 0.97, "n": 500},
+            },
+            "confidence_histogram": {
+                "Parasitized": {"counts": [1, 3], "edges": [0.0, 0.5, 1.0]},
+                "Uninfected": {"counts": [0, 4], "edges": [0.0, 0.5, 1.0]},
+            },
+        },
+        "dcgan": {
+            "display_name": "report's DCGAN",
+            "recovery": {"Parasitized": {"rate": 0.3, "ci_low": 0.26, "ci_high": 0.34, "n": 500}},
+        },
+    }
+}
+
+
+def bar(fig, name):
+    return next(trace for trace in fig.data if trace.name == name)
+
+
+# Recovery bars.
+
+
+def test_recovery_bars_put_the_report_first_then_dcgan_then_cgan() -> None:
+    fig = charts.recovery_bars(METRICS)
+    para, uninf = bar(fig, "Parasitized"), bar(fig, "Uninfected")
+    assert list(para.x) == [charts.REPORT_LABEL, "report's DCGAN", "malgan cGAN"]
+    assert para.y[0] == pytest.approx(100 * report.REPORT_RECOVERY["Parasitized"])
+    assert uninf.y[0] == pytest.approx(100 * report.REPORT_RECOVERY["Uninfected"])
+    assert para.y[2] == pytest.approx(90.0)
+    assert para.marker.color == charts.CLASS_COLOURS["Parasitized"]
+
+
+def test_recovery_bars_error_bars_are_the_wilson_interval() -> None:
+    para = bar(charts.recovery_bars(METRICS), "Parasitized")
+    assert para.error_y.array[2] == pytest.approx(3.0)
+    assert para.error_y.arrayminus[2] == pytest.approx(5.0)
+    # The report published no interval.
+    assert para.error_y.array[0] == 0.0 and para.error_y.arrayminus[0] == 0.0
+
+
+def test_recovery_bars_leave_a_gap_for_a_missing_class() -> None:
+    uninf = bar(charts.recovery_bars(METRICS), "Uninfected")
+    assert uninf.y[1] is None
+    assert uninf.text[1] == charts.MISSING
+
+
+def test_recovery_bars_without_metrics_show_the_report_alone() -> None:
+    for metrics in (None, {}, {"models": {}}, {"models": {"cgan": {"recovery": None}}}):
+        fig = charts.recovery_bars(metrics)
+        assert list(bar(fig, "Parasitized").x) == [charts.REPORT_LABEL]
+
+
+def test_recovery_bars_append_extra_sources() -> None:
+    live = {"Parasitized": {"rate": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 20}}
+    fig = charts.recovery_bars(METRICS, extra=[("Live", live)])
+    assert list(bar(fig, "Parasitized").x)[-1] == "Live"
+    assert bar(fig, "Parasitized").y[-1] == pytest.approx(50.0)
+
+
+# Confidence histograms.
+
+
+def test_confidence_histograms_show_shares_per_class() -> None:
+    fig = charts.confidence_histograms(METRICS, "cgan")
+    para = bar(fig, "made as Parasitized")
+    assert list(para.x) == [25.0, 75.0]
+    assert list(para.y) == [25.0, 75.0]
+    assert list(para.customdata) == [1, 3]
+    assert bar(fig, "made as Uninfected").marker.color == charts.CLASS_COLOURS["Uninfected"]
+
+
+@pytest.mark.parametrize(
+    "histograms",
+    [
+        None,
+        {},
+        {"Parasitized": {"counts": [1, 2], "edges": [0.0, 1.0]}},  # edges do not fit the counts
+        {"Parasitized": {"counts": [1, math.nan], "edges": [0.0, 0.5, 1.0]}},
+        {"Parasitized": {"counts": "x", "edges": None}},
+    ],
+)
+def test_confidence_histograms_missing_or_bad_give_none(histograms) -> None:
+    metrics = {"models": {"cgan": {"confidence_histogram": histograms}}}
+    assert charts.confidence_histograms(metrics, "cgan") is None
+
+
+def test_confidence_histograms_unknown_model_gives_none() -> None:
+    assert charts.confidence_histograms(METRICS, "stylegan") is None
+    assert charts.confidence_histograms(None, "cgan") is None
+
+
+# Training histories.
+
+DCGAN_HISTORY = {
+    "losses": {
+        "dcgan_parasitized": [
+            {"iteration": 2, "d_real": 0.5, "g": 1.0},
+            {"iteration": 1, "d_real": 0.7, "g": math.nan},
+        ],
+        "dcgan_uninfected": [{"iteration": 1, "d_real": 0.6, "g": 0.9}],
+    },
+    "probes": {
+        "dcgan_parasitized": [
+            {"iteration": 10, "Parasitized": 0.2},
+            {"iteration": 5, "Parasitized": 0.1},
+        ],
+        "dcgan_uninfected": [{"iteration": 5, "Uninfected": 0.9}],
+    },
+}
+
+
+def test_recovery_curve_one_line_per_class_in_order_with_report_lines() -> None:
+    fig = charts.recovery_curve(DCGAN_HISTORY)
+    para = bar(fig, "Parasitized")
+    assert list(para.x) == [5, 10] and list(para.y) == pytest.approx([10.0, 20.0])
+    assert para.line.color == charts.CLASS_COLOURS["Parasitized"]
+    assert bar(fig, "Uninfected").y[0] == pytest.approx(90.0)
+    lines = sorted(shape.y0 for shape in fig.layout.shapes)
+    assert lines == pytest.approx(sorted(100 * r for r in report.REPORT_RECOVERY.values()))
+
+
+def test_recovery_curve_names_runs_when_a_class_has_several() -> None:
+    history = {
+        "probes": {
+            "a": [{"iteration": 1, "Uninfected": 1.0}],
+            "b": DCGAN_HISTORY["probes"]["dcgan_uninfected"],
+        }
+    }
+    names = {trace.name for trace in charts.recovery_curve(history).data}
+    assert names == {"Uninfected (a)", "Uninfected (b)"}
+
+
+@pytest.mark.parametrize(
+    "history", [None, {}, [], {"probes": None}, {"probes": {"run": "x"}}, {"probes": {"r": []}}]
+)
+def test_recovery_curve_without_probes_gives_none(history) -> None:
+    assert charts.recovery_curve(history) is None
+
+
+def test_loss_curves_skip_non_finite_values_and_colour_runs_by_class() -> None:
+    fig = charts.loss_curves(DCGAN_HISTORY)
+    g = bar(fig, "dcgan_parasitized: g")
+    assert list(g.x) == [2] and list(g.y) == [1.0]
+    d_real = bar(fig, "dcgan_parasitized: d_real")
+    assert list(d_real.x) == [1, 2]
+    assert d_real.line.color == charts.CLASS_COLOURS["Parasitized"]
+    assert bar(fig, "dcgan_uninfected: g").line.color == charts.CLASS_COLOURS["Uninfected"]
+    assert g.line.dash != d_real.line.dash
+
+
+def test_loss_curves_single_run_uses_plain_loss_names() -> None:
+    history = {"losses": {"cgan": [{"iteration": 1, "d_hinge": 1.0, "g": 2.0}]}}
+    assert {t.name for t in charts.loss_curves(history).data} == {"d_hinge", "g"}
+
+
+@pytest.mark.parametrize("history", [None, {}, {"losses": {}}, {"losses": {"r": [{"x": 1}]}}])
+def test_loss_curves_without_losses_gives_none(history) -> None:
+    assert charts.loss_curves(history) is None
+
+
+def test_classifier_history_has_loss_and_accuracy() -> None:
+    history = [
+        {"epoch": 1, "train_loss": 0.7, "val_accuracy": 0.5},
+        {"epoch": 2, "train_loss": 0.4, "val_accuracy": 0.9},
+    ]
+    fig = charts.classifier_history(history)
+    assert list(bar(fig, "training loss").y) == [0.7, 0.4]
+    assert list(bar(fig, "validation accuracy (%)").y) == pytest.approx([50.0, 90.0])
+
+
+@pytest.mark.parametrize("history", [None, {}, [], [{"epoch": 1}], ["x"]])
+def test_classifier_history_without_epochs_gives_none(history) -> None:
+    assert charts.classifier_history(history) is None
+
+
+def test_exported_histories_all_draw() -> None:
+    index = json.loads((EXPORTED / "index.json").read_text())
+    for name, relative in index["history"].items():
+        history = charts.load_history(EXPORTED, relative)
+        if name == "classifier":
+            assert charts.classifier_history(history) is not None
+        else:
+            assert charts.loss_curves(history) is not None
+            assert charts.recovery_curve(history) is not None
+
+
+def test_load_history_errors_are_model_errors(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ModelError, match="missing"):
+        charts.load_history(tmp_path, "gone.json")
+    with pytest.raises(ModelError, match="cannot be read"):
+        charts.load_history(tmp_path, "bad.json")
+    with pytest.raises(ModelError, match="outside"):
+        charts.load_history(tmp_path, "../secrets.json")
+
+
+def test_snapshot_files_are_ordered_and_filtered(tmp_path: Path) -> None:
+    index = {
+        "snapshots": {
+            "cgan": [
+                {"class": "Uninfected", "iteration": 5000, "file": "s/u5000.png"},
+                {"class": "Parasitized", "iteration": 15000, "file": "s/p15000.png"},
+                {"class": "Parasitized", "iteration": 1, "file": "s/p1.png"},
+                {"class": "Parasitized", "iteration": "x", "file": "s/bad.png"},
+                {"class": "Other", "iteration": 1, "file": "s/o.png"},
+                {"class": "Uninfected", "iteration": 1, "file": "../../etc/passwd"},
+                "junk",
+            ]
+        }
+    }
+    found = charts.snapshot_files(index, "cgan", tmp_path)
+    assert list(found) == list(CLASSES)
+    assert [it for it, _ in found["Parasitized"]] == [1, 15000]
+    assert found["Uninfected"] == [(5000, (tmp_path / "s/u5000.png").resolve())]
+    assert charts.snapshot_files(index, "dcgan", tmp_path) == {}
+    assert charts.snapshot_files({}, "cgan", tmp_path) == {}
+
+
+# Classifier comparison.
+
+ROWS = [
+    {
+        "name": "classifier",
+        "display_name": "ResNet, our recipe",
+        "accuracy": 0.97,
+        "auc": 0.995,
+        "sensitivity": 0.96,
+        "specificity": 0.98,
+        "parameters": 2149058,
+        "cpu_latency_ms": 2.1,
+        "tta": True,
+        "recipe": "sound",
+        "diverged_at_epoch": None,
+    },
+    {"name": "cnn_report", "accuracy": 0.5, "diverged_at_epoch": 3},
+    {"name": "no_accuracy", "accuracy": None},
+]
+
+
+def test_classifier_table_formats_values_and_marks_missing_ones() -> None:
+    table = charts.classifier_table(ROWS)
+    assert [row["classifier"] for row in table] == [
+        "ResNet, our recipe",
+        "cnn_report",
+        "no_accuracy",
+        "Report's ResNet (3,4,6)",
+        "Report's simple CNN",
+    ]
+    assert all(list(row) == list(charts.TABLE_COLUMNS) for row in table)
+    first = table[0]
+    assert first["accuracy"] == "97.00%" and first["AUC"] == "0.995"
+    assert first["parameters"] == "2.15 M" and first["CPU latency, one cell"] == "2.10 ms"
+    assert first["TTA"] == "yes" and first["diverged"] == charts.MISSING
+    assert table[1]["diverged"] == "epoch 3" and table[1]["AUC"] == charts.MISSING
+    assert table[2]["accuracy"] == charts.MISSING
+    assert table[3]["accuracy"] == "94.89%" and table[3]["source"] == "report (published)"
+    assert table[4]["accuracy"] == "52–55%"
+
+
+def test_classifier_table_without_rows() -> None:
+    assert charts.classifier_table(None, with_report=False) == []
+    assert len(charts.classifier_table([], with_report=True)) == 2
+
+
+def test_classifier_bars_reference_lines_and_diverged_colour() -> None:
+    fig = charts.classifier_bars(ROWS)
+    (trace,) = fig.data
+    assert list(trace.y) == ["ResNet, our recipe", "cnn_report"]
+    assert list(trace.x) == pytest.approx([97.0, 50.0])
+    assert trace.marker.color[1] == charts.DIVERGED_COLOUR
+    assert "diverged at epoch 3" in trace.text[1]
+    shapes = {shape.type: shape for shape in fig.layout.shapes}
+    low, high = report.REPORT_CNN_ACCURACY
+    assert shapes["rect"].x0 == pytest.approx(100 * low)
+    assert shapes["rect"].x1 == pytest.approx(100 * high)
+    assert shapes["line"].x0 == pytest.approx(100 * report.REPORT_RESNET_ACCURACY)
+
+
+def test_classifier_bars_without_accuracies_give_none() -> None:
+    assert charts.classifier_bars(None) is None
+    assert charts.classifier_bars([{"name": "x"}, "junk"]) is None
+
+
+def test_probability_bar_html_widths() -> None:
+    html = charts.probability_bar_html((0.25, 0.75))
+    assert "width:25.00%;background:#b0306e" in html
+    assert "width:75.00%;background:#2a7fba" in html
+    assert "width:0.00%" in charts.probability_bar_html((math.nan, 1.0))

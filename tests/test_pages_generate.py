@@ -1,0 +1,466 @@
+"""Interaction tests of the generation pages (overview, sample, latent explorer, interpolate)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from malgan import explore, latent, report, ui
+from malgan.data import CLASSES
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PAGES = REPO_ROOT / "pages"
+TIMEOUT_S = 60
+Z_DIM = 6
+# The Interpolate page's default number of frames.
+DEFAULT_STEPS = 9
+
+
+@pytest.fixture(autouse=True)
+def _committed_models(monkeypatch: pytest.MonkeyPatch):
+    # Caches are keyed by the models folder, so sessions loaded by earlier tests stay valid.
+    monkeypatch.delenv(ui.EXPORTED_ENV, raising=False)
+    st.cache_data.clear()
+
+
+def open_page(name: str, **query: str) -> AppTest:
+    """Run a page once, optionally opened with query parameters."""
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT_S)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def image_urls(at: AppTest) -> list[str]:
+    """Media URLs of every image shown (a URL is derived from the image bytes)."""
+    return [url for image in at.image for url in image.value]
+
+
+def verdicts(at: AppTest) -> list[str]:
+    """The per-cell verdict captions of the Sample page."""
+    return [m.value for m in at.markdown if "✓" in m.value or "✗" in m.value]
+
+
+def chart_series(at: AppTest) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of the first trace of the page's plotly chart."""
+    (chart,) = at.get("plotly_chart")
+    trace = json.loads(chart.proto.spec)["data"][0]
+
+    def decode(values):
+        if isinstance(values, dict):
+            return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+        return np.asarray(values, dtype=np.float64)
+
+    return decode(trace["x"]), decode(trace["y"])
+
+
+# Overview.
+def test_overview_shows_table_strip_and_data_note():
+    at = open_page("overview")
+
+    assert "Overview" in at.title[0].value
+    (table,) = at.table
+    text = str(table.value)
+    assert "94.89%" in text and "30.0%" in text and "99.1%" in text
+    assert "× floor" in text and "—" in text
+    (strip_p, strip_u) = at.image
+    assert "Parasitized" in strip_p.captions[0] and "Uninfected" in strip_u.captions[0]
+    note = " ".join(m.value for m in at.markdown)
+    assert "180 patients" in note and "by patient" in note
+    classifier = json.loads((REPO_ROOT / "exported" / "metrics.json").read_text())["classifier"]
+    assert f"{len(classifier['test_patients'])} held-out patients" in note
+    assert f"{classifier['n_test']:,} cells" in note
+    assert any("not for clinical use" in w.value for w in at.warning)
+
+
+def test_overview_without_metrics_keeps_intro_and_strip(tmp_path, monkeypatch):
+    for item in (REPO_ROOT / "exported").iterdir():
+        if item.name != "metrics.json":
+            (tmp_path / item.name).symlink_to(item)
+    monkeypatch.setenv(ui.EXPORTED_ENV, str(tmp_path))
+    at = open_page("overview")
+
+    assert not at.table
+    assert len(at.image) == 2
+    assert any("metrics.json" in i.value for i in at.info)
+    assert any("metrics file" in e.value for e in at.error)
+
+
+# Sample.
+def test_sample_shows_n_cells_with_verdicts_and_summary():
+    at = AppTest.from_file(str(PAGES / "sample.py"), default_timeout=TIMEOUT_S)
+    at.run()
+    at.slider(key="s_n").set_value(5).run()
+
+    assert not at.exception
+    assert len(at.image) == 5
+    shown = verdicts(at)
+    assert len(shown) == 5 and all("Parasitized" in v for v in shown)
+    (metric,) = at.metric
+    recognised = sum("✓" in v for v in shown)
+    assert metric.value == f"{recognised} / 5"
+    assert any(f"{recognised} of 5" in m.value for m in at.markdown)
+    labels = [b.label for b in at.download_button]
+    assert any("PNG" in label for label in labels) and any("ZIP" in label for label in labels)
+
+
+def test_sample_seed_changes_cells_and_lives_in_url():
+    at = open_page("sample")
+    first = image_urls(at)
+    assert at.query_params["s_seed"] == str(ui.DEFAULT_SEED)
+
+    at.number_input(key="s_seed").set_value(123).run()
+    assert image_urls(at) != first
+    assert at.query_params["s_seed"] == "123"
+
+    reopened = open_page("sample", s_seed="123")
+    assert reopened.number_input(key="s_seed").value == 123
+    assert image_urls(reopened) == image_urls(at)
+
+
+def test_sample_url_restores_every_control():
+    at = open_page("sample", s_model="dcgan", s_class="Uninfected", s_n="3", s_trunc="1.5")
+
+    assert at.selectbox(key="s_model").value == "dcgan"
+    assert at.radio(key="s_class").value == "Uninfected"
+    assert len(at.image) == 3
+    assert all("Uninfected" in v for v in verdicts(at))
+    assert at.slider(key="s_trunc").value == pytest.approx(1.5)
+    assert any("±1.5" in c.value for c in at.caption)
+
+
+def test_sample_bad_url_values_fall_back():
+    at = open_page("sample", s_model="nope", s_n="0", s_seed="-5", s_trunc="nan", s_class="x")
+
+    assert at.selectbox(key="s_model").value == ui.DEFAULT_MODEL
+    assert at.radio(key="s_class").value == CLASSES[0]
+    assert at.slider(key="s_trunc").value == pytest.approx(3.0)
+    assert len(at.image) == 1
+    assert at.number_input(key="s_seed").value == 0
+
+
+def test_sample_new_seed_and_truncation_change_cells():
+    at = open_page("sample", s_n="4")
+    first = image_urls(at)
+    at.button[0].click().run()
+    assert at.number_input(key="s_seed").value != ui.DEFAULT_SEED
+    assert image_urls(at) != first
+
+    at = open_page("sample", s_n="4")
+    at.slider(key="s_trunc").set_value(0.5).run()
+    assert image_urls(at) != first
+    assert at.query_params["s_trunc"] == "0.5"
+
+
+def test_sample_downloads_match_cells():
+    exported = ui.exported_dir()
+    grid, archive = ui.sample_files(exported, "cgan", "Parasitized", 11, 3, None)
+    images, _ = ui.sample_cells(exported, "cgan", "Parasitized", 11, 3, None)
+
+    assert Image.open(io.BytesIO(grid)).format == "PNG"
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        names = zf.namelist()
+        first = np.asarray(Image.open(io.BytesIO(zf.read(names[0]))).convert("RGB"))
+    assert names == [f"cgan_Parasitized_seed11_{i:02d}.png" for i in range(3)]
+    np.testing.assert_array_equal(first, images[0])
+
+
+# Latent explorer.
+def test_latent_explorer_shows_one_cell_and_probability():
+    at = open_page("latent_explorer")
+
+    assert len(image_urls(at)) == 1
+    (metric,) = at.metric
+    assert metric.label == "P(parasitized)" and metric.value.endswith("%")
+    assert at.get("progress")
+    generator = ui._generator(ui.exported_dir(), "cgan")
+    count = explore.directions_for(generator.directions, "Parasitized").count
+    assert len(at.slider) == count + 1
+    assert at.query_params["le_seed"] == str(ui.DEFAULT_SEED)
+
+
+def test_latent_explorer_slider_moves_cell_and_reset_restores_it():
+    at = open_page("latent_explorer")
+    start = image_urls(at)
+
+    at.slider(key="le_p0").set_value(2.0).run()
+    moved = image_urls(at)
+    assert moved != start
+    assert at.query_params["le_p0"] == "2"
+
+    at.slider(key="le_inf").set_value(-1.5).run()
+    assert image_urls(at) != moved
+    assert at.query_params["le_inf"] == "-1.5"
+
+    at.button[0].click().run()  # Reset
+    assert at.slider(key="le_p0").value == 0.0 and at.slider(key="le_inf").value == 0.0
+    assert image_urls(at) == start
+
+
+def test_latent_explorer_url_reproduces_cell():
+    at = open_page("latent_explorer")
+    at.number_input(key="le_seed").set_value(123).run()
+    at.slider(key="le_p1").set_value(1.5).run()
+
+    reopened = open_page("latent_explorer", **at.query_params)
+    assert reopened.slider(key="le_p1").value == pytest.approx(1.5)
+    assert image_urls(reopened) == image_urls(at)
+
+
+def test_latent_explorer_randomise_changes_seed():
+    at = open_page("latent_explorer")
+    start = image_urls(at)
+    at.button[1].click().run()
+
+    assert at.number_input(key="le_seed").value != ui.DEFAULT_SEED
+    assert image_urls(at) != start
+
+
+def test_latent_explorer_upload_bad_and_good_latents():
+    at = open_page("latent_explorer")
+    start = image_urls(at)
+
+    at.file_uploader[0].set_value(("bad.npy", b"not a numpy file", "application/octet-stream"))
+    at.run()
+    assert not at.exception
+    assert any("bad.npy" in e.value and ".npy" in e.value for e in at.error)
+    assert image_urls(at) == start
+
+    wrong = latent.latent_to_npy(np.zeros((1, 3), np.float32))
+    at.file_uploader[0].set_value(("wrong.npy", wrong, "application/octet-stream")).run()
+    assert any("128" in e.value for e in at.error)
+
+    z = latent.sample_z(99, 1, 128)
+    at.file_uploader[0].set_value(("mine.npy", latent.latent_to_npy(z), "application/octet-stream"))
+    at.run()
+    assert not at.error
+    assert "uploaded mine.npy" in at.image[0].captions[0]
+    seeded = open_page("latent_explorer", le_seed="99")
+    assert image_urls(at) == image_urls(seeded)
+
+
+def test_latent_explorer_per_class_dcgan():
+    at = open_page("latent_explorer", le_model="dcgan", le_class="Uninfected", le_p0="1")
+
+    assert len(image_urls(at)) == 1
+    assert at.slider(key="le_p0").value == 1.0
+    assert "Uninfected" in at.image[0].captions[0]
+
+
+# Interpolate.
+def test_interpolate_default_frames_chart_and_gif():
+    at = open_page("interpolate")
+
+    (strip,) = at.image
+    assert len(strip.value) == DEFAULT_STEPS
+    assert strip.captions[0] == "t = 0.00" and strip.captions[-1] == "t = 1.00"
+    x, y = chart_series(at)
+    assert len(x) == len(y) == len(strip.value)
+    assert x[0] == 0.0 and x[-1] == 1.0 and ((y >= 0) & (y <= 1)).all()
+    assert any("GIF" in b.label for b in at.download_button)
+
+
+def test_interpolate_steps_control_frames_and_url():
+    at = open_page("interpolate")
+    at.slider(key="ip_steps").set_value(4).run()
+
+    assert len(at.image[0].value) == 4
+    assert len(chart_series(at)[0]) == 4
+    assert at.query_params["ip_steps"] == "4"
+    reopened = open_page("interpolate", **at.query_params)
+    assert image_urls(reopened) == image_urls(at)
+
+
+def test_interpolate_cross_class_allowed_for_cgan():
+    at = open_page("interpolate", ip_class_a="Uninfected", ip_class_b="Parasitized")
+
+    assert at.subheader[0].value == "Uninfected → Parasitized"
+    assert not at.radio(key="ip_class_b").disabled
+    assert not at.info
+
+
+def test_interpolate_cross_class_refused_for_dcgan():
+    at = open_page(
+        "interpolate", ip_model="dcgan", ip_class_a="Uninfected", ip_class_b="Parasitized"
+    )
+
+    assert any("same class" in i.value for i in at.info)
+    assert at.radio(key="ip_class_b").value == "Uninfected"
+    assert at.radio(key="ip_class_b").disabled
+    assert at.subheader[0].value == "Uninfected → Uninfected"
+    assert at.query_params["ip_class_b"] == "Uninfected"
+
+
+# malgan.explore.
+def flat_directions(k: int = 3, *, infection: bool = True) -> dict:
+    rng = np.random.default_rng(0)
+    principal = rng.standard_normal((k, Z_DIM))
+    principal /= np.linalg.norm(principal, axis=1, keepdims=True)
+    infection_dirs = {}
+    if infection:
+        vector = rng.standard_normal(Z_DIM)
+        infection_dirs = {label: vector / np.linalg.norm(vector) for label in CLASSES}
+    return {
+        "principal": principal.astype(np.float32),
+        "sigmas": np.arange(1, k + 1, dtype=np.float32),
+        "infection": infection_dirs,
+    }
+
+
+def test_directions_for_flat_and_per_class():
+    flat = flat_directions(7)
+    dirs = explore.directions_for(flat, "Parasitized")
+    assert dirs.count == explore.MAX_PRINCIPAL
+    assert dirs.infection is not None and dirs.infection.shape == (Z_DIM,)
+
+    per_class = {"Uninfected": flat_directions(2, infection=False), "Parasitized": flat}
+    own = explore.directions_for(per_class, "Uninfected")
+    assert own.count == 2 and own.infection is None
+    np.testing.assert_array_equal(own.principal, per_class["Uninfected"]["principal"])
+    empty = explore.directions_for({}, "Parasitized")
+    assert empty.count == 0 and empty.infection is None
+
+
+def test_edit_latent_moves_in_sigma_units():
+    dirs = explore.directions_for(flat_directions(3), "Parasitized")
+    z = latent.sample_z(1, 1, Z_DIM)[0]
+
+    np.testing.assert_allclose(explore.edit_latent(z, dirs, (0.0, 0.0), 0.0), z)
+    moved = explore.edit_latent(z, dirs, (0.0, 2.0))
+    np.testing.assert_allclose(moved - z, 2.0 * dirs.sigmas[1] * dirs.principal[1], atol=1e-5)
+    infected = explore.edit_latent(z, dirs, (), 1.5)
+    step = 1.5 * explore.INFECTION_SIGMA * dirs.infection
+    np.testing.assert_allclose(infected - z, step, atol=1e-5)
+    assert moved.dtype == np.float32
+    with pytest.raises(ValueError, match="amounts"):
+        explore.edit_latent(z, dirs, (1.0, 1.0, 1.0, 1.0))
+
+
+def test_class_weights_path_and_latent_path():
+    weights = explore.class_weights_path(CLASSES, "Uninfected", "Parasitized", 5)
+    np.testing.assert_array_equal(weights[0], [0, 1])
+    np.testing.assert_array_equal(weights[-1], [1, 0])
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="Unknown class"):
+        explore.class_weights_path(CLASSES, "Healthy", "Parasitized", 5)
+    with pytest.raises(ValueError, match="steps"):
+        explore.path_t(1)
+
+    a, b = latent.sample_z(3, 2, Z_DIM)
+    for method in explore.METHODS:
+        path = explore.latent_path(a, b, 7, method)
+        assert path.shape == (7, Z_DIM) and path.dtype == np.float32
+        np.testing.assert_allclose(path[0], a)
+        np.testing.assert_allclose(path[-1], b)
+
+
+class RecordingGenerator:
+    """A stand-in generator that records how it was called."""
+
+    def __init__(self, *, conditional: bool):
+        self.conditional = conditional
+        self.classes = CLASSES
+        self.display_name = "test generator"
+        self.calls: list[tuple] = []
+
+    def generate(self, z, label):
+        self.calls.append(("generate", np.asarray(z), label))
+        return np.zeros((len(z), 64, 64, 3), np.uint8)
+
+    def generate_mix(self, z, weights):
+        self.calls.append(("mix", np.asarray(z), np.asarray(weights)))
+        return np.zeros((len(z), 64, 64, 3), np.uint8)
+
+
+def test_interpolate_cells_uses_class_blend_only_when_conditional():
+    a, b = latent.sample_z(5, 2, Z_DIM)
+    conditional = RecordingGenerator(conditional=True)
+    t, frames = explore.interpolate_cells(conditional, a, b, "Uninfected", "Parasitized", 4)
+    assert frames.shape == (4, 64, 64, 3) and t[0] == 0.0 and t[-1] == 1.0
+    kind, z, weights = conditional.calls[0]
+    assert kind == "mix" and z.shape == (4, Z_DIM)
+    np.testing.assert_allclose(weights[:, 0], t)
+
+    explore.interpolate_cells(conditional, a, b, "Parasitized", "Parasitized", 3, "lerp")
+    assert conditional.calls[-1][0] == "generate" and conditional.calls[-1][2] == "Parasitized"
+
+    pair = RecordingGenerator(conditional=False)
+    assert not explore.can_cross_classes(pair) and explore.can_cross_classes(conditional)
+    with pytest.raises(ValueError, match="same class"):
+        explore.interpolate_cells(pair, a, b, "Uninfected", "Parasitized", 4)
+    assert not pair.calls
+
+
+def test_edit_latent_with_real_generator_directions():
+    generator = ui._generator(ui.exported_dir(), "dcgan")
+    for label in CLASSES:
+        dirs = explore.directions_for(generator.directions, label)
+        z = latent.sample_z(0, 1, generator.z_dim)[0]
+        edited = explore.edit_latent(z, dirs, (1.0,) * dirs.count, 1.0)
+        assert edited.shape == (generator.z_dim,) and np.isfinite(edited).all()
+
+
+# Page helpers in malgan.ui.
+def test_verdicts_and_counts():
+    proba = np.array([[0.97, 0.03], [0.12, 0.88], [0.5, 0.5]], np.float32)
+    assert ui.verdict_caption(proba[0], "Parasitized") == "✓ Parasitized 0.97"
+    assert ui.verdict_caption(proba[1], "Parasitized") == "✗ Parasitized 0.12"
+    assert ui.verdict(proba[1], "Uninfected") == (True, pytest.approx(0.88))
+    assert ui.recognised_count(proba, "Parasitized") == 2
+    assert ui.recognised_count(np.zeros((0, 2)), "Uninfected") == 0
+    assert ui.cell_file_names("cgan", "Uninfected", 7, 2) == [
+        "cgan_Uninfected_seed7_00.png",
+        "cgan_Uninfected_seed7_01.png",
+    ]
+    assert ui.upscale(np.zeros((64, 64, 3), np.uint8), 3).shape == (192, 192, 3)
+    assert "#b0306e" in ui.coloured("x", "Parasitized")
+
+
+def test_headline_table_from_metrics_and_without():
+    data = {
+        "classifier": {"test_accuracy": 0.9512},
+        "fd_real_floor": {"Parasitized": 2.0, "Uninfected": 4.0},
+        "models": {
+            "cgan": {
+                "recovery": {
+                    "Parasitized": {"rate": 0.8, "ci_low": 0.75, "ci_high": 0.85, "n": 100}
+                },
+                "fd": {"Parasitized": 5.0, "Uninfected": 6.0},
+                "fd_ratio": {"Uninfected": 1.25},
+                "tstr": {"accuracy": 0.9},
+                "memorization": {
+                    "Parasitized": {"share": 0.02, "n": 100},
+                    "Uninfected": {"share": 0.0, "n": 300},
+                },
+            }
+        },
+    }
+    rows = {row["Figure"]: row for row in ui.headline_table(data)}
+
+    assert list(next(iter(rows.values()))) == list(ui.HEADLINE_COLUMNS)
+    recovery = rows["Recovery, Parasitized (95% CI)"]
+    assert recovery["The report"] == f"{report.REPORT_RECOVERY['Parasitized']:.1%}"
+    assert recovery["malgan cGAN"] == "80.0% (75.0%–85.0%)"
+    assert recovery["Seed reproduction"] == ui.MISSING
+    assert rows["Recovery, Uninfected (95% CI)"]["malgan cGAN"] == ui.MISSING
+    accuracy = rows["Classifier accuracy, held-out patients"]
+    assert accuracy["The report"] == "94.89%" and accuracy["malgan cGAN"] == "95.12%"
+    fd = [row for name, row in rows.items() if name.startswith("Fréchet")]
+    assert [row["malgan cGAN"] for row in fd] == ["2.5× floor", "1.2× floor"]
+    assert [row["The report"] for row in fd] == [ui.MISSING, ui.MISSING]
+    others = [row["malgan cGAN"] for row in list(rows.values())[-2:]]
+    assert others == ["90.0%", "0.5%"]
+
+    empty = ui.headline_table(None)
+    assert len(empty) == len(rows)
+    assert all(row["malgan cGAN"] == ui.MISSING for row in empty)

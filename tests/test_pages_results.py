@@ -1,0 +1,185 @@
+"""AppTest of the result pages: Classify, Recovery, Training and Classifiers on exported/."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from conftest import draw_fake_cell
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from malgan import report, ui
+from malgan.data import CLASSES
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXPORTED = REPO_ROOT / "exported"
+TIMEOUT_S = 60
+
+
+@pytest.fixture(autouse=True)
+def _committed_models(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(ui.EXPORTED_ENV, raising=False)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT_S)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def charts_shown(at: AppTest) -> int:
+    return len(at.get("plotly_chart"))
+
+
+# Classify.
+
+
+def test_classify_gives_verdicts_and_specific_errors() -> None:
+    at = page("classify")
+    assert at.info and "Drop one or more" in at.info[0].value
+    files = [
+        ("cell.png", png(draw_fake_cell(parasitized=True, size=(90, 80))), "image/png"),
+        ("empty.png", b"", "image/png"),
+        ("notes.png", b"dear diary, today I uploaded a text file\n", "image/png"),
+    ]
+    at.file_uploader(key="c_uploads").set_value(files).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Files"] == "3" and metrics["Classified"] == "1"
+    errors = [e.value for e in at.error]
+    assert len(errors) == 2
+    assert any("empty.png" in e and "empty file" in e for e in errors)
+    assert any("notes.png" in e and "looks like text" in e for e in errors)
+
+    verdicts = [m.value for m in at.markdown if "confidence" in m.value]
+    assert len(verdicts) == 1 and any(c in verdicts[0] for c in CLASSES)
+    assert len(at.image) == 1
+    captions = " ".join(c.value for c in at.caption)
+    assert "cell.png · 90×80 px" in captions
+    assert "P(Parasitized)" in captions and "prepare_image" in captions
+
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["cell.png", "empty.png", "notes.png"]
+    assert list(table["status"]) == ["classified", "error", "error"]
+    assert table["verdict"][0] in CLASSES
+    assert at.download_button(key="c_csv").proto.label == "Download results (CSV)"
+
+
+def test_classify_flags_a_bright_photo() -> None:
+    at = page("classify")
+    photo = png(Image.new("RGB", (100, 100), (240, 235, 230)))
+    at.file_uploader(key="c_uploads").set_value([("photo.png", photo, "image/png")]).run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Flagged as unusual"] == "1"
+    assert any("Does not look like a segmented cell" in w.value for w in at.warning)
+
+
+def test_classify_with_a_truncated_classifier_shows_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("index.json", "metrics.json", "classifier.json", "reference.npz"):
+        shutil.copy(EXPORTED / name, tmp_path / name)
+    data = (EXPORTED / "classifier.onnx").read_bytes()
+    (tmp_path / "classifier.onnx").write_bytes(data[: len(data) // 3])
+    monkeypatch.setenv(ui.EXPORTED_ENV, str(tmp_path))
+
+    at = page("classify")
+    errors = " ".join(e.value for e in at.error)
+    assert "The classifier is unavailable" in errors and "truncated" in errors
+    assert not at.file_uploader  # nothing to classify with
+
+
+# Recovery.
+
+
+def test_recovery_shows_the_comparison_and_measures_live() -> None:
+    at = page("recovery")
+    assert charts_shown(at) >= 2
+    assert at.selectbox(key="r_model").value == ui.DEFAULT_MODEL
+    labels = [m.label for m in at.metric]
+    assert "Parasitized recovered" in labels
+
+    at.number_input(key="r_n").set_value(20).run()
+    at.button(key="r_measure").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    live = {m.label: m for m in at.metric}
+    for label in CLASSES:
+        assert live[f"{label} recovered"].value.endswith("%")
+    captions = " ".join(c.value for c in at.caption)
+    assert "20 cells per class" in captions and "n = 20" in captions
+    assert "vs report" in live["Parasitized recovered"].proto.delta
+    assert at.query_params["r_n"] == "20"
+
+
+def test_recovery_reads_its_controls_from_the_url() -> None:
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "recovery.py"), default_timeout=TIMEOUT_S)
+    at.query_params["r_model"] = "dcgan"
+    at.query_params["r_n"] = "48"
+    at.query_params["r_seed"] = "99"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="r_model").value == "dcgan"
+    assert at.number_input(key="r_n").value == 48
+    assert at.number_input(key="r_seed").value == 99
+
+
+# Training.
+
+
+def test_training_shows_snapshots_and_curves() -> None:
+    at = page("training")
+    captions = [cap for image in at.image for cap in image.captions]
+    assert len(captions) >= 2
+    assert "Parasitized, iteration 1" in captions
+    iterations = [int(c.rsplit(" ", 1)[1].replace(",", "")) for c in captions if "Parasit" in c]
+    assert iterations == sorted(iterations)
+    assert charts_shown(at) == 2  # losses and classifier history
+    assert {m.label for m in at.metric} >= {"Test accuracy", "Test AUC"}
+
+    at.selectbox(key="t_model").set_value("dcgan").run()
+    assert not at.exception
+    assert at.query_params["t_model"] == "dcgan"
+    assert len(at.image) >= 2
+
+
+def test_training_class_tab_comes_from_the_url() -> None:
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "training.py"), default_timeout=TIMEOUT_S)
+    at.query_params["t_class"] = "Uninfected"
+    at.run()
+    assert not at.exception
+    assert [tab.label for tab in at.tabs] == list(CLASSES)
+    assert at.session_state["t_class"] == "Uninfected"
+    assert at.query_params["t_class"] == "Uninfected"
+
+
+# Classifiers.
+
+
+def test_classifiers_shows_the_table_beside_the_report() -> None:
+    at = page("classifiers")
+    table = at.dataframe[0].value
+    assert "Report's ResNet (3,4,6)" in list(table["classifier"])
+    report_row = table[table["classifier"] == "Report's ResNet (3,4,6)"].iloc[0]
+    assert report_row["accuracy"] == f"{100 * report.REPORT_RESNET_ACCURACY:.2f}%"
+    assert report_row["AUC"] == "—"
+    assert (table["source"] == "malgan (measured)").sum() >= 1
+    assert charts_shown(at) == 1
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Report's ResNet"] == "94.89%"
