@@ -21,14 +21,13 @@ import torch.nn.functional as F
 from malgan.data import CLASSES
 from malgan.nets import CondGenerator, ProjectionDiscriminator, diff_augment, symmetry_augment
 from train import common
-from train.gan_loop import GANParts, run_loop
+from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
 
 
 @dataclass(frozen=True)
-class CGANConfig:
+class CGANConfig(GANLoopOptions):
     """Options of the class-conditional GAN."""
 
-    data: str = field(default="", metadata={"help": "Folder in the NIH layout."})
     out: str = "runs/cgan"
     iterations: int = 15000
     batch: int = 64
@@ -43,34 +42,12 @@ class CGANConfig:
     augment: str = field(
         default="color,translation,cutout", metadata={"help": "DiffAugment policy."}
     )
-    seed: int = 0
-    log_every: int = 100
-    snapshot_every: int = 2500
-    checkpoint_every: int = 2500
-    probe_every: int = 1000
-    probe_cells: int = 256
-    classifier: str = field(
-        default="", metadata={"help": "Classifier model.pt for recovery probes."}
-    )
-    cuda_graph: bool = True
     bf16: bool = True
-    cache_dir: str = ""
-    smoke: bool = False
 
 
 def smoke_config(cfg: CGANConfig) -> CGANConfig:
     """A config that runs the whole path in seconds on a CPU."""
-    return common.replace(
-        cfg,
-        iterations=12,
-        batch=8,
-        d_steps=1,
-        log_every=2,
-        snapshot_every=6,
-        checkpoint_every=4,
-        probe_every=6,
-        probe_cells=8,
-    )
+    return smoke_loop(cfg, d_steps=1)
 
 
 def net_spec(cfg: CGANConfig) -> dict[str, Any]:

@@ -27,6 +27,7 @@ log = logging.getLogger("malgan.train")
 T = TypeVar("T")
 # Cells per class and split kept by --smoke: enough for every code path, seconds on a CPU.
 SMOKE_CELLS = 24
+COMMIT_ENV = "MALGAN_GIT_COMMIT"
 # Iterations at which the report's figures show sample grids.
 REPORT_MILESTONES = (1, 5000, 10000, 15000)
 
@@ -38,7 +39,8 @@ def _flag_type(tp: Any) -> tuple[Any, dict[str, Any]]:
         return None, {"action": argparse.BooleanOptionalAction}
     if origin is tuple:
         inner = get_args(tp)[0]
-        return inner, {"nargs": "+"}
+        # "*" so that an empty tuple round-trips through config_flags.
+        return inner, {"nargs": "*"}
     return tp, {}
 
 
@@ -83,7 +85,12 @@ def config_flags(cfg: Any) -> list[str]:
 
 # Provenance.
 def git_commit() -> str:
-    """The current git commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    """The current git commit (with ``-dirty`` when the tree has changes), or ``unknown``.
+
+    ``$MALGAN_GIT_COMMIT`` names it where the checkout has no git metadata (a copied tree).
+    """
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
     root = Path(__file__).resolve().parents[1]
     try:
         sha = subprocess.run(

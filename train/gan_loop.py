@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,42 @@ CHECKPOINT = "checkpoint.pt"
 FINAL = "model.pt"
 SNAPSHOT_CELLS = 25
 SNAPSHOT_DIR = "snapshots"
+
+
+@dataclass(frozen=True)
+class GANLoopOptions:
+    """Options every GAN script shares: data, schedule of logs, snapshots and checkpoints."""
+
+    data: str = field(default="", metadata={"help": "Folder in the NIH layout."})
+    seed: int = 0
+    log_every: int = 100
+    snapshot_every: int = 2500
+    checkpoint_every: int = 2500
+    probe_every: int = 1000
+    probe_cells: int = 256
+    classifier: str = field(
+        default="", metadata={"help": "Classifier model.pt for recovery probes."}
+    )
+    cuda_graph: bool = True
+    cache_dir: str = ""
+    smoke: bool = False
+
+
+SMOKE_LOOP = {
+    "iterations": 12,
+    "batch": 8,
+    "log_every": 2,
+    "snapshot_every": 6,
+    "checkpoint_every": 4,
+    "probe_every": 6,
+    "probe_cells": 8,
+}
+
+
+def smoke_loop(cfg: Any, **extra: Any) -> Any:
+    """A GAN config that runs the whole path in seconds on a CPU."""
+    names = {f.name for f in fields(cfg)}
+    return common.replace(cfg, **{k: v for k, v in {**SMOKE_LOOP, **extra}.items() if k in names})
 
 
 @dataclass

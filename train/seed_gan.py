@@ -21,14 +21,13 @@ import torch.nn.functional as F
 from malgan.data import CLASSES
 from malgan.nets import DCGANDiscriminator, DCGANGenerator
 from train import common
-from train.gan_loop import GANParts, run_loop
+from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
 
 
 @dataclass(frozen=True)
-class SeedGANConfig:
+class SeedGANConfig(GANLoopOptions):
     """Options of the report's per-class DCGAN."""
 
-    data: str = field(default="", metadata={"help": "Folder in the NIH layout."})
     out: str = "runs/dcgan"
     class_name: str = field(default="Parasitized", metadata={"choices": CLASSES})
     iterations: int = 15000
@@ -36,33 +35,12 @@ class SeedGANConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     z_dim: int = 100
-    seed: int = 0
-    log_every: int = 100
-    snapshot_every: int = 2500
-    checkpoint_every: int = 2500
-    probe_every: int = 1000
-    probe_cells: int = 256
-    classifier: str = field(
-        default="", metadata={"help": "Classifier model.pt for recovery probes."}
-    )
-    cuda_graph: bool = True
     bf16: bool = False
-    cache_dir: str = ""
-    smoke: bool = False
 
 
 def smoke_config(cfg: SeedGANConfig) -> SeedGANConfig:
     """A config that runs the whole path in seconds on a CPU."""
-    return common.replace(
-        cfg,
-        iterations=12,
-        batch=8,
-        log_every=2,
-        snapshot_every=6,
-        checkpoint_every=4,
-        probe_every=6,
-        probe_cells=8,
-    )
+    return smoke_loop(cfg)
 
 
 @contextmanager
