@@ -11,6 +11,7 @@ import re
 import struct
 import tempfile
 import threading
+import tomllib
 import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -56,6 +57,8 @@ _IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 _BOMB_LIMIT = re.compile(r"limit of (\d+) pixels")
+# The pixel limit in an app's Streamlit config file, e.g. "# malgan.maxPixels = 50_000_000".
+_CONFIG_MAX_PIXELS = re.compile(r"^[ \t]*#[ \t]*malgan\.maxPixels[ \t]*=(.*)$", re.MULTILINE)
 _TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r\f\v")
 _OPEN_LOCK = threading.Lock()
 # Exceptions Pillow raises for bad input; none of them may escape open_image.
@@ -414,6 +417,54 @@ def decode_image(
             return prepare_image(img, size=size)
         except ImageDecodeError as err:
             raise ImageDecodeError(_source_label(source, name), err.reason) from None
+
+
+def max_pixels_from_config(path: str | os.PathLike[str], *, default: int = MAX_PIXELS) -> int:
+    """Reads a decoding pixel limit from a Streamlit config file.
+
+    The limit is the line ``# malgan.maxPixels = <integer>`` (TOML integer syntax, so
+    ``50_000_000`` works). It is a comment because Streamlit logs a warning at every start for
+    options it does not define, a ``[malgan]`` table included; as a comment it sits next to
+    ``server.maxUploadSize`` without Streamlit reading it.
+
+    Args:
+        path: The config file, e.g. the app's ``.streamlit/config.toml``.
+        default: The limit when the file or the line is absent.
+
+    Returns:
+        The largest width * height to decode, for open_image and decode_image.
+
+    Raises:
+        DataError: If the file cannot be read, the line appears more than once, or its value is
+            not a positive integer at most Pillow's own guard (``PIL.Image.MAX_IMAGE_PIXELS``),
+            which applies whatever the setting.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return default
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"Config file {path} cannot be read ({err})") from None
+    found = _CONFIG_MAX_PIXELS.findall(text)
+    if not found:
+        return default
+    if len(found) > 1:
+        raise DataError(f"{path} sets malgan.maxPixels {len(found)} times; keep one line")
+    raw = found[0].strip()
+    try:
+        value = tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"{path}: malgan.maxPixels must be a positive integer, got {raw!r}")
+    guard = Image.MAX_IMAGE_PIXELS
+    if guard is not None and value > guard:
+        raise DataError(
+            f"{path}: malgan.maxPixels = {value} is above Pillow's decompression-bomb guard of "
+            f"{guard} pixels, which would still apply; use at most {guard}"
+        )
+    return value
 
 
 # Dataset layout.

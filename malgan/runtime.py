@@ -61,6 +61,8 @@ def _session_options(threads: int) -> ort.SessionOptions:
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # Idle threads sleep instead of spinning: one server shares a few cores among many users.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 

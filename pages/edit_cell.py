@@ -1,0 +1,247 @@
+"""Edit a real cell: find an uploaded cell in a generator's latent space, then edit it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from malgan import data, imaging, invert, latent, ui, uploads
+
+KEYS = ("e_model", "e_amount")
+RESULT_KEY = "e_found"
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp", "gif"]
+# The app's Streamlit config, which also holds the decoding pixel limit.
+CONFIG = Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml"
+# Infection slider, in standard deviations along the infection direction.
+AMOUNT_MIN = -3.0
+AMOUNT_MAX = 3.0
+AMOUNT_STEP = 0.25
+# Seed of the inversion's pool and mutations: the same upload gives the same latent.
+SEARCH_SEED = 0
+# Side-by-side cells are shown larger than grid cells, yet fit a third of the narrow layout.
+VIEW_SCALE = 3
+VIEW_PX = ui.CELL_PX * VIEW_SCALE
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def decode(payload: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """The uploaded file as a 64x64 RGB cell (raises data.ImageDecodeError)."""
+    return data.decode_image(payload, name=name, max_pixels=max_pixels)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def p_parasitized(exported: str, images: np.ndarray, _classifier) -> np.ndarray:
+    """The classifier's P(parasitized) of uint8 cells [N, 64, 64, 3]."""
+    return _classifier.predict_proba(images)[:, 0]
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def edited_cell(
+    exported: str,
+    model: str,
+    z: np.ndarray,
+    class_weights: np.ndarray,
+    amount: float,
+    _result: invert.InversionResult,
+    _generator,
+) -> np.ndarray:
+    """The inverted cell moved ``amount`` standard deviations along the infection direction."""
+    return invert.edit(_result, _generator, amount)
+
+
+def verdict_markdown(p: float) -> str:
+    """The classifier's verdict on a cell, coloured by class."""
+    label = data.CLASSES[0] if p >= 0.5 else data.CLASSES[1]
+    return f"{ui.coloured(label, label)} · P(parasitized) {p:.1%}"
+
+
+ui.page_setup(
+    "Edit a real cell",
+    "🪄",
+    "Upload a photograph of one segmented red blood cell. The page searches the generator's "
+    "latent space for the cell it can draw that looks most like yours, then lets you move that "
+    "cell along the learned infection direction.",
+)
+
+choices = ui.generator_choices()
+if not choices:
+    st.error("No generator is listed in the model index, so there is nothing to search.", icon="⚠️")
+    st.stop()
+
+# Controls, seeded from the URL.
+ui.url_choice("e_model", ui.DEFAULT_MODEL, list(choices))
+ui.url_float("e_amount", 0.0, AMOUNT_MIN, AMOUNT_MAX)
+top = st.columns([2, 3])
+top[0].selectbox("Model", list(choices), format_func=choices.get, key="e_model")
+uploaded = top[1].file_uploader(
+    "One cell image",
+    type=UPLOAD_TYPES,
+    key="e_upload",
+    help="PNG, JPEG, TIFF, WebP, BMP or GIF; one cell, ideally on a black background like the "
+    "training cells. It is resized to 64×64 pixels.",
+)
+ui.sync_url(*KEYS)
+st.caption(
+    "The page address keeps the model and the infection amount. An uploaded image cannot travel "
+    "in a link: after opening a shared link, upload the cell again."
+)
+
+model = st.session_state["e_model"]
+generator = ui.generator(model)
+classifier = ui.classifier()
+if generator is None or classifier is None:
+    st.stop()
+if uploaded is None:
+    st.info("Upload one cell image above to start.", icon="⬆️")
+    st.stop()
+
+# Decode the upload.
+try:
+    max_pixels = data.max_pixels_from_config(CONFIG)
+except data.DataError as err:
+    st.warning(f"{err}. Using the default limit of {data.MAX_PIXELS:,} pixels.", icon="⚠️")
+    max_pixels = data.MAX_PIXELS
+payload = uploaded.getvalue()
+try:
+    cell = decode(payload, uploaded.name, max_pixels)
+except data.ImageDecodeError as err:
+    st.error(f"**This file cannot be used.** {uploads.escape_markdown(str(err))}", icon="🚫")
+    st.stop()
+exported = ui.exported_dir()
+digest = hashlib.sha256(payload).hexdigest()
+p_original = float(p_parasitized(exported, cell[None], classifier)[0])
+
+# The search.
+st.subheader("Find the cell in the latent space")
+st.caption(
+    f"A gradient-free search through {generator.display_name}: a pool of random latents, then an "
+    f"evolution strategy, for about {invert.DEFAULT_TIME_BUDGET_S:g} seconds. It matches pixels "
+    "and the classifier's features, and for the conditional GAN also searches the class."
+)
+if st.button("🔍 Find this cell", type="primary", key="e_find"):
+    bar = st.progress(0.0, text="Searching the latent space…")
+
+    def show_progress(fraction: float, loss: float) -> None:
+        bar.progress(min(1.0, max(0.0, fraction)), text=f"Searching… best loss {loss:.4f}")
+
+    found = invert.invert(
+        cell,
+        generator,
+        classifier,
+        seed=SEARCH_SEED,
+        time_budget_s=invert.DEFAULT_TIME_BUDGET_S,
+        progress=show_progress,
+    )
+    bar.empty()
+    st.session_state[RESULT_KEY] = {
+        "model": model,
+        "exported": exported,
+        "digest": digest,
+        "result": found,
+    }
+
+stored = st.session_state.get(RESULT_KEY)
+current = (
+    stored is not None
+    and stored["model"] == model
+    and stored["exported"] == exported
+    and stored["digest"] == digest
+)
+if not current:
+    left, right = st.columns([1, 3])
+    left.image(ui.upscale(cell, VIEW_SCALE), width=VIEW_PX, caption="Your cell, 64×64")
+    right.markdown(f"Classifier: {verdict_markdown(p_original)}", unsafe_allow_html=True)
+    right.info("Press **Find this cell** to search the generator for it.", icon="🔍")
+    st.stop()
+
+result: invert.InversionResult = stored["result"]
+p_reconstruction = float(p_parasitized(exported, result.reconstruction[None], classifier)[0])
+
+# Original and reconstruction.
+st.subheader("Original and reconstruction")
+cols = st.columns([1, 1, 1])
+with cols[0]:
+    st.image(ui.upscale(cell, VIEW_SCALE), width=VIEW_PX, caption="Your cell")
+    st.markdown(verdict_markdown(p_original), unsafe_allow_html=True)
+with cols[1]:
+    st.image(ui.upscale(result.reconstruction, VIEW_SCALE), width=VIEW_PX, caption="Reconstruction")
+    st.markdown(verdict_markdown(p_reconstruction), unsafe_allow_html=True)
+with cols[2]:
+    st.metric(
+        "SSIM to your cell",
+        f"{result.ssim:.3f}",
+        help="Structural similarity, 1 for identical images.",
+    )
+    st.metric("P(parasitized), your cell", f"{p_original:.1%}")
+    st.metric(
+        "P(parasitized), reconstruction",
+        f"{p_reconstruction:.1%}",
+        delta=f"{100 * (p_reconstruction - p_original):+.1f} pts",
+        delta_color="off",
+    )
+weights = ", ".join(
+    f"{name} {w:.2f}" for name, w in zip(generator.classes, result.class_weights, strict=True)
+)
+st.caption(
+    f"Found as **{result.label}** (class weights: {weights}) · loss {result.loss:.4f} "
+    f"(best random start {result.pool_best_loss:.4f}) · {result.evals} cells generated in "
+    f"{result.seconds:.1f} s."
+)
+
+# Edit along the infection direction.
+st.subheader("Change the infection")
+st.slider(
+    "Infection (σ)",
+    AMOUNT_MIN,
+    AMOUNT_MAX,
+    step=AMOUNT_STEP,
+    key="e_amount",
+    help="Moves the found latent along the generator's infection direction (InterFaceGAN), in "
+    "standard deviations of the latent prior along that direction. Positive values make the "
+    "cell look more parasitized to the classifier; 0 is the reconstruction.",
+)
+ui.sync_url(*KEYS)
+amount = float(st.session_state["e_amount"])
+try:
+    edited = edited_cell(exported, model, result.z, result.class_weights, amount, result, generator)
+except ValueError as err:
+    st.warning(f"**Editing is unavailable for this model.** {err}", icon="⚠️")
+    st.stop()
+p_edited = float(p_parasitized(exported, edited[None], classifier)[0])
+cols = st.columns([1, 1, 1])
+with cols[0]:
+    st.image(ui.upscale(result.reconstruction, VIEW_SCALE), width=VIEW_PX, caption="Reconstruction")
+with cols[1]:
+    st.image(ui.upscale(edited, VIEW_SCALE), width=VIEW_PX, caption=f"Edited, {amount:+g} σ")
+    st.markdown(verdict_markdown(p_edited), unsafe_allow_html=True)
+with cols[2]:
+    st.metric(
+        "P(parasitized), edited",
+        f"{p_edited:.1%}",
+        delta=f"{100 * (p_edited - p_reconstruction):+.1f} pts vs reconstruction",
+    )
+
+# Downloads.
+stem = f"{model}_{result.label}_edit"
+downloads = st.columns([1, 1, 2])
+downloads[0].download_button(
+    "⬇️ Latent (.npy)",
+    latent.latent_to_npy(result.z),
+    file_name=f"{model}_latent.npy",
+    mime="application/octet-stream",
+    key="e_npy",
+)
+downloads[1].download_button(
+    "⬇️ Edited cell (.png)",
+    imaging.png_bytes(edited),
+    file_name=f"{stem}_{amount:+g}.png",
+    mime="image/png",
+    key="e_png",
+)
+st.caption(
+    f"The .npy file holds the found latent z ({generator.z_dim} float32 values, before the "
+    f"edit); generate it with the class weights above to get the reconstruction."
+)

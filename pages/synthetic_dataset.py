@@ -1,0 +1,276 @@
+"""Synthetic dataset: filtered generated cells in NIH's layout, downloaded as one ZIP."""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from malgan import imaging, synth, ui
+from malgan.charts import CLASS_COLOURS
+from malgan.data import CLASSES
+
+DEFAULT_CELLS = 100
+MAX_CELLS = 2000
+MAX_TRUNCATION = 2.0
+MIN_CONFIDENCE = 0.5
+MAX_CONFIDENCE = 0.99
+PREVIEW_CELLS = 8
+MANIFEST_ROWS = 10
+RESULT_KEY = "_d_export"
+TRUE_WORDS = ("true", "1", "on", "yes")
+FALSE_WORDS = ("false", "0", "off", "no")
+
+
+def parse_flag(text: str) -> bool:
+    """A boolean from its URL spelling ("True"/"False", "1"/"0", "on"/"off")."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(text)
+
+
+def rejection_figure(rejected: dict[str, dict[str, int]]) -> go.Figure:
+    """Grouped bars of rejected cells by reason, one colour per class."""
+    rows = synth.rejection_rows(rejected)
+    fig = go.Figure()
+    for label in CLASSES:
+        mine = [r for r in rows if r["class"] == label]
+        fig.add_bar(
+            name=label,
+            x=[r["label"] for r in mine],
+            y=[r["count"] for r in mine],
+            marker_color=CLASS_COLOURS[label],
+            text=[r["count"] for r in mine],
+            textposition="outside",
+        )
+    fig.update_layout(
+        barmode="group",
+        height=320,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        yaxis_title="Rejected cells",
+        legend={"orientation": "h", "y": 1.12},
+    )
+    return fig
+
+
+def size_text(n_bytes: int) -> str:
+    """A file size in kB or MB."""
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e6 else f"{max(1, round(n_bytes / 1e3))} kB"
+
+
+def preview_cells(folder: Path, n: int) -> dict[str, np.ndarray]:
+    """The first ``n`` written cells of each class, read back from the dataset folder."""
+    rows = synth.read_manifest(folder)
+    out = {}
+    for label in CLASSES:
+        files = [r["file"] for r in rows if r["class"] == label][:n]
+        out[label] = np.stack([np.asarray(Image.open(folder / f).convert("RGB")) for f in files])
+    return out
+
+
+ui.page_setup(
+    "Synthetic dataset",
+    "📦",
+    "Export a labelled set of synthetic cells in the NIH folder layout, ready to train on or "
+    "share. Every cell is checked by the classifier and by a privacy filter before it is kept.",
+)
+
+choices = ui.generator_choices()
+if not choices:
+    st.error("No generator is listed in the model index, so no dataset can be made.", icon="⚠️")
+    st.stop()
+
+# Controls.
+ui.url_choice("d_model", ui.DEFAULT_MODEL, list(choices))
+ui.url_int("d_n", DEFAULT_CELLS, 1, MAX_CELLS)
+ui.url_int("d_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
+ui.url_float("d_trunc", 0.0, 0.0, MAX_TRUNCATION)
+ui.url_float("d_conf", MIN_CONFIDENCE, MIN_CONFIDENCE, MAX_CONFIDENCE)
+ui.url_value("d_class", True, parse_flag)
+ui.url_value("d_privacy", True, parse_flag)
+
+reference = ui.reference()
+left, right = st.columns(2)
+with left:
+    st.selectbox("Generator", list(choices), format_func=choices.get, key="d_model")
+    st.number_input(
+        "Cells per class",
+        min_value=1,
+        max_value=MAX_CELLS,
+        step=50,
+        key="d_n",
+        help=f"Up to {MAX_CELLS} Parasitized and {MAX_CELLS} Uninfected cells.",
+    )
+    st.number_input("Seed", min_value=0, max_value=ui.MAX_SEED, step=1, key="d_seed")
+    st.slider(
+        "Truncation",
+        0.0,
+        MAX_TRUNCATION,
+        step=0.05,
+        key="d_trunc",
+        help="Redraw latent entries larger than this: smaller values give more typical, less "
+        "varied cells. 0 means no truncation.",
+    )
+with right:
+    st.toggle(
+        "Class filter",
+        key="d_class",
+        help="Keep only cells the classifier assigns to their intended class.",
+    )
+    st.slider(
+        "Minimum confidence",
+        MIN_CONFIDENCE,
+        MAX_CONFIDENCE,
+        step=0.01,
+        key="d_conf",
+        disabled=not st.session_state["d_class"],
+        help="Keep only cells whose probability of the intended class is at least this.",
+    )
+    st.toggle(
+        "Privacy filter",
+        key="d_privacy",
+        disabled=reference is None,
+        help="Reject cells that are closer to a training cell than real held-out cells usually "
+        "are, and draw replacements.",
+    )
+    if reference is None:
+        st.caption("The privacy filter is unavailable without the training reference.")
+    elif st.session_state["d_privacy"]:
+        st.caption(
+            f"Threshold: distance **{reference.privacy_threshold:.4f}** in the classifier's "
+            "reference space, the 1st percentile of held-out real cells' distances to their "
+            "nearest training cell."
+        )
+    else:
+        st.caption(
+            "Privacy filter off: near-copies of training cells may be exported. The distance "
+            "of each cell is still recorded in the manifest."
+        )
+ui.sync_url("d_model", "d_n", "d_seed", "d_trunc", "d_conf", "d_class", "d_privacy")
+
+model = st.session_state["d_model"]
+n_per_class = int(st.session_state["d_n"])
+privacy_on = bool(st.session_state["d_privacy"]) and reference is not None
+params = {
+    "exported": ui.exported_dir(),
+    "model": model,
+    "n": n_per_class,
+    "seed": int(st.session_state["d_seed"]),
+    "truncation": float(st.session_state["d_trunc"]) or None,
+    "class_filter": bool(st.session_state["d_class"]),
+    "min_confidence": float(st.session_state["d_conf"]),
+    "privacy": privacy_on,
+}
+
+# Generation.
+if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
+    generator, classifier = ui.generator(model), ui.classifier()
+    if generator is None or classifier is None:
+        st.stop()
+    bar = st.progress(0.0, text="Generating and filtering cells…")
+
+    def report(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"{done} of {total} cells accepted")
+
+    st.session_state.pop(RESULT_KEY, None)
+    with tempfile.TemporaryDirectory(prefix="malgan-synth-") as tmp:
+        folder = Path(tmp) / "dataset"
+        try:
+            summary = synth.export_dataset(
+                folder,
+                generator=generator,
+                classifier=classifier,
+                reference=reference,
+                n_per_class=n_per_class,
+                seed=params["seed"],
+                truncation=params["truncation"],
+                min_confidence=params["min_confidence"],
+                class_filter=params["class_filter"],
+                privacy_filter=privacy_on,
+                progress=report,
+            )
+        except synth.FiltersExhaustedError as err:
+            st.session_state[RESULT_KEY] = {
+                "params": params,
+                "error": str(err),
+                "rejected": err.rejected,
+            }
+        except (synth.SynthError, OSError) as err:
+            st.session_state[RESULT_KEY] = {"params": params, "error": str(err), "rejected": None}
+        else:
+            top = f"malgan_synthetic_{synth.name_tag(model)}_seed{params['seed']}"
+            st.session_state[RESULT_KEY] = {
+                "params": params,
+                "summary": summary.to_dict(),
+                "zip": synth.zip_folder(folder, top=top),
+                "file_name": f"{top}.zip",
+                "preview": preview_cells(folder, PREVIEW_CELLS),
+                "manifest": synth.read_manifest(folder)[:MANIFEST_ROWS],
+            }
+    bar.empty()
+
+# Results.
+result = st.session_state.get(RESULT_KEY)
+if result is None:
+    st.info("Choose the settings and press **Generate** to build the dataset.", icon="👆")
+    st.stop()
+if result["params"] != params:
+    st.info("The settings changed since the last export: press **Generate** again.", icon="🔄")
+    st.stop()
+
+if "error" in result:
+    st.error(f"**The dataset could not be completed.** {result['error']}", icon="⚠️")
+    if result["rejected"]:
+        st.subheader("What the filters rejected")
+        st.plotly_chart(rejection_figure(result["rejected"]), width="stretch")
+    st.stop()
+
+summary = result["summary"]
+st.subheader("Your dataset")
+total_rejected = sum(summary["total_rejected"].values())
+tried = sum(summary["attempts"].values())
+cols = st.columns(4)
+cols[0].metric("Cells written", f"{summary['total_accepted']:,}")
+cols[1].metric("Rejected by the filters", f"{total_rejected:,}")
+cols[2].metric("Acceptance rate", f"{summary['total_accepted'] / tried:.0%}")
+cols[3].metric("Speed", f"{summary['images_per_second']:.0f} cells/s")
+st.download_button(
+    f"Download ZIP ({size_text(len(result['zip']))})",
+    data=result["zip"],
+    file_name=result["file_name"],
+    mime="application/zip",
+    icon="⬇️",
+    type="primary",
+)
+st.caption(
+    "The archive holds `Parasitized/` and `Uninfected/` folders of 64×64 PNGs named like the "
+    "NIH cells (so malgan and other NIH loaders read them back), `manifest.csv` (one row per "
+    "cell: model, its sha256, seed, latent index, truncation, classifier probability and "
+    "distance to the nearest training cell) and `summary.json` (settings and filter counts). "
+    "The seed and latent index in the manifest reproduce any cell on the other pages."
+)
+
+st.subheader("What the filters rejected")
+if total_rejected:
+    st.plotly_chart(rejection_figure(summary["rejected"]), width="stretch")
+    st.caption("Each rejected cell was replaced by the next latent of the seed.")
+else:
+    st.success("No cell was rejected: every generated cell passed the filters.", icon="✅")
+
+st.subheader("Preview")
+for label in CLASSES:
+    cells = result["preview"][label]
+    st.markdown(f"{ui.CLASS_ICONS[label]} " + ui.coloured(label, label), unsafe_allow_html=True)
+    st.image(
+        imaging.make_grid(cells, ncol=PREVIEW_CELLS, scale=ui.VIEW_SCALE),
+        caption=f"The first {len(cells)} of {summary['accepted'][label]} {label} cells written",
+    )
+
+with st.expander("First rows of manifest.csv"):
+    st.dataframe(pd.DataFrame(result["manifest"]), hide_index=True)

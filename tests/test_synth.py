@@ -1,0 +1,474 @@
+"""Tests of the synthetic-dataset export: CLI, filters, determinism, safety and the page."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from malgan import latent, runtime, synth
+from malgan.data import CLASSES, load_dataset, patient_key
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXPORTED = REPO_ROOT / "exported"
+PAGE = str(REPO_ROOT / "pages" / "synthetic_dataset.py")
+N = 4
+SEED = 5
+TIMING_FIELDS = ("seconds", "images_per_second", "out_dir")
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple:
+    """The committed cgan, classifier and reference."""
+    return synth.load_models(EXPORTED, "cgan")
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    code = synth.main(["--quiet", "--exported", str(EXPORTED), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def dataset_files(root: Path) -> dict[str, bytes]:
+    """Relative path -> bytes of every file under root."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def siblings(folder: Path) -> list[str]:
+    """Names next to folder, to spot leftover staging folders."""
+    return sorted(p.name for p in folder.parent.iterdir())
+
+
+# The command line end to end.
+
+
+def test_cli_writes_nih_layout_that_reads_back(tmp_path: Path) -> None:
+    out = tmp_path / "synthetic"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "malgan.synth", "--model", "cgan", "--n-per-class", str(N)),
+            *("--out", str(out), "--seed", str(SEED), "--no-class-filter", "--batch", "3"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, synth.EXPORTED_ENV: str(EXPORTED)},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Wrote {2 * N} cells" in result.stdout
+    assert siblings(out) == ["synthetic"]  # no staging folder left behind
+
+    for label in CLASSES:
+        names = sorted(p.name for p in (out / label).iterdir())
+        assert len(names) == N
+        assert all(name.endswith(".png") and "ThinF_IMG_" in name for name in names)
+
+    rows = synth.read_manifest(out)
+    assert tuple(rows[0]) == synth.MANIFEST_COLUMNS
+    assert len(rows) == 2 * N
+    assert [r["class"] for r in rows] == [label for label in CLASSES for _ in range(N)]
+    shas = {label: json.loads((EXPORTED / "cgan.json").read_text())["sha256"] for label in CLASSES}
+    for row in rows:
+        assert (out / row["file"]).is_file()
+        assert row["model"] == "cgan"
+        assert row["model_sha256"] == shas[row["class"]]
+        assert row["seed"] == str(SEED)
+        assert row["truncation"] == ""
+        assert 0.0 <= float(row["p_class"]) <= 1.0
+        assert float(row["nearest_train_distance"]) >= 0.0
+    assert [r["latent_index"] for r in rows[:N]] == [str(i) for i in range(N)]
+
+    summary = json.loads((out / synth.SUMMARY_NAME).read_text())
+    assert summary["accepted"] == dict.fromkeys(CLASSES, N)
+    assert summary["model_sha256"] == shas
+    assert summary["privacy_filter"] is True
+    assert summary["privacy_threshold"] == pytest.approx(
+        runtime.load_reference(EXPORTED).privacy_threshold
+    )
+    assert summary["images_per_second"] > 0
+
+    loaded = load_dataset(out, cache_dir=tmp_path / "cache", progress=False)
+    assert loaded.cells.class_counts() == dict.fromkeys(CLASSES, N)
+    assert not loaded.corrupt
+    for name, label, key in zip(
+        loaded.cells.names, loaded.cells.labels, loaded.cells.keys, strict=True
+    ):
+        assert (out / CLASSES[label] / name).is_file()
+        assert key == f"SYN-cgan-s{SEED}-g0" == patient_key(name)
+
+
+def test_same_arguments_give_identical_bytes(tmp_path: Path, capsys) -> None:
+    runs = []
+    for name in ("a", "b"):
+        code, _, err = run_main(
+            capsys,
+            *("--n-per-class", str(N), "--seed", str(SEED), "--no-class-filter"),
+            *("--truncation", "0.8", "--out", str(tmp_path / name)),
+        )
+        assert code == 0, err
+        runs.append(dataset_files(tmp_path / name))
+    first, second = runs
+    assert sorted(first) == sorted(second)
+    assert len([k for k in first if k.endswith(".png")]) == 2 * N
+    for key in first:
+        if key != synth.SUMMARY_NAME:
+            assert first[key] == second[key], key
+    summaries = [json.loads(run[synth.SUMMARY_NAME]) for run in runs]
+    for summary in summaries:
+        for field in TIMING_FIELDS:
+            summary.pop(field)
+    assert summaries[0] == summaries[1]
+    assert b"0.8" in first[synth.MANIFEST_NAME]
+
+
+def test_cell_i_is_the_latent_i_of_the_seed(tmp_path: Path, models) -> None:
+    generator, classifier, reference = models
+    synth.export_dataset(
+        tmp_path / "d",
+        generator=generator,
+        classifier=classifier,
+        reference=reference,
+        n_per_class=2,
+        seed=SEED,
+        class_filter=False,
+    )
+    rows = synth.read_manifest(tmp_path / "d")
+    expected = generator.generate(latent.sample_z(SEED, 2, generator.z_dim), CLASSES[0])
+    from PIL import Image
+
+    for row, cell in zip(rows[:2], expected, strict=True):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "d" / row["file"])), cell)
+
+
+def test_progress_and_an_interrupted_export_leave_no_dataset(tmp_path: Path, models) -> None:
+    generator, classifier, reference = models
+    calls: list[tuple[int, int]] = []
+    synth.export_dataset(
+        tmp_path / "done",
+        generator=generator,
+        classifier=classifier,
+        reference=reference,
+        n_per_class=3,
+        class_filter=False,
+        batch=2,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls[0] == (0, 6) and calls[-1] == (6, 6)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        synth.export_dataset(
+            tmp_path / "killed",
+            generator=generator,
+            classifier=classifier,
+            reference=reference,
+            n_per_class=3,
+            class_filter=False,
+            batch=2,
+            progress=interrupt,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done"]
+
+
+# Filters.
+
+
+def test_rejection_reasons_precedence() -> None:
+    proba = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.95, 0.05], [0.2, 0.8]])
+    distances = np.array([1.0, 1.0, 1.0, 0.01, 0.01])
+    reasons = synth.rejection_reasons(
+        proba, 0, distances, min_confidence=0.7, privacy_threshold=0.1
+    )
+    assert reasons.tolist() == ["", "wrong_class", "low_confidence", "privacy", "privacy"]
+    off = synth.rejection_reasons(proba, 0, distances, class_filter=False, privacy_threshold=None)
+    assert off.tolist() == [""] * 5
+    with pytest.raises(ValueError, match="distances"):
+        synth.rejection_reasons(proba, 0, None, privacy_threshold=0.1)
+
+
+def test_privacy_filter_rejects_counts_and_replaces(tmp_path: Path, models) -> None:
+    generator, classifier, reference = models
+    # Training codes placed exactly on Parasitized cells 1 and 3 and Uninfected cell 0.
+    z = latent.sample_z(SEED, 8, generator.z_dim)
+    codes = {
+        label: reference.codes(classifier.features(generator.generate(z, label)))
+        for label in CLASSES
+    }
+    planted = np.stack([codes["Parasitized"][1], codes["Parasitized"][3], codes["Uninfected"][0]])
+    others = np.concatenate(
+        [np.delete(codes["Parasitized"], [1, 3], axis=0), np.delete(codes["Uninfected"], 0, axis=0)]
+    )
+    gap = np.linalg.norm(others[:, None] - planted[None], axis=-1).min()
+    assert gap > 1e-5  # the fixture separates planted cells from the others
+    fake = dataclasses.replace(reference, train_codes=planted, privacy_threshold=float(gap / 2))
+
+    summary = synth.export_dataset(
+        tmp_path / "d",
+        generator=generator,
+        classifier=classifier,
+        reference=fake,
+        n_per_class=N,
+        seed=SEED,
+        class_filter=False,
+        batch=3,
+    )
+    assert summary.rejected["Parasitized"] == {"privacy": 2, "wrong_class": 0, "low_confidence": 0}
+    assert summary.rejected["Uninfected"]["privacy"] == 1
+    assert summary.attempts == {"Parasitized": 6, "Uninfected": 5}
+    assert summary.accepted == dict.fromkeys(CLASSES, N)
+    rows = synth.read_manifest(tmp_path / "d")
+    indices = {
+        label: [int(r["latent_index"]) for r in rows if r["class"] == label] for label in CLASSES
+    }
+    assert indices == {"Parasitized": [0, 2, 4, 5], "Uninfected": [1, 2, 3, 4]}
+    assert all(float(r["nearest_train_distance"]) >= gap / 2 for r in rows)
+    stored = json.loads((tmp_path / "d" / synth.SUMMARY_NAME).read_text())
+    assert stored["total_rejected"]["privacy"] == 3
+
+    # Switched off, the same cells are kept and their (zero) distances recorded.
+    kept = synth.export_dataset(
+        tmp_path / "e",
+        generator=generator,
+        classifier=classifier,
+        reference=fake,
+        n_per_class=N,
+        seed=SEED,
+        class_filter=False,
+        privacy_filter=False,
+    )
+    assert kept.total_rejected["privacy"] == 0
+    rows = synth.read_manifest(tmp_path / "e")
+    assert float(rows[1]["nearest_train_distance"]) < gap / 2
+
+
+def test_filters_that_reject_everything_stop_with_counts(tmp_path: Path, capsys) -> None:
+    # The placeholder classifier calls every generated cell Uninfected.
+    out = tmp_path / "d"
+    code, _, err = run_main(
+        capsys, "--n-per-class", "2", "--out", str(out), "--max-attempts-factor", "5"
+    )
+    assert code == synth.EXIT_FILTERS_EXHAUSTED
+    assert "Only 0 of 2 Parasitized cells passed the filters after 10 attempts" in err
+    assert "classified as the other class: 10" in err
+    assert "Traceback" not in err
+    assert siblings(out) == []  # neither the folder nor a half-written staging folder
+
+
+# Safety of names and folders.
+
+
+def test_name_tag_keeps_names_inside_and_keys_stable() -> None:
+    for hostile in ("../../etc", "/abs/path", "..", "a/../../b", "x\\..\\y", "thin", "Thinker"):
+        tag = synth.name_tag(hostile)
+        assert "/" not in tag and "\\" not in tag and ".." not in tag
+        assert not tag.startswith(".") and "thin" not in tag.lower()
+    name = synth.cell_file_name("pthinGAN", "Uninfected", 3, 250, prefix="")
+    assert (
+        patient_key(name)
+        == synth.patient_key_of("pthinGAN", 3, 250, prefix="")
+        == "pth-inGAN-s3-g2"
+    )
+
+
+def test_hostile_model_and_prefix_cannot_escape(tmp_path: Path, capsys) -> None:
+    exported = tmp_path / "models"
+    exported.mkdir()
+    for path in EXPORTED.iterdir():
+        if path.is_file():
+            (exported / path.name).symlink_to(path)
+    index = json.loads((EXPORTED / "index.json").read_text())
+    hostile = "../../escaped/model"
+    index["generators"] = [
+        {
+            "name": hostile,
+            "display_name": "/etc/passwd",
+            "files": {
+                "Parasitized": "dcgan_parasitized.onnx",
+                "Uninfected": "dcgan_uninfected.onnx",
+            },
+        }
+    ]
+    (exported / "index.json").unlink()
+    (exported / "index.json").write_text(json.dumps(index))
+    # Without the training reference the privacy filter must be off; distances stay empty.
+    (exported / "reference.npz").unlink()
+
+    out = tmp_path / "work" / "out"
+    code = synth.main(
+        [
+            *("--quiet", "--exported", str(exported), "--model", hostile, "--prefix", "../../../"),
+            *("--n-per-class", "2", "--out", str(out), "--no-class-filter", "--no-privacy-filter"),
+        ]
+    )
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and exported not in p.parents]
+    assert written and all(out in p.parents for p in written)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "work"]
+    rows = synth.read_manifest(out)
+    shas = {
+        label: json.loads((EXPORTED / f"dcgan_{label.lower()}.json").read_text())["sha256"]
+        for label in CLASSES
+    }
+    assert {r["model_sha256"] for r in rows if r["class"] == "Uninfected"} == {shas["Uninfected"]}
+    assert {r["model_sha256"] for r in rows if r["class"] == "Parasitized"} == {shas["Parasitized"]}
+    assert rows[0]["nearest_train_distance"] == ""
+    for row in rows:
+        assert (out / row["file"]).resolve().parent == (out / row["class"]).resolve()
+    loaded = load_dataset(out, cache_dir=tmp_path / "cache", progress=False)
+    assert loaded.cells.class_counts() == dict.fromkeys(CLASSES, 2)
+
+
+def test_refuses_non_empty_folders_and_replaces_only_exports(tmp_path: Path, capsys) -> None:
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious")
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run_main(
+            capsys, "--n-per-class", "1", "--out", str(keep), "--no-class-filter", *extra
+        )
+        assert code == synth.EXIT_BAD_INPUT
+        assert str(keep) in err
+    assert (keep / "notes.txt").read_text() == "precious"
+    assert siblings(keep) == ["mine"]
+
+    out = tmp_path / "export"
+    args = ("--n-per-class", "1", "--out", str(out), "--no-class-filter")
+    assert run_main(capsys, *args, "--seed", "1")[0] == 0
+    assert run_main(capsys, *args, "--seed", "2")[0] == synth.EXIT_BAD_INPUT
+    assert run_main(capsys, *args, "--seed", "2", "--overwrite")[0] == 0
+    assert {r["seed"] for r in synth.read_manifest(out)} == {"2"}
+    assert len(list((out / "Parasitized").iterdir())) == 1
+    assert siblings(out) == ["export", "mine"]
+
+    (out / "Parasitized" / "stray.txt").write_text("not a cell")
+    code, _, err = run_main(capsys, *args, "--overwrite")
+    assert code == synth.EXIT_BAD_INPUT and "Parasitized/stray.txt" in err
+
+
+def write_corrupt_models(root: Path) -> Path:
+    root.mkdir()
+    for path in EXPORTED.iterdir():
+        if path.is_file():
+            (root / path.name).symlink_to(path)
+    (root / "cgan.onnx").unlink()
+    (root / "cgan.onnx").write_bytes((EXPORTED / "cgan.onnx").read_bytes()[:1000])
+    return root
+
+
+def call_main(argv: list[str]) -> int:
+    """Run the CLI in-process, turning argparse's SystemExit into its exit code."""
+    try:
+        return synth.main(argv)
+    except SystemExit as stop:
+        return int(stop.code)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "nope"], "No generator called 'nope'"),
+        (["--exported", "{tmp}/missing"], "does not exist"),
+        (["--n-per-class", "0"], "at least 1"),
+        (["--n-per-class", "many"], "expected a whole number"),
+        (["--seed", "-3"], "seed must be >= 0"),
+        (["--truncation", "0.001"], "truncation must be >= 0.01"),
+        (["--min-confidence", "1.5"], "minimum confidence must be in [0, 1]"),
+        (["--privacy-threshold", "-1"], "privacy threshold must be a distance >= 0"),
+        (["--batch", "0"], "batch size must be at least 1"),
+        (["--exported", "{tmp}/corrupt"], "does not match its sidecar"),
+    ],
+)
+def test_bad_input_gives_exit_2_and_one_message(
+    tmp_path: Path, capsys, args: list[str], message: str
+) -> None:
+    write_corrupt_models(tmp_path / "corrupt")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    for flag, value in (("--n-per-class", "2"), ("--exported", str(EXPORTED))):
+        if flag not in args:
+            args += [flag, value]
+    code = call_main(["--quiet", "--out", str(tmp_path / "out"), *args])
+    out, err = capsys.readouterr()
+    assert code == synth.EXIT_BAD_INPUT
+    assert message in err
+    assert "Traceback" not in err + out
+    assert not (tmp_path / "out").exists()
+
+
+def test_zip_folder_holds_the_dataset(tmp_path: Path, models) -> None:
+    generator, classifier, reference = models
+    synth.export_dataset(
+        tmp_path / "d",
+        generator=generator,
+        classifier=classifier,
+        reference=reference,
+        n_per_class=1,
+        class_filter=False,
+    )
+    data = synth.zip_folder(tmp_path / "d", top="../set")
+    assert data == synth.zip_folder(tmp_path / "d", top="../set")
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert all(name.startswith("_set/") for name in names)
+    assert sorted(n.split("/", 1)[1] for n in names) == sorted(dataset_files(tmp_path / "d"))
+
+
+# The page.
+
+
+@pytest.fixture()
+def app() -> AppTest:
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["d_n"] = "2"
+    at.query_params["d_seed"] = str(SEED)
+    return at.run()
+
+
+def test_page_generates_a_tiny_set_and_offers_the_zip(app: AppTest) -> None:
+    assert not app.exception
+    assert "press **Generate**" in app.info[0].value
+    assert any("Threshold: distance **0.0178**" in c.value for c in app.caption)
+    app.toggle(key="d_class").set_value(False).run()
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Cells written"] == "4"
+    assert metrics["Rejected by the filters"] == "0"
+    downloads = app.get("download_button")
+    assert len(downloads) == 1 and "Download ZIP" in downloads[0].label
+    assert len(app.get("image")) == len(CLASSES)
+    result = app.session_state["_d_export"]
+    archive = zipfile.ZipFile(io.BytesIO(result["zip"]))
+    names = archive.namelist()
+    assert result["file_name"] == f"malgan_synthetic_cgan_seed{SEED}.zip"
+    assert sum(n.endswith(".png") for n in names) == 4
+    assert {n.split("/", 1)[1] for n in names if not n.endswith(".png")} == {
+        "manifest.csv",
+        "summary.json",
+    }
+    assert app.query_params["d_class"] == "False"
+
+
+def test_page_reports_filters_that_reject_everything(app: AppTest) -> None:
+    app.button[0].click().run()
+    assert not app.exception
+    assert "Only 0 of 2 Parasitized cells passed the filters" in app.error[0].value
+    assert len(app.get("plotly_chart")) == 1
+    assert not app.get("download_button")
