@@ -63,6 +63,10 @@ def _session_options(threads: int) -> ort.SessionOptions:
     opts.log_severity_level = 3
     # Idle threads sleep instead of spinning: one server shares a few cores among many users.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Without the arena, memory goes back after each call instead of growing with the number of
+    # concurrent requests (measured: 10 concurrent users held 1.1 GiB with it, 0.5 GiB without,
+    # at the same speed).
+    opts.enable_cpu_mem_arena = False
     return opts
 
 

@@ -137,8 +137,27 @@ def placeholder_notice() -> str | None:
     return None
 
 
+def _leave_folder_navigation() -> None:
+    """Hand a first visit that arrived on a page link over to ``streamlit_app.py``'s navigation.
+
+    Streamlit decides once per server, on its first script run, whether the app uses the older
+    ``pages/`` folder navigation. When that first run is a shared link to a page rather than
+    the home page, it runs the page directly with an automatic sidebar, and the navigation in
+    ``streamlit_app.py`` never takes over. Clearing the flag and rerunning gives that visitor
+    (and every later one) the real navigation, on the page the link asked for.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the folder navigation
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_setup(title: str, icon: str, intro: str = "") -> None:
     """Title, placeholder banner and shared sidebar of every page."""
+    _leave_folder_navigation()
     st.title(f"{icon} {title}")
     notice = placeholder_notice()
     if notice:
@@ -211,6 +230,22 @@ def class_label(index: int) -> str:
 # Shared look of the generation pages.
 CLASS_ICONS = {"Parasitized": "🟣", "Uninfected": "🔵"}
 MAX_SEED = 2**31 - 1
+# Truncation sliders (BigGAN threshold): their top value means "no truncation".
+TRUNCATION_MIN = 0.5
+TRUNCATION_OFF = 3.0
+TRUNCATION_STEP = 0.1
+TRUNCATION_HELP = (
+    "BigGAN truncation threshold: latent entries beyond ±t are redrawn, so lower values give "
+    "more typical, less varied cells. Values above about 2.5 change almost nothing; "
+    f"{TRUNCATION_OFF:g} (the default) means no truncation."
+)
+
+
+def truncation_value(slider: float) -> float | None:
+    """The truncation a slider position stands for (None at its top: no truncation)."""
+    return None if slider >= TRUNCATION_OFF else round(float(slider), 2)
+
+
 MISSING = "—"
 # Cells are shown at this integer multiple of their 64 px (nearest neighbour).
 VIEW_SCALE = 2
@@ -255,9 +290,11 @@ def verdict(proba_row: np.ndarray, label: str) -> tuple[bool, float]:
 
 
 def verdict_caption(proba_row: np.ndarray, label: str) -> str:
-    """A short verdict, e.g. ``"✓ Parasitized 0.97"`` or ``"✗ Parasitized 0.12"``."""
-    agrees, probability = verdict(proba_row, label)
-    return f"{'✓' if agrees else '✗'} {label} {probability:.2f}"
+    """The classifier's verdict on a cell meant to be ``label``: the class it predicts and its
+    probability, e.g. ``"✓ Parasitized 0.97"`` or, when it disagrees, ``"✗ Uninfected 0.88"``."""
+    predicted = int(np.argmax(proba_row))
+    mark = "✓" if CLASSES[predicted] == label else "✗"
+    return f"{mark} {CLASSES[predicted]} {float(proba_row[predicted]):.2f}"
 
 
 def recognised_count(proba: np.ndarray, label: str) -> int:

@@ -9,6 +9,9 @@ from malgan.data import CLASSES
 DEFAULT_STEPS = 9
 DEFAULT_SEED_B = ui.DEFAULT_SEED + 1
 FRAME_PX = ui.CELL_PX * ui.VIEW_SCALE
+# Width the strip of frames may take; frames shrink to keep the whole path on one row.
+STRIP_PX = 1000
+MIN_FRAME_PX = 56
 DECISION_LINE = 0.5
 KEYS = ("ip_model", "ip_seed_a", "ip_class_a", "ip_seed_b", "ip_class_b", "ip_steps", "ip_method")
 METHOD_NAMES = {
@@ -88,7 +91,7 @@ st.subheader(f"{label_a} → {label_b}")
 st.image(
     [ui.upscale(frame) for frame in frames],
     caption=[f"t = {x:.2f}" for x in t],
-    width=FRAME_PX,
+    width=max(MIN_FRAME_PX, min(FRAME_PX, STRIP_PX // len(frames))),
     output_format="PNG",
 )
 

@@ -7,17 +7,14 @@ from malgan.data import CLASSES
 
 MAX_CELLS = 64
 DEFAULT_CELLS = 16
-# Truncation slider range; its top means "no truncation".
-TRUNCATION_MIN = 0.5
-TRUNCATION_OFF = 3.0
-TRUNCATION_STEP = 0.1
 KEYS = ("s_model", "s_class", "s_n", "s_seed", "s_trunc")
 
 ui.page_setup(
     "Sample",
     "🧫",
     "Draw cells of one class from a generator. Each cell carries the classifier's verdict: ✓ when "
-    "it recognises the intended class, ✗ when it disagrees, with its probability for the class.",
+    "it recognises the intended class, ✗ when it predicts the other one, with the probability of "
+    "the predicted class.",
 )
 
 choices = ui.generator_choices()
@@ -30,7 +27,7 @@ ui.url_choice("s_model", ui.DEFAULT_MODEL, list(choices))
 ui.url_choice("s_class", CLASSES[0], CLASSES)
 ui.url_int("s_n", DEFAULT_CELLS, 1, MAX_CELLS)
 ui.url_int("s_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
-ui.url_float("s_trunc", TRUNCATION_OFF, TRUNCATION_MIN, TRUNCATION_OFF)
+ui.url_float("s_trunc", ui.TRUNCATION_OFF, ui.TRUNCATION_MIN, ui.TRUNCATION_OFF)
 
 top = st.columns([3, 2, 2])
 top[0].selectbox("Model", list(choices), format_func=choices.get, key="s_model")
@@ -48,13 +45,11 @@ bottom[0].number_input(
 bottom[1].button("🎲 New seed", on_click=ui.randomise_seed, args=("s_seed",))
 bottom[2].slider(
     "Truncation",
-    TRUNCATION_MIN,
-    TRUNCATION_OFF,
-    step=TRUNCATION_STEP,
+    ui.TRUNCATION_MIN,
+    ui.TRUNCATION_OFF,
+    step=ui.TRUNCATION_STEP,
     key="s_trunc",
-    help="BigGAN truncation threshold: latent entries beyond ±t are redrawn, so lower values "
-    "give more typical, less varied cells. Values above about 2.5 change almost nothing; "
-    f"{TRUNCATION_OFF:g} (the default) means no truncation.",
+    help=ui.TRUNCATION_HELP,
 )
 ui.sync_url(*KEYS)
 
@@ -62,8 +57,7 @@ model = st.session_state["s_model"]
 label = st.session_state["s_class"]
 n = int(st.session_state["s_n"])
 seed = int(st.session_state["s_seed"])
-trunc_value = float(st.session_state["s_trunc"])
-truncation = None if trunc_value >= TRUNCATION_OFF else round(trunc_value, 2)
+truncation = ui.truncation_value(st.session_state["s_trunc"])
 st.caption(
     f"Truncation: {'off' if truncation is None else f'±{truncation:g}'} · "
     f"cells 0–{n - 1} of seed {seed}"
@@ -100,11 +94,11 @@ for start in range(0, n, columns):
 # Downloads.
 grid_png, cells_zip = ui.sample_files(exported, model, label, seed, n, truncation)
 stem = f"{model}_{label}_seed{seed}"
-downloads = st.columns([1, 1, 3])
+downloads = st.columns([1, 1, 2])
 downloads[0].download_button(
     "⬇️ Grid (PNG)", grid_png, file_name=f"{stem}_grid.png", mime="image/png"
 )
 downloads[1].download_button(
-    "⬇️ Cells (ZIP of 64 px PNGs)", cells_zip, file_name=f"{stem}.zip", mime="application/zip"
+    "⬇️ Cells (ZIP)", cells_zip, file_name=f"{stem}.zip", mime="application/zip"
 )
 st.caption("The page address holds every setting: copy it to share exactly these cells.")

@@ -15,7 +15,6 @@ from malgan.data import CLASSES
 
 DEFAULT_CELLS = 100
 MAX_CELLS = 2000
-MAX_TRUNCATION = 2.0
 MIN_CONFIDENCE = 0.5
 MAX_CONFIDENCE = 0.99
 PREVIEW_CELLS = 8
@@ -90,7 +89,7 @@ if not choices:
 ui.url_choice("d_model", ui.DEFAULT_MODEL, list(choices))
 ui.url_int("d_n", DEFAULT_CELLS, 1, MAX_CELLS)
 ui.url_int("d_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
-ui.url_float("d_trunc", 0.0, 0.0, MAX_TRUNCATION)
+ui.url_float("d_trunc", ui.TRUNCATION_OFF, ui.TRUNCATION_MIN, ui.TRUNCATION_OFF)
 ui.url_float("d_conf", MIN_CONFIDENCE, MIN_CONFIDENCE, MAX_CONFIDENCE)
 ui.url_value("d_class", True, parse_flag)
 ui.url_value("d_privacy", True, parse_flag)
@@ -110,12 +109,11 @@ with left:
     st.number_input("Seed", min_value=0, max_value=ui.MAX_SEED, step=1, key="d_seed")
     st.slider(
         "Truncation",
-        0.0,
-        MAX_TRUNCATION,
-        step=0.05,
+        ui.TRUNCATION_MIN,
+        ui.TRUNCATION_OFF,
+        step=ui.TRUNCATION_STEP,
         key="d_trunc",
-        help="Redraw latent entries larger than this: smaller values give more typical, less "
-        "varied cells. 0 means no truncation.",
+        help=ui.TRUNCATION_HELP,
     )
 with right:
     st.toggle(
@@ -162,7 +160,7 @@ params = {
     "model": model,
     "n": n_per_class,
     "seed": int(st.session_state["d_seed"]),
-    "truncation": float(st.session_state["d_trunc"]) or None,
+    "truncation": ui.truncation_value(st.session_state["d_trunc"]),
     "class_filter": bool(st.session_state["d_class"]),
     "min_confidence": float(st.session_state["d_conf"]),
     "privacy": privacy_on,

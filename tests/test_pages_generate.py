@@ -414,7 +414,7 @@ def test_edit_latent_with_real_generator_directions():
 def test_verdicts_and_counts():
     proba = np.array([[0.97, 0.03], [0.12, 0.88], [0.5, 0.5]], np.float32)
     assert ui.verdict_caption(proba[0], "Parasitized") == "✓ Parasitized 0.97"
-    assert ui.verdict_caption(proba[1], "Parasitized") == "✗ Parasitized 0.12"
+    assert ui.verdict_caption(proba[1], "Parasitized") == "✗ Uninfected 0.88"
     assert ui.verdict(proba[1], "Uninfected") == (True, pytest.approx(0.88))
     assert ui.recognised_count(proba, "Parasitized") == 2
     assert ui.recognised_count(np.zeros((0, 2)), "Uninfected") == 0

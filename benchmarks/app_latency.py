@@ -1,0 +1,228 @@
+"""Dashboard latency on the CPU: one cell end to end, a 16-cell grid, first page load, sliders.
+
+Run from the repository root (Debian's Chromium drives the browser parts)::
+
+    python -m benchmarks.app_latency
+    python -m benchmarks.app_latency --no-browser --cell-repeats 500
+
+Each figure is a median with its 95th percentile and sample count. The report's per-class DCGAN
+is measured in the same run as the conditional GAN, as the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from malgan import imaging, latent, runtime
+from malgan.data import CLASSES
+from malgan.metrics import summarize_latencies
+from tests import browser_harness as h
+
+EXPORTED = h.REPO_ROOT / "exported"
+MODELS = ("cgan", "dcgan")
+TARGET_ONE_CELL_MS = 50.0
+GRID_CELLS = 16
+GRID_COLUMNS = 8
+GRID_SCALE = 2
+WARMUP_CALLS = 5
+CELL_REPEATS = 200
+GRID_REPEATS = 50
+PAGE_LOADS = 3
+SLIDER_MOVES = 10
+SLIDER_PAGE = "latent_explorer"
+
+
+def time_calls(call: Callable[[int], Any], repeats: int, warmup: int = WARMUP_CALLS) -> list[float]:
+    """Seconds taken by ``call(i)`` for i in range(repeats), after ``warmup`` untimed calls."""
+    for i in range(warmup):
+        call(-1 - i)
+    seconds = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        call(i)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def one_cell(gen: Any, classifier: runtime.Classifier) -> Callable[[int], Any]:
+    """One cell of seed ``i`` (classes alternate): sample_z, generate, predict_proba."""
+
+    def call(i: int) -> np.ndarray:
+        z = latent.sample_z(abs(i), 1, gen.z_dim)
+        return classifier.predict_proba(gen.generate(z, CLASSES[i % len(CLASSES)]))
+
+    return call
+
+
+def grid(gen: Any, classifier: runtime.Classifier) -> Callable[[int], Any]:
+    """A 16-cell grid of seed ``i``: generate, classify every cell, tile at display scale."""
+
+    def call(i: int) -> np.ndarray:
+        z = latent.sample_z(abs(i), GRID_CELLS, gen.z_dim)
+        images = gen.generate(z, CLASSES[i % len(CLASSES)])
+        classifier.predict_proba(images)
+        return imaging.make_grid(images, ncol=GRID_COLUMNS, scale=GRID_SCALE)
+
+    return call
+
+
+def runtime_figures(exported: Path, cell_repeats: int, grid_repeats: int) -> dict[str, Any]:
+    """(a) and (b): in-process latencies through ``malgan.runtime`` for every generator."""
+    classifier = runtime.load_classifier(exported)
+    figures: dict[str, Any] = {"classifier_tta": classifier.tta}
+    for name in MODELS:
+        gen = runtime.load_generator(exported, name)
+        figures[name] = {
+            "one_cell": summarize_latencies(time_calls(one_cell(gen, classifier), cell_repeats)),
+            "grid_16": summarize_latencies(time_calls(grid(gen, classifier), grid_repeats)),
+        }
+    return figures
+
+
+def default_page() -> h.AppPage:
+    """The page served at ``/``."""
+    return next(p for p in h.app_pages() if p.default)
+
+
+def first_page_loads(playwright: Any, loads: int) -> dict[str, Any]:
+    """(c): fresh server each time; seconds from opening the default page to title + image."""
+    default = default_page()
+    startups, renders = [], []
+    with h.chromium(playwright) as browser:
+        for _ in range(loads):
+            start = time.perf_counter()
+            with h.StreamlitServer() as server:
+                startups.append(time.perf_counter() - start)
+                context = browser.new_context(viewport=h.VIEWPORT)
+                page = context.new_page()
+                start = time.perf_counter()
+                page.goto(server.url(default.url_path), wait_until="commit")
+                page.wait_for_selector(h.TITLE, state="visible", timeout=h.FIRST_LOAD_TIMEOUT_MS)
+                page.wait_for_function(
+                    "(sel) => { const img = document.querySelector(sel);"
+                    " return !!img && img.complete && img.naturalWidth > 0; }",
+                    arg=h.IMAGES,
+                    timeout=h.FIRST_LOAD_TIMEOUT_MS,
+                    polling=10,
+                )
+                renders.append(time.perf_counter() - start)
+                context.close()
+    return {
+        "page": default.title,
+        "title_and_first_image": summarize_latencies(renders),
+        "server_start_to_healthy": summarize_latencies(startups),
+    }
+
+
+def slider_moves(playwright: Any, moves: int) -> dict[str, Any]:
+    """(d): seconds from an arrow key on a latent-explorer slider to the new, loaded image."""
+    target = next(p for p in h.app_pages() if p.name == SLIDER_PAGE)
+    with h.StreamlitServer() as server, h.chromium(playwright) as browser:
+        page = browser.new_page(viewport=h.VIEWPORT)
+        # The default page first: a fresh server's first visit fixes its navigation.
+        h.open_page(page, server, default_page(), h.FIRST_LOAD_TIMEOUT_MS)
+        h.open_page(page, server, target, h.FIRST_LOAD_TIMEOUT_MS)
+        page.wait_for_selector(h.IMAGES, timeout=h.ACTION_TIMEOUT_MS)
+        thumb = page.locator(h.SLIDER_THUMB).first
+        seconds = [
+            h.move_slider_and_time(page, thumb, h.slider_key(thumb), h.ACTION_TIMEOUT_MS)
+            for _ in range(moves)
+        ]
+        problems = h.page_problems(page)
+    return {
+        "page": target.title,
+        "key_to_image": summarize_latencies(seconds),
+        "problems": problems,
+    }
+
+
+def fmt(stats: dict[str, Any]) -> str:
+    """``median 5.1 ms  p95 6.3 ms  n=200``."""
+    return f"median {stats['median_ms']:8.1f} ms   p95 {stats['p95_ms']:8.1f} ms   n={stats['n']}"
+
+
+def report(figures: dict[str, Any]) -> str:
+    """The figures as a short text table."""
+    lines = [
+        f"malgan dashboard latency: {figures['cpu']}, {figures['cores']} cores, "
+        f"onnxruntime {figures['onnxruntime']}; load average at start "
+        f"{figures['load_average_start']:.1f}, at end {figures['load_average_end']:.1f}",
+    ]
+    rt = figures["runtime"]
+    tta = " (classifier with test-time augmentation)" if rt["classifier_tta"] else ""
+    lines.append(f"(a) one cell, sample_z -> generate -> predict_proba{tta}")
+    for name in MODELS:
+        stats = rt[name]["one_cell"]
+        verdict = "meets" if stats["median_ms"] <= TARGET_ONE_CELL_MS else "MISSES"
+        lines.append(
+            f"    {name:6s} {fmt(stats)}   {verdict} the {TARGET_ONE_CELL_MS:.0f} ms target"
+        )
+    lines.append(f"(b) {GRID_CELLS}-cell grid: generate, classify, tile at {GRID_SCALE}x")
+    lines += [f"    {name:6s} {fmt(rt[name]['grid_16'])}" for name in MODELS]
+    if "first_load" in figures:
+        load = figures["first_load"]
+        lines.append(f"(c) first load of {load['page']} (fresh server): title and first image")
+        lines.append(f"           {fmt(load['title_and_first_image'])}")
+        lines.append(f"    server start to healthy: {fmt(load['server_start_to_healthy'])}")
+    if "slider" in figures:
+        slider = figures["slider"]
+        lines.append(f"(d) {slider['page']}: slider key press -> new image loaded")
+        lines.append(f"           {fmt(slider['key_to_image'])}")
+        if slider["problems"]:
+            lines.append(f"    problems on the page: {slider['problems']}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exported", type=Path, default=EXPORTED, help="models folder")
+    parser.add_argument("--cell-repeats", type=int, default=CELL_REPEATS)
+    parser.add_argument("--grid-repeats", type=int, default=GRID_REPEATS)
+    parser.add_argument("--page-loads", type=int, default=PAGE_LOADS)
+    parser.add_argument("--slider-moves", type=int, default=SLIDER_MOVES)
+    parser.add_argument("--no-browser", action="store_true", help="only (a) and (b)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and print the figures."""
+    args = parse_args(argv)
+    figures: dict[str, Any] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "onnxruntime": ort.__version__,
+        # Other work on the same cores slows every figure; the load average says how much.
+        "load_average_start": os.getloadavg()[0],
+        "runtime": runtime_figures(args.exported, args.cell_repeats, args.grid_repeats),
+    }
+    if not args.no_browser:
+        if not h.chromium_available():
+            print(f"Chromium not found at {h.CHROMIUM_PATH}; use --no-browser.", file=sys.stderr)
+            return 2
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            figures["first_load"] = first_page_loads(playwright, args.page_loads)
+            figures["slider"] = slider_moves(playwright, args.slider_moves)
+    figures["load_average_end"] = os.getloadavg()[0]
+    print(report(figures))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
