@@ -37,6 +37,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 # Bumped whenever decoding or resizing changes, so that old caches are rebuilt.
 CACHE_FORMAT = 1
+# Rows of a 16/32-bit image scaled to 8 bits at a time (bounds the float64 working copy).
+SCALE_CHUNK_ROWS = 256
 # Bytes inspected to tell text from binary data.
 TEXT_SNIFF_BYTES = 1024
 # Share of control characters above which a UTF-8 sample is not considered text.
@@ -313,16 +315,24 @@ def _scaled_to_8bit(img: Image.Image) -> Image.Image:
     """Scales a 16/32-bit integer or float image by its own min..max range to mode L.
 
     A constant (or all non-finite) image has no range to scale and becomes black, the NIH
-    background.
+    background. The float64 arithmetic runs over SCALE_CHUNK_ROWS rows at a time, so a large
+    image costs its own array and the 8-bit result, not several float64 copies of itself.
     """
-    values = np.asarray(img).astype(np.float64)
-    finite = np.isfinite(values)
+    values = np.asarray(img)  # [H, W] in the image's own integer or float type
+    finite = np.isfinite(values) if values.dtype.kind == "f" else None
     out = np.zeros(values.shape, dtype=np.uint8)
-    if finite.any():
-        low, high = values[finite].min(), values[finite].max()
-        if high > low:
-            scaled = np.where(finite, (values - low) * (255.0 / (high - low)), 0.0)
-            out = np.rint(scaled).astype(np.uint8)
+    if finite is not None and not finite.any():
+        return Image.fromarray(out, mode="L")
+    low = float(values.min(where=finite, initial=np.inf) if finite is not None else values.min())
+    high = float(values.max(where=finite, initial=-np.inf) if finite is not None else values.max())
+    if high > low:
+        gain = 255.0 / (high - low)
+        for start in range(0, len(values), SCALE_CHUNK_ROWS):
+            rows = slice(start, start + SCALE_CHUNK_ROWS)
+            scaled = (values[rows].astype(np.float64) - low) * gain
+            if finite is not None:
+                scaled[~finite[rows]] = 0.0
+            out[rows] = np.rint(scaled)
     return Image.fromarray(out, mode="L")
 
 

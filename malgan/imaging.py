@@ -77,21 +77,44 @@ def safe_name(name: str, *, default: str = "cell") -> str:
     return cleaned or default
 
 
+def _free_path(parts: Sequence[str], files: set[str], folders: set[str]) -> str:
+    """The first path of ``parts`` that collides with no earlier entry, and reserve it.
+
+    A folder cannot share its path with a file (extraction would fail), and two entries cannot
+    differ only in case (they would overwrite each other on Windows and macOS), so a clashing
+    part gets a numeric suffix: ``a.png`` -> ``a_1.png``; a folder ``a`` -> ``a_1``.
+    """
+    placed: list[str] = []
+    for depth, part in enumerate(parts):
+        leaf = depth == len(parts) - 1
+        stem, dot, ext = part.rpartition(".")
+        name, k = part, 1
+        while True:
+            key = "/".join([*placed, name]).casefold()
+            if key not in files and not (leaf and key in folders):
+                break
+            name = f"{stem}_{k}.{ext}" if leaf and dot and stem else f"{part}_{k}"
+            k += 1
+        placed.append(name)
+    folders.update("/".join(placed[:i]).casefold() for i in range(1, len(placed)))
+    files.add("/".join(placed).casefold())
+    return "/".join(placed)
+
+
 def zip_bytes(entries: Iterable[tuple[str, bytes]]) -> bytes:
-    """A ZIP archive of ``(relative path, bytes)`` entries, each path segment made safe."""
+    """A ZIP archive of ``(relative path, bytes)`` entries, each path segment made safe.
+
+    Every entry extracts inside the archive's folder: segments go through safe_name (no
+    separators, no ``..``, no leading dot), and entries whose paths would clash (equal up to
+    case, or a file where another entry needs a folder) are renamed with a numeric suffix.
+    """
     buf = io.BytesIO()
-    seen: set[str] = set()
+    files: set[str] = set()
+    folders: set[str] = set()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path, data in entries:
             parts = [safe_name(part) for part in str(path).replace("\\", "/").split("/") if part]
-            arcname = "/".join(parts) or "file"
-            stem, dot, ext = arcname.rpartition(".")
-            candidate, k = arcname, 1
-            while candidate in seen:
-                candidate = f"{stem}_{k}.{ext}" if dot else f"{arcname}_{k}"
-                k += 1
-            seen.add(candidate)
-            archive.writestr(candidate, data)
+            archive.writestr(_free_path(parts or ["file"], files, folders), data)
     return buf.getvalue()
 
 

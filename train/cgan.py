@@ -138,13 +138,14 @@ def train(cfg: CGANConfig) -> dict[str, Any]:
     """Train the conditional GAN on the train-split cells of both classes."""
     if cfg.smoke:
         cfg = smoke_config(cfg)
-    run = common.start_run(cfg, cfg.out)
-    splits = common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
-    real = common.to_device_nchw(splits.train.images, run.device)
-    labels = torch.from_numpy(splits.train.labels).to(run.device)
-    parts = build(cfg, run, real, labels)
-    summary = run_loop(run, cfg, parts)
-    common.end_run(run)
+    with common.running(cfg, cfg.out) as run:
+        splits = common.load_splits(
+            cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke
+        )
+        real = common.to_device_nchw(splits.train.images, run.device)
+        labels = torch.from_numpy(splits.train.labels).to(run.device)
+        parts = build(cfg, run, real, labels)
+        summary = run_loop(run, cfg, parts)
     return summary
 
 

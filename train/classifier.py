@@ -265,55 +265,56 @@ def train(cfg: ClassifierConfig) -> dict[str, Any]:
     held-out metrics with and without test-time flips and rotations."""
     if cfg.smoke:
         cfg = smoke_config(cfg)
-    run = common.start_run(cfg, cfg.out)
-    device = run.device
-    splits = common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
-    train_x = common.to_device_nchw(splits.train.images, device)
-    train_y = torch.from_numpy(splits.train.labels).to(device)
-    val_x = common.to_device_nchw(splits.val.images, device)
-    net, state = fit(cfg, run, train_x, train_y, val_x, splits.val.labels)
-
-    # Evaluate on held-out patients.
-    test_x = common.to_device_nchw(splits.test.images, device)
-    results: dict[str, Any] = {}
-    for tta in (False, True):
-        val_proba, _ = predict(net, val_x, cfg.input_scale, tta=tta)
-        test_proba, _ = predict(net, test_x, cfg.input_scale, tta=tta)
-        results["tta" if tta else "plain"] = {
-            "val": metrics.classification_report(val_proba, splits.val.labels),
-            "test": metrics.classification_report(test_proba, splits.test.labels),
-        }
-    # Test-time augmentation is kept only when it helps on validation patients.
-    use_tta = cfg.recipe == "sound" and (
-        results["tta"]["val"]["accuracy"] > results["plain"]["val"]["accuracy"]
-    )
-    summary = {
-        "arch": cfg.arch,
-        "recipe": cfg.recipe,
-        "input_scale": cfg.input_scale,
-        "parameters": count_parameters(net),
-        "tta": use_tta,
-        "best_val_accuracy": state["best_val"],
-        "epochs": cfg.epochs,
-        "diverged_at_epoch": state.get("diverged_at_epoch"),
-        "train_seconds": run.elapsed(),
-        "results": results,
-        "history": state["history"],
-    }
-    if run.main:
-        common.save_checkpoint(
-            {
-                "config": asdict(cfg),
-                "net": net_kwargs(cfg),
-                "state_dict": state["best_state"],
-                "input_scale": cfg.input_scale,
-                "tta": use_tta,
-                "summary": summary,
-            },
-            run.out / FINAL,
+    with common.running(cfg, cfg.out) as run:
+        device = run.device
+        splits = common.load_splits(
+            cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke
         )
-        run.log({"event": "done", **{k: v for k, v in summary.items() if k != "history"}})
-    common.end_run(run)
+        train_x = common.to_device_nchw(splits.train.images, device)
+        train_y = torch.from_numpy(splits.train.labels).to(device)
+        val_x = common.to_device_nchw(splits.val.images, device)
+        net, state = fit(cfg, run, train_x, train_y, val_x, splits.val.labels)
+
+        # Evaluate on held-out patients.
+        test_x = common.to_device_nchw(splits.test.images, device)
+        results: dict[str, Any] = {}
+        for tta in (False, True):
+            val_proba, _ = predict(net, val_x, cfg.input_scale, tta=tta)
+            test_proba, _ = predict(net, test_x, cfg.input_scale, tta=tta)
+            results["tta" if tta else "plain"] = {
+                "val": metrics.classification_report(val_proba, splits.val.labels),
+                "test": metrics.classification_report(test_proba, splits.test.labels),
+            }
+        # Test-time augmentation is kept only when it helps on validation patients.
+        use_tta = cfg.recipe == "sound" and (
+            results["tta"]["val"]["accuracy"] > results["plain"]["val"]["accuracy"]
+        )
+        summary = {
+            "arch": cfg.arch,
+            "recipe": cfg.recipe,
+            "input_scale": cfg.input_scale,
+            "parameters": count_parameters(net),
+            "tta": use_tta,
+            "best_val_accuracy": state["best_val"],
+            "epochs": cfg.epochs,
+            "diverged_at_epoch": state.get("diverged_at_epoch"),
+            "train_seconds": run.elapsed(),
+            "results": results,
+            "history": state["history"],
+        }
+        if run.main:
+            common.save_checkpoint(
+                {
+                    "config": asdict(cfg),
+                    "net": net_kwargs(cfg),
+                    "state_dict": state["best_state"],
+                    "input_scale": cfg.input_scale,
+                    "tta": use_tta,
+                    "summary": summary,
+                },
+                run.out / FINAL,
+            )
+            run.log({"event": "done", **{k: v for k, v in summary.items() if k != "history"}})
     return summary
 
 

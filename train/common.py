@@ -11,7 +11,8 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
@@ -124,6 +125,17 @@ def hardware() -> dict[str, Any]:
     return info
 
 
+def finite_json(value: Any) -> Any:
+    """Replace NaN and infinities (for example the AUC of a diverged network) with None."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
 # Runs.
 @dataclass
 class Run:
@@ -141,9 +153,13 @@ class Run:
         return self.rank == 0
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one JSON line to ``log.jsonl`` (main process only)."""
+        """Append one JSON line to ``log.jsonl`` (main process only).
+
+        Non-finite numbers (the loss of a diverged run) are written as null: NaN is not JSON.
+        """
         if self.main and self._log_file is not None:
-            self._log_file.write(json.dumps({"t": round(self.elapsed(), 3), **record}) + "\n")
+            line = json.dumps(finite_json({"t": round(self.elapsed(), 3), **record}))
+            self._log_file.write(line + "\n")
             self._log_file.flush()
 
     def elapsed(self) -> float:
@@ -188,15 +204,25 @@ def end_run(run: Run) -> None:
     """Close the log and leave the process group."""
     run.close()
     if run.world > 1 and dist.is_initialized():
-        dist.barrier()
         dist.destroy_process_group()
+
+
+@contextmanager
+def running(cfg: Any, out: str | os.PathLike) -> Iterator[Run]:
+    """``start_run`` ... ``end_run``, also when training stops on an error."""
+    run = start_run(cfg, out)
+    try:
+        yield run
+    finally:
+        end_run(run)
 
 
 # Checkpoints.
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> None:
     """Save atomically: write a temporary file beside the target, fsync, then rename.
 
-    A kill during the save leaves the previous checkpoint intact.
+    A kill during the save leaves the previous checkpoint intact; the next successful save
+    removes the partial file.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -205,6 +231,9 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    # Partial files of saves that a kill interrupted.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -183,84 +183,85 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
         cfg = smoke_config(cfg)
     runs = Path(cfg.runs)
     out = Path(cfg.out or runs / "eval")
-    run = common.start_run(cfg, out)
-    device = run.device
-    rng = np.random.default_rng(cfg.seed)
-    splits = common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
-    records: list[dict[str, Any]] = []
+    with common.running(cfg, out) as run:
+        device = run.device
+        rng = np.random.default_rng(cfg.seed)
+        splits = common.load_splits(
+            cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke
+        )
+        records: list[dict[str, Any]] = []
 
-    def emit(record: dict[str, Any]) -> None:
-        records.append(record)
-        with open(out / EVAL_LOG, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        def emit(record: dict[str, Any]) -> None:
+            records.append(record)
+            with open(out / EVAL_LOG, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
 
-    (out / EVAL_LOG).unlink(missing_ok=True)
+        (out / EVAL_LOG).unlink(missing_ok=True)
 
-    # Classifier on held-out patients.
-    ckpt = common.load_checkpoint(runs / cfg.classifier / "model.pt", device)
-    clf, scale, tta = rebuild(ckpt).to(device), ckpt["input_scale"], bool(ckpt["tta"])
-    tensors = {
-        k: common.to_device_nchw(getattr(splits, k).images, device)
-        for k in ("train", "val", "test")
-    }
-    outputs = {k: predict(clf, v, scale, tta=tta) for k, v in tensors.items()}
-    report = metrics.classification_report(outputs["test"][0], splits.test.labels)
-    emit(
-        {
-            "metric": "classifier",
-            "name": cfg.classifier,
-            "tta": tta,
-            **report,
-            "n_test": len(splits.test),
-            "test_patients": sorted(set(splits.test.keys.tolist())),
-            "n_train": len(splits.train),
-            "n_val": len(splits.val),
-            "corrupt_files": list(splits.corrupt),
+        # Classifier on held-out patients.
+        ckpt = common.load_checkpoint(runs / cfg.classifier / "model.pt", device)
+        clf, scale, tta = rebuild(ckpt).to(device), ckpt["input_scale"], bool(ckpt["tta"])
+        tensors = {
+            k: common.to_device_nchw(getattr(splits, k).images, device)
+            for k in ("train", "val", "test")
         }
-    )
+        outputs = {k: predict(clf, v, scale, tta=tta) for k, v in tensors.items()}
+        report = metrics.classification_report(outputs["test"][0], splits.test.labels)
+        emit(
+            {
+                "metric": "classifier",
+                "name": cfg.classifier,
+                "tta": tta,
+                **report,
+                "n_test": len(splits.test),
+                "test_patients": sorted(set(splits.test.keys.tolist())),
+                "n_train": len(splits.train),
+                "n_val": len(splits.val),
+                "corrupt_files": list(splits.corrupt),
+            }
+        )
 
-    # Reference for memorisation, privacy filtering and OOD warnings.
-    heldout = np.concatenate([outputs["val"][1], outputs["test"][1]])
-    reference = fit_reference(outputs["train"][1], heldout, cfg, rng)
-    np.savez(out / REFERENCE, **reference)
-    train_codes = reference["train_codes"].astype(np.float32)
-    real_dist = reference["heldout_train_distances"]
+        # Reference for memorisation, privacy filtering and OOD warnings.
+        heldout = np.concatenate([outputs["val"][1], outputs["test"][1]])
+        reference = fit_reference(outputs["train"][1], heldout, cfg, rng)
+        np.savez(out / REFERENCE, **reference)
+        train_codes = reference["train_codes"].astype(np.float32)
+        real_dist = reference["heldout_train_distances"]
 
-    # Real-to-real floor of the Fréchet distance, per class: validation vs test patients.
-    floor = {}
-    for label_idx, label in enumerate(CLASSES):
-        val_f = outputs["val"][1][splits.val.labels == label_idx]
-        test_f = outputs["test"][1][splits.test.labels == label_idx]
-        floor[label] = metrics.frechet_distance(val_f, test_f)
-    emit({"metric": "fd_real_floor", **floor})
-
-    for name in cfg.generators:
-        gen = load_generator_runs(runs, name, device)
-        recovery, fd, hist, memo = {}, {}, {}, {}
+        # Real-to-real floor of the Fréchet distance, per class: validation vs test patients.
+        floor = {}
         for label_idx, label in enumerate(CLASSES):
-            # Recovery, confidence and Fréchet distance.
-            z = latent.sample_z(RECOVERY_SEED + label_idx, cfg.n_cells, gen.z_dim)
-            images = gen.generate(label, z, device)
-            proba, feats = predict(clf, images, scale, tta=tta)
-            recovery[label] = metrics.recovery(proba, label_idx)
-            hist[label] = _histogram(proba[:, label_idx])
+            val_f = outputs["val"][1][splits.val.labels == label_idx]
             test_f = outputs["test"][1][splits.test.labels == label_idx]
-            fd[label] = metrics.frechet_distance(feats, test_f)
-            # Memorisation: distance to the nearest training cell in the reference space.
-            codes = (feats - reference["proj_mean"]) @ reference["proj"]
-            gen_dist = metrics.nearest_distances(codes.astype(np.float32), train_codes)
-            memo[label] = metrics.memorization_share(
-                gen_dist, real_dist, percentile=cfg.privacy_percentile
-            )
-        emit({"metric": "recovery", "model": name, **recovery})
-        emit({"metric": "confidence_histogram", "model": name, **hist})
-        emit({"metric": "fd", "model": name, **fd})
-        emit({"metric": "memorization", "model": name, **memo})
-        tstr = tstr_accuracy(gen, cfg, run, tensors["test"], splits.test.labels)
-        emit({"metric": "tstr", "model": name, **tstr})
+            floor[label] = metrics.frechet_distance(val_f, test_f)
+        emit({"metric": "fd_real_floor", **floor})
 
-    run.log({"event": "done", "records": len(records)})
-    common.end_run(run)
+        for name in cfg.generators:
+            gen = load_generator_runs(runs, name, device)
+            recovery, fd, hist, memo = {}, {}, {}, {}
+            for label_idx, label in enumerate(CLASSES):
+                # Recovery, confidence and Fréchet distance.
+                z = latent.sample_z(RECOVERY_SEED + label_idx, cfg.n_cells, gen.z_dim)
+                images = gen.generate(label, z, device)
+                proba, feats = predict(clf, images, scale, tta=tta)
+                recovery[label] = metrics.recovery(proba, label_idx)
+                hist[label] = _histogram(proba[:, label_idx])
+                test_f = outputs["test"][1][splits.test.labels == label_idx]
+                fd[label] = metrics.frechet_distance(feats, test_f)
+                # Memorisation: distance to the nearest training cell in the reference space.
+                codes = (feats - reference["proj_mean"]) @ reference["proj"]
+                gen_dist = metrics.nearest_distances(codes.astype(np.float32), train_codes)
+                memo[label] = metrics.memorization_share(
+                    gen_dist, real_dist, percentile=cfg.privacy_percentile
+                )
+            emit({"metric": "recovery", "model": name, **recovery})
+            emit({"metric": "confidence_histogram", "model": name, **hist})
+            emit({"metric": "fd", "model": name, **fd})
+            emit({"metric": "memorization", "model": name, **memo})
+            tstr = tstr_accuracy(gen, cfg, run, tensors["test"], splits.test.labels)
+            emit({"metric": "tstr", "model": name, **tstr})
+
+        run.log({"event": "done", "records": len(records)})
     return records
 
 

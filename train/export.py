@@ -304,20 +304,9 @@ def export_all(cfg: ExportConfig) -> dict[str, Any]:
         }
     )
     index["placeholder"] = stages.get("placeholder", "")
-    (out / "metrics.json").write_text(json.dumps(finite_json(result), indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(common.finite_json(result), indent=2) + "\n")
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return result
-
-
-def finite_json(value: Any) -> Any:
-    """Replace NaN and infinities (for example the AUC of a diverged network) with None."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_json(v) for v in value]
-    return value
 
 
 def assemble_metrics(

@@ -135,7 +135,8 @@ def run_loop(run: common.Run, cfg: Any, parts: GANParts) -> dict[str, Any]:
     probe_z = torch.randn(cfg.probe_cells, cfg.z_dim, generator=fixed).to(device)
     probe = _load_probe_classifier(cfg.classifier, device)
     marks = snapshot_iterations(cfg.iterations, cfg.snapshot_every)
-    (run.out / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
+    if run.main:
+        (run.out / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
     sampler = parts.modules[parts.sampler]
 
     def flush_losses(iteration: int, steps: int) -> None:
@@ -148,6 +149,9 @@ def run_loop(run: common.Run, cfg: Any, parts: GANParts) -> dict[str, Any]:
 
     @torch.no_grad()
     def snapshot(iteration: int) -> None:
+        # Every process holds the same generator; one writes the grids.
+        if not run.main:
+            return
         was = sampler.training
         sampler.eval()
         for label, name in enumerate(parts.classes):
@@ -158,7 +162,7 @@ def run_loop(run: common.Run, cfg: Any, parts: GANParts) -> dict[str, Any]:
 
     @torch.no_grad()
     def measure_recovery(iteration: int) -> None:
-        if probe is None:
+        if probe is None or not run.main:
             return
         net, input_scale = probe
         was = sampler.training
@@ -194,31 +198,34 @@ def run_loop(run: common.Run, cfg: Any, parts: GANParts) -> dict[str, Any]:
         step, warm = common.graphed(parts.step, device, True, generators=parts.generators)
     iteration = start + warm
     steps_since_flush = warm
-    bar = tqdm(total=cfg.iterations, initial=iteration, desc=run.out.name, disable=not run.main)
-    t0 = time.perf_counter()
-    while iteration < cfg.iterations:
-        step()
-        iteration += 1
-        steps_since_flush += 1
-        bar.update(1)
-        due_log = iteration % cfg.log_every == 0 or iteration == cfg.iterations
-        due_ckpt = iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations
-        if due_log or due_ckpt or iteration in marks:
-            flush_losses(iteration, steps_since_flush)
-            steps_since_flush = 0
-        if iteration in marks:
-            snapshot(iteration)
-        if cfg.probe_every and (iteration % cfg.probe_every == 0 or iteration == cfg.iterations):
-            measure_recovery(iteration)
-        if due_ckpt:
-            state["iteration"] = iteration
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            state["train_seconds"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            save(iteration)
-            run.barrier()
-    bar.close()
+    with tqdm(
+        total=cfg.iterations, initial=iteration, desc=run.out.name, disable=not run.main
+    ) as bar:
+        t0 = time.perf_counter()
+        while iteration < cfg.iterations:
+            step()
+            iteration += 1
+            steps_since_flush += 1
+            bar.update(1)
+            due_log = iteration % cfg.log_every == 0 or iteration == cfg.iterations
+            due_ckpt = iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations
+            if due_log or due_ckpt or iteration in marks:
+                flush_losses(iteration, steps_since_flush)
+                steps_since_flush = 0
+            if iteration in marks:
+                snapshot(iteration)
+            if cfg.probe_every and (
+                iteration % cfg.probe_every == 0 or iteration == cfg.iterations
+            ):
+                measure_recovery(iteration)
+            if due_ckpt:
+                state["iteration"] = iteration
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                state["train_seconds"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                save(iteration)
+                run.barrier()
     state["iteration"] = iteration
 
     # Final generator, self-describing.

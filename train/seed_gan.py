@@ -124,13 +124,14 @@ def train(cfg: SeedGANConfig) -> dict[str, Any]:
     """Train the report's DCGAN on the train-split cells of one class."""
     if cfg.smoke:
         cfg = smoke_config(cfg)
-    run = common.start_run(cfg, cfg.out)
-    splits = common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
-    cells = splits.train.subset(splits.train.labels == CLASSES.index(cfg.class_name))
-    real = common.to_device_nchw(cells.images, run.device)
-    parts = build(cfg, run, real)
-    summary = run_loop(run, cfg, parts)
-    common.end_run(run)
+    with common.running(cfg, cfg.out) as run:
+        splits = common.load_splits(
+            cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke
+        )
+        cells = splits.train.subset(splits.train.labels == CLASSES.index(cfg.class_name))
+        real = common.to_device_nchw(cells.images, run.device)
+        parts = build(cfg, run, real)
+        summary = run_loop(run, cfg, parts)
     return summary
 
 

@@ -24,8 +24,20 @@ from train.seed_gan import SeedGANConfig, build
 WARMUP = 10
 
 
-def naive_loop(images: np.ndarray, iterations: int, batch: int, device: torch.device) -> float:
-    """Iterations per second of the naive port; ``images`` is uint8 NHWC."""
+def naive_loop(
+    images: np.ndarray,
+    iterations: int,
+    batch: int,
+    device: torch.device,
+    *,
+    warmup: int = WARMUP,
+) -> float:
+    """Iterations per second of the naive port; ``images`` is uint8 NHWC.
+
+    The first ``warmup`` steps are run but not timed.
+    """
+    if len(images) < batch:
+        raise ValueError(f"{len(images)} cells are fewer than one batch of {batch}.")
     data = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
     loader = DataLoader(TensorDataset(data), batch_size=batch, shuffle=True, drop_last=True)
     G, D = DCGANGenerator().to(device), DCGANDiscriminator().to(device)
@@ -33,9 +45,9 @@ def naive_loop(images: np.ndarray, iterations: int, batch: int, device: torch.de
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
     done, t0 = 0, 0.0
-    while done < iterations + WARMUP:
+    while done < iterations + warmup:
         for (real,) in loader:
-            if done == WARMUP:
+            if done == warmup:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
@@ -56,7 +68,7 @@ def naive_loop(images: np.ndarray, iterations: int, batch: int, device: torch.de
             opt_g.step()
             _ = (loss_real.item(), loss_fake.item(), loss_g.item())
             done += 1
-            if done >= iterations + WARMUP:
+            if done >= iterations + warmup:
                 break
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -64,14 +76,23 @@ def naive_loop(images: np.ndarray, iterations: int, batch: int, device: torch.de
 
 
 def project_loop(
-    images: np.ndarray, iterations: int, batch: int, device: torch.device, *, bf16: bool
+    images: np.ndarray,
+    iterations: int,
+    batch: int,
+    device: torch.device,
+    *,
+    bf16: bool,
+    warmup: int = WARMUP,
 ) -> float:
-    """Iterations per second of the project's seed-GAN step (graphed on CUDA)."""
+    """Iterations per second of the project's seed-GAN step (graphed on CUDA).
+
+    The first ``warmup`` steps (the graph capture's own warm-up included) are not timed.
+    """
     cfg = SeedGANConfig(batch=batch, bf16=bf16)
     run = common.Run(out=common.Path("."), device=device)
     parts = build(cfg, run, common.to_device_nchw(images, device))
     step, warm = common.graphed(parts.step, device, True, generators=parts.generators)
-    for _ in range(max(0, WARMUP - warm)):
+    for _ in range(max(0, warmup - warm)):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -92,22 +113,36 @@ class ThroughputResult:
     iterations: int
     naive_its: float
     project_its: float
-    project_bf16_its: float
+    project_bf16_its: float | None
 
     def as_dict(self) -> dict[str, Any]:
+        bf16 = self.project_bf16_its
         return {
             **self.__dict__,
             "speedup": self.project_its / self.naive_its,
-            "speedup_bf16": self.project_bf16_its / self.naive_its,
+            "speedup_bf16": bf16 / self.naive_its if bf16 is not None else None,
         }
 
 
 def measure(
-    images: np.ndarray, *, iterations: int, batch: int = 32, device: torch.device | None = None
+    images: np.ndarray,
+    *,
+    iterations: int,
+    batch: int = 32,
+    device: torch.device | None = None,
+    warmup: int = WARMUP,
 ) -> ThroughputResult:
-    """Run the naive loop and the project's loop (fp32 and bf16) side by side."""
+    """Run the naive loop and the project's loop (fp32, and bf16 on CUDA) side by side.
+
+    The project's bf16 autocast is CUDA-only, so on a CPU a bf16 run would time fp32 again;
+    it is skipped there and recorded as None.
+    """
     device = device or common.pick_device()
-    naive = naive_loop(images, iterations, batch, device)
-    project = project_loop(images, iterations, batch, device, bf16=False)
-    project_bf16 = project_loop(images, iterations, batch, device, bf16=True)
+    naive = naive_loop(images, iterations, batch, device, warmup=warmup)
+    project = project_loop(images, iterations, batch, device, bf16=False, warmup=warmup)
+    project_bf16 = (
+        project_loop(images, iterations, batch, device, bf16=True, warmup=warmup)
+        if device.type == "cuda"
+        else None
+    )
     return ThroughputResult(str(device), batch, iterations, naive, project, project_bf16)
