@@ -25,10 +25,22 @@ MISSING = "—"
 # Order of the generators in comparisons: the report's model first, then malgan's.
 MODEL_ORDER = ("dcgan", "cgan")
 REPORT_LABEL = "Report (Keras DCGAN, as published)"
+# The "source" of the classifier table's rows.
+MEASURED_SOURCE = "malgan (measured)"
+PUBLISHED_SOURCE = "report (published)"
 CHART_HEIGHT = 380
 BAR_HEIGHT_PX = 14
+# Value labels of the recovery bars sit this many percentage points above the whisker.
+LABEL_LIFT = 1.5
+VALUE_LABEL_SUFFIX = "value"
+ZERO_BAR_LINE_PX = 3
+WHISKER_COLOUR = "#444444"
 LOSS_DASHES = ("solid", "dash", "dot", "dashdot")
 PARAMETER_UNIT = 1e6
+# Spacing of the ticks of an accuracy axis, in percent.
+ACCURACY_TICK = 20
+# Human names of training runs (a per-class run adds its class, see ``run_title``).
+RUN_TITLES = {"cgan": "Conditional GAN", "dcgan": "DCGAN"}
 TABLE_COLUMNS = (
     "classifier",
     "source",
@@ -82,6 +94,17 @@ def load_history(exported_dir: str | os.PathLike, relative: str) -> Any:
         raise ModelError(f"The training history {path} is missing.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelError(f"The training history {path} cannot be read ({err}).") from None
+
+
+def run_title(run: str) -> str:
+    """A training run's human name, e.g. ``cgan`` -> "Conditional GAN" and
+    ``dcgan_parasitized`` -> "DCGAN (Parasitized)"; an unknown run keeps its name."""
+    for cls in CLASSES:
+        suffix = f"_{cls.lower()}"
+        if run.lower().endswith(suffix) and len(run) > len(suffix):
+            base = run[: -len(suffix)]
+            return f"{RUN_TITLES.get(base.lower(), base)} ({cls})"
+    return RUN_TITLES.get(run.lower(), run)
 
 
 def snapshot_files(
@@ -152,8 +175,9 @@ def recovery_bars(
     sources = recovery_sources(metrics, extra=extra)
     fig = go.Figure()
     labels = [label for label, _ in sources]
+    value_labels = []
     for cls in CLASSES:
-        rates, plus, minus, texts, hover = [], [], [], [], []
+        rates, plus, minus, texts, hover, tops = [], [], [], [], [], []
         for _label, rates_by_class in sources:
             entry = rates_by_class.get(cls) or {}
             rate = entry.get("rate")
@@ -163,6 +187,7 @@ def recovery_bars(
                 minus.append(0.0)
                 texts.append(MISSING)
                 hover.append("not measured")
+                tops.append(0.0)
                 continue
             low, high = entry.get("ci_low"), entry.get("ci_high")
             has_ci = _finite(low) and _finite(high)
@@ -170,6 +195,7 @@ def recovery_bars(
             plus.append(100 * (high - rate) if has_ci else 0.0)
             minus.append(100 * (rate - low) if has_ci else 0.0)
             texts.append(f"{100 * rate:.1f}%")
+            tops.append(100 * max(rate, high) if has_ci else 100 * rate)
             n = entry.get("n")
             hover.append(
                 f"95% CI {100 * low:.1f}–{100 * high:.1f}%, n = {n}" if has_ci else "as published"
@@ -179,16 +205,44 @@ def recovery_bars(
             x=labels,
             y=rates,
             marker_color=CLASS_COLOURS[cls],
+            # An outline in the bar's own colour draws a 0% bar as a coloured floor line.
+            marker_line={"color": CLASS_COLOURS[cls], "width": ZERO_BAR_LINE_PX},
             text=texts,
-            textposition="outside",
+            textposition="none",
             customdata=hover,
             hovertemplate="%{x}<br>" + cls + ": %{y:.1f}%<br>%{customdata}<extra></extra>",
-            error_y={"type": "data", "array": plus, "arrayminus": minus, "visible": True},
+            error_y={
+                "type": "data",
+                "array": plus,
+                "arrayminus": minus,
+                "visible": True,
+                "color": WHISKER_COLOUR,
+            },
+            offsetgroup=cls,
         )
+        # The value goes above the whisker (not inside the bar), so a 0% bar still reads "0.0%"
+        # instead of a label lost on the axis.
+        value_labels.append(
+            go.Scatter(
+                name=f"{cls} {VALUE_LABEL_SUFFIX}",
+                x=labels,
+                y=[top + LABEL_LIFT for top in tops],
+                mode="text",
+                text=texts,
+                textposition="top center",
+                textfont={"color": CLASS_COLOURS[cls]},
+                offsetgroup=cls,
+                showlegend=False,
+                hoverinfo="skip",
+                cliponaxis=False,
+            )
+        )
+    fig.add_traces(value_labels)
     return _layout(
         fig,
         barmode="group",
-        yaxis={"title": "cells recovered as intended (%)", "range": [0, 112]},
+        scattermode="group",
+        yaxis={"title": "cells recovered as intended (%)", "range": [0, 118]},
         xaxis={"title": None},
     )
 
@@ -364,7 +418,17 @@ def classifier_history(history: Any) -> go.Figure | None:
             mode="lines+markers", line={"color": "#e07b00"}, secondary_y=True,
         )  # fmt: skip
     fig.update_yaxes(title_text="training loss", secondary_y=False)
-    fig.update_yaxes(title_text="validation accuracy (%)", range=[0, 101], secondary_y=True)
+    # Round ticks of its own on the accuracy axis (not synced to the loss axis's grid).
+    fig.update_yaxes(
+        title_text="validation accuracy",
+        range=[0, 100],
+        tickmode="linear",
+        tick0=0,
+        dtick=ACCURACY_TICK,
+        ticksuffix="%",
+        showgrid=False,
+        secondary_y=True,
+    )
     return _layout(fig, xaxis={"title": "epoch", "dtick": 1 if len(rows) <= 20 else None})
 
 
@@ -402,7 +466,7 @@ def classifier_table(
         table.append(
             {
                 "classifier": str(row.get("display_name") or row.get("name") or MISSING),
-                "source": "malgan (measured)",
+                "source": MEASURED_SOURCE,
                 "accuracy": _percent(row.get("accuracy")),
                 "AUC": _number(row.get("auc"), ".3f"),
                 "sensitivity (Parasitized)": _percent(row.get("sensitivity")),
@@ -421,7 +485,7 @@ def classifier_table(
             ("Report's simple CNN", f"{100 * low:.0f}–{100 * high:.0f}%"),
         ):
             row = dict.fromkeys(TABLE_COLUMNS, MISSING)
-            row.update(classifier=name, source="report (published)", accuracy=accuracy)
+            row.update(classifier=name, source=PUBLISHED_SOURCE, accuracy=accuracy)
             table.append(row)
     return table
 
@@ -505,4 +569,26 @@ def probability_bar_html(proba: Sequence[float]) -> str:
     return (
         f'<div style="display:flex;height:{BAR_HEIGHT_PX}px;border-radius:4px;'
         f'overflow:hidden;background:#e6e6e6">{"".join(segments)}</div>'
+    )
+
+
+def probability_legend_html(proba: Sequence[float]) -> str:
+    """The two probabilities under ``probability_bar_html``, each at its end of the bar.
+
+    Args:
+        proba: Probabilities in ``CLASSES`` order.
+
+    Returns:
+        HTML of one line: ``P(Parasitized) x%`` on the left, ``P(Uninfected) y%`` on the right.
+    """
+    parts = []
+    for cls, value in zip(CLASSES, proba, strict=True):
+        text = f"{float(value):.1%}" if math.isfinite(value) else MISSING
+        parts.append(
+            f'<span style="color:{CLASS_COLOURS[cls]};white-space:nowrap">'
+            f"P({html.escape(cls)}) {text}</span>"
+        )
+    return (
+        '<span style="display:flex;flex-wrap:wrap;justify-content:space-between;'
+        f'column-gap:0.5em">{"".join(parts)}</span>'
     )

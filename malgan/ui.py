@@ -20,6 +20,8 @@ DEFAULT_EXPORTED = Path(__file__).resolve().parents[1] / "exported"
 CELL_PX = 64
 DEFAULT_SEED = 7
 DEFAULT_MODEL = "cgan"
+APP_NAME = "malgan"
+TITLE_SEPARATOR = " · "
 NOT_CLINICAL = (
     "Research software. The images are synthetic and the classifier is not a medical device: "
     "**not for clinical use.**"
@@ -137,6 +139,52 @@ def placeholder_notice() -> str | None:
     return None
 
 
+def smoke_models() -> bool:
+    """Whether the index marks the models as smoke-test placeholders (False when unreadable)."""
+    try:
+        return bool(_index(exported_dir()).get("smoke"))
+    except runtime.ModelError:
+        return False
+
+
+def measured_recovery(name: str) -> dict[str, float]:
+    """Recovery rates of a generator per class from ``metrics.json`` (empty when unknown)."""
+    try:
+        entry = (_metrics(exported_dir()).get("models") or {}).get(name) or {}
+    except runtime.ModelError:
+        return {}
+    rates = {}
+    for label, value in (entry.get("recovery") or {}).items():
+        rate = value.get("rate") if isinstance(value, dict) else None
+        if label in CLASSES and isinstance(rate, int | float) and np.isfinite(rate):
+            rates[label] = float(rate)
+    return rates
+
+
+class CountingGenerator:
+    """A generator that counts the cells it draws per class, for progress text.
+
+    Everything but ``generate`` is the wrapped generator's own.
+    """
+
+    def __init__(self, generator: Any, on_batch: Callable[[], None] | None = None) -> None:
+        """Wrap ``generator``; ``on_batch`` is called after each batch it draws."""
+        self._generator = generator
+        self._on_batch = on_batch
+        self.drawn = dict.fromkeys(CLASSES, 0)
+
+    def generate(self, z: np.ndarray, label: str) -> np.ndarray:
+        """The wrapped generator's cells, counted under ``label``."""
+        images = self._generator.generate(z, label)
+        self.drawn[label] = self.drawn.get(label, 0) + len(images)
+        if self._on_batch is not None:
+            self._on_batch()
+        return images
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._generator, name)
+
+
 def _leave_folder_navigation() -> None:
     """Hand a first visit that arrived on a page link over to ``streamlit_app.py``'s navigation.
 
@@ -155,9 +203,16 @@ def _leave_folder_navigation() -> None:
         st.rerun()
 
 
+def page_title(title: str) -> str:
+    """The browser tab's title of a page, e.g. ``"Sample · malgan"``."""
+    return f"{title}{TITLE_SEPARATOR}{APP_NAME}"
+
+
 def page_setup(title: str, icon: str, intro: str = "") -> None:
-    """Title, placeholder banner and shared sidebar of every page."""
+    """Tab title, heading, placeholder banner and shared sidebar of every page."""
     _leave_folder_navigation()
+    # Later calls override only what they name, so the app's wide layout stays.
+    st.set_page_config(page_title=page_title(title), page_icon=icon)
     st.title(f"{icon} {title}")
     notice = placeholder_notice()
     if notice:
@@ -253,6 +308,24 @@ VIEW_SCALE = 2
 GRID_COLUMNS = 8
 
 
+# Space between the images of one ``st.image`` list (Streamlit lays them out edge to edge).
+IMAGE_GAP_PX = 8
+
+
+def spaced_images(key: str, gap_px: int = IMAGE_GAP_PX) -> Any:
+    """A container whose ``st.image`` lists keep ``gap_px`` between their images.
+
+    Args:
+        key: The container's widget key (also its CSS class, ``st-key-<key>``).
+        gap_px: Space between neighbouring images, in pixels.
+
+    Returns:
+        The container, to use as a ``with`` block.
+    """
+    st.html(f"<style>.st-key-{key} [data-testid='stImage'] {{ column-gap: {gap_px}px; }}</style>")
+    return st.container(key=key)
+
+
 def upscale(image: np.ndarray, scale: int = VIEW_SCALE) -> np.ndarray:
     """A uint8 [H, W, 3] cell enlarged by an integer factor with nearest neighbour."""
     return np.asarray(image, np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
@@ -289,12 +362,36 @@ def verdict(proba_row: np.ndarray, label: str) -> tuple[bool, float]:
     return int(np.argmax(proba_row)) == index, float(proba_row[index])
 
 
+# Verdict marks: an upright multiplication cross, since the ballot X (U+2717) is drawn slanted.
+AGREE_MARK = "✓"
+DISAGREE_MARK = "✕"
+
+
 def verdict_caption(proba_row: np.ndarray, label: str) -> str:
     """The classifier's verdict on a cell meant to be ``label``: the class it predicts and its
-    probability, e.g. ``"✓ Parasitized 0.97"`` or, when it disagrees, ``"✗ Uninfected 0.88"``."""
+    probability, e.g. ``"✓ Parasitized 0.97"`` or, when it disagrees, ``"✕ Uninfected 0.88"``."""
     predicted = int(np.argmax(proba_row))
-    mark = "✓" if CLASSES[predicted] == label else "✗"
+    mark = AGREE_MARK if CLASSES[predicted] == label else DISAGREE_MARK
     return f"{mark} {CLASSES[predicted]} {float(proba_row[predicted]):.2f}"
+
+
+def points_delta(change: float, suffix: str = "", *, colour: str = "normal") -> dict[str, str]:
+    """Keyword arguments of ``st.metric`` for a change of a probability, in percentage points.
+
+    Args:
+        change: Difference of two probabilities (fractions).
+        suffix: Text after the number, e.g. ``"vs reconstruction"``.
+        colour: ``delta_color`` of a change that does not round to zero.
+
+    Returns:
+        ``{"delta", "delta_color", "delta_arrow"}``: a change that rounds to zero at one decimal
+        reads "±0.0 pts" in grey without an arrow, rather than a green "↑ +0.0".
+    """
+    points = round(100 * float(change), 1)
+    tail = f" {suffix}" if suffix else ""
+    if points == 0:
+        return {"delta": f"±0.0 pts{tail}", "delta_color": "off", "delta_arrow": "off"}
+    return {"delta": f"{points:+.1f} pts{tail}", "delta_color": colour, "delta_arrow": "auto"}
 
 
 def recognised_count(proba: np.ndarray, label: str) -> int:
@@ -444,6 +541,35 @@ def explore_cell(
     edited = explore.edit_latent(z, dirs, amounts, infection)
     image = gen.generate(edited[None], label)
     return image[0], float(_classifier(exported, None).predict_proba(image)[0, 0])
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def infection_strip(
+    exported: str,
+    name: str,
+    label: str,
+    z: np.ndarray,
+    amounts: tuple[float, ...],
+    infections: tuple[float, ...],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One cell at several steps along the infection direction, in one generator batch.
+
+    Args:
+        exported: The models folder.
+        name: Generator name.
+        label: Class of the cell.
+        z: float32 [z_dim] start latent.
+        amounts: Steps along the principal directions, in sigma units (the same for every cell).
+        infections: Steps along the infection direction, in sigma units, one per cell.
+
+    Returns:
+        ``(images uint8 [K, 64, 64, 3], P(parasitized) float32 [K])``.
+    """
+    gen = _generator(exported, name)
+    dirs = explore.directions_for(gen.directions, label)
+    edited = np.stack([explore.edit_latent(z, dirs, amounts, step) for step in infections])
+    images = gen.generate(edited, label)
+    return images, _classifier(exported, None).predict_proba(images)[:, 0]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -42,6 +42,20 @@ CSV_COLUMNS = (
     "note",
 )
 
+# Columns of the on-page table (``display_table``): the CSV's, with the flag as text.
+DISPLAY_COLUMNS = (
+    "file",
+    "status",
+    "verdict",
+    "p_parasitized",
+    "confidence",
+    "unusual",
+    "ood_distance",
+    "original_size",
+    "note",
+)
+UNUSUAL_MARK = "⚠ unusual"
+
 
 class CellClassifier(Protocol):
     """What classify_files needs of a classifier (runtime.Classifier satisfies it)."""
@@ -274,6 +288,39 @@ def results_table(results: Sequence[UploadResult]) -> list[dict[str, Any]]:
                 "note": r.ood_reason if r.ok else r.message,
             }
         )
+    return rows
+
+
+def distance_text(score: float | None, threshold: float | None) -> str | None:
+    """An OOD distance with its limit for scale, e.g. ``"85 (limit 70)"`` (None without one)."""
+    if score is None or not math.isfinite(score):
+        return None
+    if threshold is None or not math.isfinite(threshold):
+        return f"{score:.0f}"
+    return f"{score:.0f} (limit {threshold:.0f})"
+
+
+def display_table(
+    results: Sequence[UploadResult], *, ood_threshold: float | None = None
+) -> list[dict[str, Any]]:
+    """The results table as shown on the page: ``results_table`` with readable flag columns.
+
+    The out-of-distribution flag becomes a text marker (``UNUSUAL_MARK`` or "") and the
+    Mahalanobis distance is shown with the reference's limit for scale.
+
+    Args:
+        results: The verdicts.
+        ood_threshold: The training reference's distance limit, or None without a reference.
+
+    Returns:
+        One row per file with the keys of ``DISPLAY_COLUMNS``.
+    """
+    rows = []
+    for r, row in zip(results, results_table(results), strict=True):
+        shown = {key: row[key] for key in DISPLAY_COLUMNS if key in row}
+        shown["unusual"] = UNUSUAL_MARK if r.ok and r.ood else ""
+        shown["ood_distance"] = distance_text(r.ood_score, ood_threshold)
+        rows.append({key: shown[key] for key in DISPLAY_COLUMNS})
     return rows
 
 

@@ -9,7 +9,9 @@ import streamlit as st
 from malgan import charts, data, ui, uploads
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp", "gif"]
-CELLS_PER_ROW = 4
+# Cards per row; rows of at most WIDE_CARDS cards lay each card out sideways.
+CELLS_PER_ROW = 3
+WIDE_CARDS = 2
 # The app's Streamlit config, which also holds the decoding pixel limit.
 CONFIG = Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml"
 CSV_NAME = "malgan_classifications.csv"
@@ -80,22 +82,28 @@ for r in results:
     if not r.ok:
         st.error(f"**Skipped:** {uploads.escape_markdown(r.message)}", icon="🚫")
 
-# One card per classified cell.
+# One card per classified cell, the row filled by as many cards as there are (at most
+# CELLS_PER_ROW); a row of one or two wide cards puts the image beside the verdict.
 st.subheader("Verdicts")
-for start in range(0, len(good), CELLS_PER_ROW):
-    for col, r in zip(st.columns(CELLS_PER_ROW), good[start : start + CELLS_PER_ROW], strict=False):
+per_row = max(1, min(len(good), CELLS_PER_ROW))
+for start in range(0, len(good), per_row):
+    for col, r in zip(st.columns(per_row), good[start : start + per_row], strict=False):
         with col.container(border=True):
-            st.image(ui.upscale(r.image), width=ui.CELL_PX * ui.VIEW_SCALE)
-            size = f" · {r.original_size[0]}×{r.original_size[1]} px" if r.original_size else ""
-            st.caption(f"{uploads.escape_markdown(r.name)}{size}")
-            colour = charts.CLASS_COLOURS[r.label]
-            st.markdown(
-                f"<span style='color:{colour};font-weight:600;font-size:1.15em'>{r.label}</span>"
-                f" &nbsp;{r.confidence:.1%} confidence",
-                unsafe_allow_html=True,
-            )
-            st.markdown(charts.probability_bar_html(r.proba), unsafe_allow_html=True)
-            st.caption(f"P(Parasitized) {r.proba[0]:.1%} · P(Uninfected) {r.proba[1]:.1%}")
+            wide = per_row <= WIDE_CARDS
+            beside = st.container(horizontal=wide, gap="medium" if wide else "small")
+            beside.image(ui.upscale(r.image), width=ui.CELL_PX * ui.VIEW_SCALE)
+            with beside.container():
+                size = f" · {r.original_size[0]}×{r.original_size[1]} px" if r.original_size else ""
+                st.caption(f"{uploads.escape_markdown(r.name)}{size}")
+                colour = charts.CLASS_COLOURS[r.label]
+                st.markdown(
+                    f"<div style='white-space:nowrap'><span style='color:{colour};"
+                    f"font-weight:600;font-size:1.15em'>{r.label}</span>"
+                    f" &nbsp;{r.confidence:.1%} confidence</div>",
+                    unsafe_allow_html=True,
+                )
+                st.markdown(charts.probability_bar_html(r.proba), unsafe_allow_html=True)
+                st.caption(charts.probability_legend_html(r.proba), unsafe_allow_html=True)
             if r.ood:
                 st.warning(f"**{uploads.OOD_WARNING.capitalize()}:** {r.ood_reason}.", icon="⚠️")
 if not good:
@@ -103,8 +111,9 @@ if not good:
 
 # Table and download.
 st.subheader("Results table")
+threshold = None if reference is None else float(reference.ood_threshold)
 st.dataframe(
-    uploads.results_table(results),
+    uploads.display_table(results, ood_threshold=threshold),
     hide_index=True,
     width="stretch",
     column_config={
@@ -113,8 +122,14 @@ st.dataframe(
         "verdict": "Verdict",
         "p_parasitized": st.column_config.NumberColumn("P(Parasitized)", format="percent"),
         "confidence": st.column_config.NumberColumn("Confidence", format="percent"),
-        "out_of_distribution": st.column_config.CheckboxColumn("Unusual image"),
-        "ood_score": st.column_config.NumberColumn("OOD distance", format="%.0f"),
+        "unusual": st.column_config.TextColumn(
+            "Unusual image", help="Flagged when an image does not look like a segmented cell."
+        ),
+        "ood_distance": st.column_config.TextColumn(
+            "OOD distance",
+            help="Mahalanobis distance of the image's classifier features from the training "
+            "cells; above the limit the image is flagged as unusual.",
+        ),
         "original_size": "Original size",
         "note": st.column_config.TextColumn("Note", width="large"),
     },

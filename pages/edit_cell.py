@@ -179,8 +179,7 @@ with cols[2]:
     st.metric(
         "P(parasitized), reconstruction",
         f"{p_reconstruction:.1%}",
-        delta=f"{100 * (p_reconstruction - p_original):+.1f} pts",
-        delta_color="off",
+        **ui.points_delta(p_reconstruction - p_original, "vs your cell", colour="off"),
     )
 weights = ", ".join(
     f"{name} {w:.2f}" for name, w in zip(generator.classes, result.class_weights, strict=True)
@@ -221,26 +220,26 @@ with cols[2]:
     st.metric(
         "P(parasitized), edited",
         f"{p_edited:.1%}",
-        delta=f"{100 * (p_edited - p_reconstruction):+.1f} pts vs reconstruction",
+        **ui.points_delta(p_edited - p_reconstruction, "vs reconstruction"),
     )
 
 # Downloads.
 stem = f"{model}_{result.label}_edit"
-downloads = st.columns([1, 1, 2])
-downloads[0].download_button(
-    "⬇️ Latent (.npy)",
-    latent.latent_to_npy(result.z),
-    file_name=f"{model}_latent.npy",
-    mime="application/octet-stream",
-    key="e_npy",
-)
-downloads[1].download_button(
-    "⬇️ Edited cell (.png)",
-    imaging.png_bytes(edited),
-    file_name=f"{stem}_{amount:+g}.png",
-    mime="image/png",
-    key="e_png",
-)
+with st.container(horizontal=True, gap="small"):
+    st.download_button(
+        "⬇️ Latent (.npy)",
+        latent.latent_to_npy(result.z),
+        file_name=f"{model}_latent.npy",
+        mime="application/octet-stream",
+        key="e_npy",
+    )
+    st.download_button(
+        "⬇️ Edited cell (.png)",
+        imaging.png_bytes(edited),
+        file_name=f"{stem}_{amount:+g}.png",
+        mime="image/png",
+        key="e_png",
+    )
 st.caption(
     f"The .npy file holds the found latent z ({generator.z_dim} float32 values, before the "
     f"edit); generate it with the class weights above to get the reconstruction."

@@ -10,9 +10,11 @@ DEFAULT_STEPS = 9
 DEFAULT_SEED_B = ui.DEFAULT_SEED + 1
 FRAME_PX = ui.CELL_PX * ui.VIEW_SCALE
 # Width the strip of frames may take; frames shrink to keep the whole path on one row.
-STRIP_PX = 1000
+STRIP_PX = 960
 MIN_FRAME_PX = 56
 DECISION_LINE = 0.5
+# Right margin of the chart, holding the threshold's label.
+THRESHOLD_MARGIN_PX = 90
 KEYS = ("ip_model", "ip_seed_a", "ip_class_a", "ip_seed_b", "ip_class_b", "ip_steps", "ip_method")
 METHOD_NAMES = {
     "slerp": "Spherical (slerp): keeps latents at a typical length",
@@ -88,12 +90,13 @@ t, frames, p_parasitized = ui.interpolation_frames(
 
 # The frames.
 st.subheader(f"{label_a} → {label_b}")
-st.image(
-    [ui.upscale(frame) for frame in frames],
-    caption=[f"t = {x:.2f}" for x in t],
-    width=max(MIN_FRAME_PX, min(FRAME_PX, STRIP_PX // len(frames))),
-    output_format="PNG",
-)
+with ui.spaced_images("ip_frames"):
+    st.image(
+        [ui.upscale(frame) for frame in frames],
+        caption=[f"t = {x:.2f}" for x in t],
+        width=max(MIN_FRAME_PX, min(FRAME_PX, STRIP_PX // len(frames) - ui.IMAGE_GAP_PX)),
+        output_format="PNG",
+    )
 
 # The classifier along the path.
 figure = go.Figure(
@@ -105,12 +108,14 @@ figure = go.Figure(
         hovertemplate="t = %{x:.2f}<br>P(parasitized) = %{y:.1%}<extra></extra>",
     )
 )
+# The threshold's label sits in the right margin, clear of the data line.
 figure.add_hline(
     y=DECISION_LINE,
     line_dash="dot",
     line_color="grey",
-    annotation_text="decision threshold",
-    annotation_position="top left",
+    annotation_text=f"decision<br>threshold {DECISION_LINE:.0%}",
+    annotation_position="right",
+    annotation_font_color="grey",
 )
 figure.update_layout(
     title="P(parasitized) along the path",
@@ -119,7 +124,7 @@ figure.update_layout(
     yaxis={"range": [0, 1], "tickformat": ".0%"},
     xaxis={"range": [0, 1]},
     height=320,
-    margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    margin={"l": 10, "r": THRESHOLD_MARGIN_PX, "t": 50, "b": 10},
 )
 st.plotly_chart(figure)
 

@@ -6,7 +6,11 @@ from malgan import explore, latent, ui
 from malgan.data import CLASSES
 
 SLIDER_STEP = 0.1
+DECISION_LINE = 0.5
 BIG_SCALE = 4
+# The strip beside the cell: the same cell this many sigma either side along the infection axis.
+STRIP_STEP = 2.0
+STRIP_OFFSETS = (-STRIP_STEP, 0.0, STRIP_STEP)
 PRINCIPAL_KEYS = tuple(f"le_p{i}" for i in range(explore.MAX_PRINCIPAL))
 # The uploaded latent and the upload it came from (kept until a new seed replaces it).
 LOADED_KEY = "le_loaded"
@@ -52,7 +56,7 @@ ui.url_int("le_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
 for key in (*PRINCIPAL_KEYS, "le_inf"):
     ui.url_float(key, 0.0, -explore.SIGMA_RANGE, explore.SIGMA_RANGE)
 
-controls, view = st.columns([3, 2], gap="large")
+controls, view = st.columns([5, 4], gap="large")
 with controls:
     pick = st.columns([3, 2, 2])
     pick[0].selectbox("Model", list(choices), format_func=choices.get, key="le_model")
@@ -150,12 +154,37 @@ save_slot.download_button(
 with view:
     st.image(
         ui.upscale(image, BIG_SCALE),
-        caption=f"{label} · {gen.display_name} · {source}",
+        caption=f"{label} · {source}",
         width=ui.CELL_PX * BIG_SCALE,
         output_format="PNG",
     )
-    st.metric("P(parasitized)", f"{p_parasitized:.1%}", help="The classifier's probability.")
-    st.progress(min(1.0, max(0.0, p_parasitized)), text="P(parasitized)")
+    verdict = CLASSES[0] if p_parasitized >= DECISION_LINE else CLASSES[1]
+    st.markdown(f"Classifier verdict: {ui.coloured(verdict, verdict)}", unsafe_allow_html=True)
+    st.progress(
+        min(1.0, max(0.0, p_parasitized)),
+        text=f"P(parasitized) {p_parasitized:.1%}",
+    )
+    if dirs.infection is not None:
+        steps = tuple(round(infection + offset, 2) for offset in STRIP_OFFSETS)
+        strip, strip_p = ui.infection_strip(
+            ui.exported_dir(), model, label, start_z, amounts, steps
+        )
+        st.markdown(
+            f"**Along the infection direction** ({STRIP_STEP:g} σ either side)",
+            help="The same cell moved along the infection direction, with the classifier's "
+            "P(parasitized) under each. The middle cell is the one above.",
+        )
+        names = [
+            f"{offset:+g} σ".replace("-", "−") if offset else "this cell"
+            for offset in STRIP_OFFSETS
+        ]
+        with ui.spaced_images("le_strip"):
+            st.image(
+                [ui.upscale(cell) for cell in strip],
+                caption=[f"{name}: {p:.0%}" for name, p in zip(names, strip_p, strict=True)],
+                width=ui.CELL_PX * ui.VIEW_SCALE,
+                output_format="PNG",
+            )
 st.caption(
     "The page address holds the model, class, seed and slider positions; an uploaded latent "
     "travels as a .npy file instead."

@@ -60,18 +60,23 @@ for col, (name, entry) in zip(st.columns(max(len(models), 1)), models.items(), s
             sub.metric(
                 f"{cls} recovered",
                 percent(rate),
-                delta=f"{100 * (rate - report.REPORT_RECOVERY[cls]):+.1f} pts vs report",
+                **ui.points_delta(rate - report.REPORT_RECOVERY[cls], "vs report"),
             )
 
 if not choices:
     st.info("No generator is listed in the model index, so there is nothing more to show.")
     st.stop()
-model = st.columns([1, 2])[0].selectbox(
-    "Model", list(choices), format_func=choices.get, key="r_model"
+
+# One model in detail: the model chosen here drives every section below.
+st.subheader("One model in detail")
+pick = st.columns([1, 2], vertical_alignment="bottom")
+model = pick[0].selectbox("Model", list(choices), format_func=choices.get, key="r_model")
+pick[1].caption(
+    "Its classifier confidence, its recovery during training and a live measurement follow."
 )
 
 # Confidence histograms.
-st.subheader("Classifier confidence")
+st.markdown(f"#### Classifier confidence: {choices[model]}")
 fig = charts.confidence_histograms(metrics, model)
 if fig is None:
     st.info(f"`metrics.json` holds no confidence histogram for {choices[model]}.")
@@ -83,7 +88,7 @@ else:
     )
 
 # Recovery during training.
-st.subheader("Recovery during training")
+st.markdown(f"#### Recovery during training: {choices[model]}")
 relative = ((index or {}).get("history") or {}).get(model)
 curve = None
 if relative:
@@ -98,7 +103,7 @@ else:
     st.caption("Probe cells from fixed latents, classified at regular iterations during training.")
 
 # Live measurement.
-st.subheader("Measure it live")
+st.markdown(f"#### Measure it live: {choices[model]}")
 st.caption(
     "Generate fresh cells of both classes on this machine's CPU and classify them. The cells "
     "are cells 0 to N−1 of the seed, the same ones the Sample page shows."
@@ -139,7 +144,7 @@ if saved and {k: saved[k] for k in params} == params:
         col.metric(
             f"{cls} recovered",
             percent(rates["rate"]),
-            delta=f"{100 * (rates['rate'] - report.REPORT_RECOVERY[cls]):+.1f} pts vs report",
+            **ui.points_delta(rates["rate"] - report.REPORT_RECOVERY[cls], "vs report"),
         )
         col.caption(
             f"95% CI {percent(rates['ci_low'])}–{percent(rates['ci_high'])} · "

@@ -8,13 +8,15 @@ from malgan.data import CLASSES
 MAX_CELLS = 64
 DEFAULT_CELLS = 16
 KEYS = ("s_model", "s_class", "s_n", "s_seed", "s_trunc")
+# One line under each cell, with room before the next row of cells.
+VERDICT_STYLE = "font-size:0.85rem;white-space:nowrap;font-style:normal;margin-bottom:0.9rem"
 
 ui.page_setup(
     "Sample",
     "🧫",
-    "Draw cells of one class from a generator. Each cell carries the classifier's verdict: ✓ when "
-    "it recognises the intended class, ✗ when it predicts the other one, with the probability of "
-    "the predicted class.",
+    "Draw cells of one class from a generator. Each cell carries the classifier's verdict: "
+    f"{ui.AGREE_MARK} when it recognises the intended class, {ui.DISAGREE_MARK} when it predicts "
+    "the other one, with the probability of the predicted class.",
 )
 
 choices = ui.generator_choices()
@@ -86,19 +88,12 @@ for start in range(0, n, columns):
             colour_of = label if agrees else next(c for c in CLASSES if c != label)
             st.image(ui.upscale(images[i]), width=ui.CELL_PX * ui.VIEW_SCALE, output_format="PNG")
             caption = ui.coloured(ui.verdict_caption(proba[i], label), colour_of)
-            st.markdown(
-                f'<div style="font-size:0.85rem;white-space:nowrap">{caption}</div>',
-                unsafe_allow_html=True,
-            )
+            st.markdown(f'<div style="{VERDICT_STYLE}">{caption}</div>', unsafe_allow_html=True)
 
-# Downloads.
+# Downloads, side by side.
 grid_png, cells_zip = ui.sample_files(exported, model, label, seed, n, truncation)
 stem = f"{model}_{label}_seed{seed}"
-downloads = st.columns([1, 1, 2])
-downloads[0].download_button(
-    "⬇️ Grid (PNG)", grid_png, file_name=f"{stem}_grid.png", mime="image/png"
-)
-downloads[1].download_button(
-    "⬇️ Cells (ZIP)", cells_zip, file_name=f"{stem}.zip", mime="application/zip"
-)
+with st.container(horizontal=True, gap="small"):
+    st.download_button("⬇️ Grid (PNG)", grid_png, file_name=f"{stem}_grid.png", mime="image/png")
+    st.download_button("⬇️ Cells (ZIP)", cells_zip, file_name=f"{stem}.zip", mime="application/zip")
 st.caption("The page address holds every setting: copy it to share exactly these cells.")

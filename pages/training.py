@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import streamlit as st
+from PIL import Image
 
 from malgan import charts, ui
 from malgan.data import CLASSES
 from malgan.runtime import ModelError
 
-SNAPSHOTS_PER_ROW = 4
+# Snapshot grids are shown at their own size (64 px cells): as many per row as fit in the
+# content width of the wide layout at 1440 px, at most MAX_SNAPSHOTS_PER_ROW.
+MAX_SNAPSHOTS_PER_ROW = 2
+ROW_PX = 960
+COLUMN_GAP_PX = 16
 CLASSIFIER_HISTORY = "classifier"
 CLASSIFIER_METRICS = (
     ("Test accuracy", "test_accuracy"),
@@ -22,6 +27,16 @@ CLASSIFIER_METRICS = (
 def history(exported: str, relative: str):
     """A training-history JSON file, parsed (cached per folder and file)."""
     return charts.load_history(exported, relative)
+
+
+@st.cache_data(show_spinner=False)
+def image_width(path: str) -> int:
+    """Width in pixels of an image file, read from its header (0 when it cannot be read)."""
+    try:
+        with Image.open(path) as img:
+            return int(img.size[0])
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 0
 
 
 def read_history(name: str):
@@ -63,7 +78,7 @@ runs = (((metrics or {}).get("models") or {}).get(model) or {}).get("training") 
 for col, (run, info) in zip(st.columns(max(len(runs), 1)), runs.items(), strict=False):
     iterations, speed = info.get("iterations"), info.get("iterations_per_second")
     col.metric(
-        f"{run}: iterations",
+        f"{charts.run_title(run)}: iterations",
         f"{iterations:,}" if isinstance(iterations, int) else "—",
         help="Training iterations of the run that produced the exported model.",
     )
@@ -87,10 +102,13 @@ else:
     for tab, label in zip(tabs, labels, strict=True):
         with tab:
             entries = snapshots[label]
-            for start in range(0, len(entries), SNAPSHOTS_PER_ROW):
-                cols = st.columns(SNAPSHOTS_PER_ROW)
+            # As many grids per row as fit at their own size, so no cell drops below 64 px.
+            widest = max((image_width(str(path)) for _, path in entries), default=0)
+            per_row = max(1, min(MAX_SNAPSHOTS_PER_ROW, ROW_PX // (widest + COLUMN_GAP_PX)))
+            for start in range(0, len(entries), per_row):
+                cols = st.columns(per_row)
                 for col, (iteration, path) in zip(
-                    cols, entries[start : start + SNAPSHOTS_PER_ROW], strict=False
+                    cols, entries[start : start + per_row], strict=False
                 ):
                     if path.is_file():
                         col.image(str(path), caption=f"{label}, iteration {iteration:,}")

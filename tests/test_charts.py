@@ -80,6 +80,29 @@ def test_recovery_bars_append_extra_sources() -> None:
     assert bar(fig, "Parasitized").y[-1] == pytest.approx(50.0)
 
 
+def test_recovery_bars_label_each_value_above_its_whisker() -> None:
+    metrics = {
+        "models": {
+            "cgan": {
+                "display_name": "malgan cGAN",
+                "recovery": {"Parasitized": {"rate": 0.0, "ci_low": 0.0, "ci_high": 0.2, "n": 16}},
+            }
+        }
+    }
+    fig = charts.recovery_bars(metrics)
+    labels = bar(fig, f"Parasitized {charts.VALUE_LABEL_SUFFIX}")
+    assert labels.mode == "text" and not labels.showlegend
+    # A 0% bar still gets its label, above the top of its 95% interval rather than on the axis.
+    assert labels.text[1] == "0.0%"
+    assert labels.y[1] == pytest.approx(20.0 + charts.LABEL_LIFT)
+    lifted = 100 * report.REPORT_RECOVERY["Parasitized"] + charts.LABEL_LIFT
+    assert labels.y[0] == pytest.approx(lifted)
+    # Labels line up with their bars, and a 0% bar is drawn as a coloured floor line.
+    para = bar(fig, "Parasitized")
+    assert labels.offsetgroup == para.offsetgroup and fig.layout.scattermode == "group"
+    assert para.marker.line.width > 0 and para.marker.line.color == para.marker.color
+
+
 # Confidence histograms.
 
 
@@ -189,6 +212,20 @@ def test_classifier_history_has_loss_and_accuracy() -> None:
     fig = charts.classifier_history(history)
     assert list(bar(fig, "training loss").y) == [0.7, 0.4]
     assert list(bar(fig, "validation accuracy (%)").y) == pytest.approx([50.0, 90.0])
+    # The accuracy axis has round ticks of its own from 0% to 100%.
+    accuracy_axis = fig.layout.yaxis2
+    assert list(accuracy_axis.range) == [0, 100] and accuracy_axis.tickmode == "linear"
+    assert accuracy_axis.tick0 == 0 and accuracy_axis.dtick == charts.ACCURACY_TICK
+    assert accuracy_axis.ticksuffix == "%"
+
+
+def test_run_title_names_runs_for_people() -> None:
+    assert charts.run_title("cgan") == "Conditional GAN"
+    assert charts.run_title("dcgan_parasitized") == "DCGAN (Parasitized)"
+    assert charts.run_title("dcgan_Uninfected") == "DCGAN (Uninfected)"
+    assert charts.run_title("stylegan_uninfected") == "stylegan (Uninfected)"
+    assert charts.run_title("my_run") == "my_run"
+    assert charts.run_title("_parasitized") == "_parasitized"
 
 
 @pytest.mark.parametrize("history", [None, {}, [], [{"epoch": 1}], ["x"]])
@@ -309,3 +346,11 @@ def test_probability_bar_html_widths() -> None:
     assert "width:25.00%;background:#b0306e" in html
     assert "width:75.00%;background:#2a7fba" in html
     assert "width:0.00%" in charts.probability_bar_html((math.nan, 1.0))
+
+
+def test_probability_legend_html_puts_each_class_at_its_end() -> None:
+    legend = charts.probability_legend_html((0.25, 0.75))
+    assert legend.index("P(Parasitized) 25.0%") < legend.index("P(Uninfected) 75.0%")
+    assert f"color:{charts.CLASS_COLOURS['Parasitized']}" in legend
+    assert "justify-content:space-between" in legend and "white-space:nowrap" in legend
+    assert f"P(Parasitized) {charts.MISSING}" in charts.probability_legend_html((math.nan, 1.0))

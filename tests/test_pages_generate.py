@@ -48,7 +48,7 @@ def image_urls(at: AppTest) -> list[str]:
 
 def verdicts(at: AppTest) -> list[str]:
     """The per-cell verdict captions of the Sample page."""
-    return [m.value for m in at.markdown if "✓" in m.value or "✗" in m.value]
+    return [m.value for m in at.markdown if "✓" in m.value or "✕" in m.value]
 
 
 def chart_series(at: AppTest) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +105,9 @@ def test_sample_shows_n_cells_with_verdicts_and_summary():
     assert not at.exception
     assert len(at.image) == 5
     shown = verdicts(at)
-    assert len(shown) == 5 and all("Parasitized" in v for v in shown)
+    # Each verdict names the class the classifier predicts: ✓ the intended one, ✕ the other.
+    assert len(shown) == 5
+    assert all("✓ Parasitized" in v or "✕ Uninfected" in v for v in shown)
     (metric,) = at.metric
     recognised = sum("✓" in v for v in shown)
     assert metric.value == f"{recognised} / 5"
@@ -134,7 +136,7 @@ def test_sample_url_restores_every_control():
     assert at.selectbox(key="s_model").value == "dcgan"
     assert at.radio(key="s_class").value == "Uninfected"
     assert len(at.image) == 3
-    assert all("Uninfected" in v for v in verdicts(at))
+    assert all("✓ Uninfected" in v or "✕ Parasitized" in v for v in verdicts(at))
     assert at.slider(key="s_trunc").value == pytest.approx(1.5)
     assert any("±1.5" in c.value for c in at.caption)
 
@@ -179,10 +181,16 @@ def test_sample_downloads_match_cells():
 def test_latent_explorer_shows_one_cell_and_probability():
     at = open_page("latent_explorer")
 
-    assert len(image_urls(at)) == 1
-    (metric,) = at.metric
-    assert metric.label == "P(parasitized)" and metric.value.endswith("%")
-    assert at.get("progress")
+    cell, strip = at.image
+    assert len(cell.value) == 1
+    # The probability is shown once, as the text of its bar.
+    assert not at.metric
+    (bar,) = at.get("progress")
+    assert bar.proto.text.startswith("P(parasitized) ") and bar.proto.text.endswith("%")
+    assert abs(bar.proto.value - float(bar.proto.text.split()[-1].rstrip("%"))) < 1
+    # The strip shows the cell either side of it along the infection direction.
+    assert len(strip.value) == 3 and strip.captions[1].startswith("this cell: ")
+    assert strip.captions[0].startswith("−2 σ: ") and strip.captions[2].startswith("+2 σ: ")
     generator = ui._generator(ui.exported_dir(), "cgan")
     count = explore.directions_for(generator.directions, "Parasitized").count
     assert len(at.slider) == count + 1
@@ -252,7 +260,7 @@ def test_latent_explorer_upload_bad_and_good_latents():
 def test_latent_explorer_per_class_dcgan():
     at = open_page("latent_explorer", le_model="dcgan", le_class="Uninfected", le_p0="1")
 
-    assert len(image_urls(at)) == 1
+    assert len(at.image[0].value) == 1
     assert at.slider(key="le_p0").value == 1.0
     assert "Uninfected" in at.image[0].captions[0]
 
@@ -414,7 +422,7 @@ def test_edit_latent_with_real_generator_directions():
 def test_verdicts_and_counts():
     proba = np.array([[0.97, 0.03], [0.12, 0.88], [0.5, 0.5]], np.float32)
     assert ui.verdict_caption(proba[0], "Parasitized") == "✓ Parasitized 0.97"
-    assert ui.verdict_caption(proba[1], "Parasitized") == "✗ Uninfected 0.88"
+    assert ui.verdict_caption(proba[1], "Parasitized") == "✕ Uninfected 0.88"
     assert ui.verdict(proba[1], "Uninfected") == (True, pytest.approx(0.88))
     assert ui.recognised_count(proba, "Parasitized") == 2
     assert ui.recognised_count(np.zeros((0, 2)), "Uninfected") == 0
@@ -424,6 +432,37 @@ def test_verdicts_and_counts():
     ]
     assert ui.upscale(np.zeros((64, 64, 3), np.uint8), 3).shape == (192, 192, 3)
     assert "#b0306e" in ui.coloured("x", "Parasitized")
+
+
+def test_page_title_and_points_delta():
+    assert ui.page_title("Sample") == "Sample · malgan"
+    assert ui.points_delta(0.123, "vs report") == {
+        "delta": "+12.3 pts vs report",
+        "delta_color": "normal",
+        "delta_arrow": "auto",
+    }
+    assert ui.points_delta(-0.3, colour="off")["delta"] == "-30.0 pts"
+    assert ui.points_delta(-0.3, colour="off")["delta_color"] == "off"
+    # A change that rounds to zero is neutral: grey, no arrow.
+    for tiny in (0.0, 0.0004, -0.0004):
+        assert ui.points_delta(tiny, "vs reconstruction") == {
+            "delta": "±0.0 pts vs reconstruction",
+            "delta_color": "off",
+            "delta_arrow": "off",
+        }
+
+
+def test_counting_generator_counts_cells_per_class():
+    inner = RecordingGenerator(conditional=True)
+    batches = []
+    counting = ui.CountingGenerator(inner, on_batch=lambda: batches.append(dict(counting.drawn)))
+    z = latent.sample_z(1, 3, Z_DIM)
+    assert counting.generate(z, "Parasitized").shape == (3, 64, 64, 3)
+    counting.generate(z[:2], "Uninfected")
+    assert counting.drawn == {"Parasitized": 3, "Uninfected": 2}
+    assert batches == [{"Parasitized": 3, "Uninfected": 0}, {"Parasitized": 3, "Uninfected": 2}]
+    # Everything else is the wrapped generator's.
+    assert counting.display_name == "test generator" and counting.conditional
 
 
 def test_headline_table_from_metrics_and_without():

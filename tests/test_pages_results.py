@@ -12,7 +12,7 @@ from conftest import draw_fake_cell
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import report, ui
+from malgan import report, ui, uploads
 from malgan.data import CLASSES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +89,10 @@ def test_classify_flags_a_bright_photo() -> None:
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Flagged as unusual"] == "1"
     assert any("Does not look like a segmented cell" in w.value for w in at.warning)
+    table = at.dataframe[0].value
+    assert table["unusual"][0] == uploads.UNUSUAL_MARK
+    limit = f"(limit {ui.reference().ood_threshold:.0f})"
+    assert table["ood_distance"][0].endswith(limit)
 
 
 def test_classify_with_a_truncated_classifier_shows_an_error(
@@ -113,6 +117,9 @@ def test_recovery_shows_the_comparison_and_measures_live() -> None:
     at = page("recovery")
     assert charts_shown(at) >= 2
     assert at.selectbox(key="r_model").value == ui.DEFAULT_MODEL
+    # The model's sections name it under their headings.
+    name = ui.generator_choices()[ui.DEFAULT_MODEL]
+    assert f"#### Classifier confidence: {name}" in [m.value for m in at.markdown]
     labels = [m.label for m in at.metric]
     assert "Parasitized recovered" in labels
 
@@ -152,11 +159,14 @@ def test_training_shows_snapshots_and_curves() -> None:
     assert iterations == sorted(iterations)
     assert charts_shown(at) == 2  # losses and classifier history
     assert {m.label for m in at.metric} >= {"Test accuracy", "Test AUC"}
+    assert "Conditional GAN: iterations" in {m.label for m in at.metric}
 
     at.selectbox(key="t_model").set_value("dcgan").run()
     assert not at.exception
     assert at.query_params["t_model"] == "dcgan"
     assert len(at.image) >= 2
+    labels = {m.label for m in at.metric}
+    assert {"DCGAN (Parasitized): iterations", "DCGAN (Uninfected): iterations"} <= labels
 
 
 def test_training_class_tab_comes_from_the_url() -> None:
@@ -175,8 +185,9 @@ def test_training_class_tab_comes_from_the_url() -> None:
 def test_classifiers_shows_the_table_beside_the_report() -> None:
     at = page("classifiers")
     table = at.dataframe[0].value
-    assert "Report's ResNet (3,4,6)" in list(table["classifier"])
-    report_row = table[table["classifier"] == "Report's ResNet (3,4,6)"].iloc[0]
+    # The report's own rows are marked in their names.
+    assert "Report's ResNet (3,4,6), as published" in list(table["classifier"])
+    report_row = table[table["classifier"] == "Report's ResNet (3,4,6), as published"].iloc[0]
     assert report_row["accuracy"] == f"{100 * report.REPORT_RESNET_ACCURACY:.2f}%"
     assert report_row["AUC"] == "—"
     assert (table["source"] == "malgan (measured)").sum() >= 1

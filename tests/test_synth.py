@@ -445,7 +445,12 @@ def test_page_generates_a_tiny_set_and_offers_the_zip(app: AppTest) -> None:
     assert not app.exception
     assert "press **Generate**" in app.info[0].value
     assert any("Threshold: distance **0.0178**" in c.value for c in app.caption)
+    # The placeholder models fail the class filter: the page says so before anything runs.
+    expect_failure = "Expect this export to fail with the class filter on"
+    (warning,) = [w.value for w in app.warning if expect_failure in w.value]
+    assert "up to 40 cells of that class" in warning and "Parasitized 0%" in warning
     app.toggle(key="d_class").set_value(False).run()
+    assert not [w for w in app.warning if expect_failure in w.value]
     app.button[0].click().run()
     assert not app.exception and not app.error
     metrics = {m.label: m.value for m in app.metric}

@@ -197,6 +197,24 @@ def test_results_table_and_csv_have_one_row_per_file() -> None:
     assert float(rows[1][3]) == pytest.approx(results[0].proba[0], abs=1e-4)
 
 
+def test_display_table_shows_flags_as_text_and_distances_with_their_limit() -> None:
+    files = [("bright.png", png(Image.new("RGB", (80, 80), (240, 235, 230)))), ("x.png", b"")]
+    results = uploads.classify_files(files, FakeClassifier(), reference(threshold=70.0))
+    table = uploads.display_table(results, ood_threshold=70.0)
+    assert [list(row) for row in table] == [list(uploads.DISPLAY_COLUMNS)] * 2
+    assert table[0]["unusual"] == uploads.UNUSUAL_MARK and table[1]["unusual"] == ""
+    assert table[0]["ood_distance"] == f"{results[0].ood_score:.0f} (limit 70)"
+    assert table[1]["ood_distance"] is None and table[1]["status"] == "error"
+    assert table[0]["file"] == "bright.png" and table[0]["verdict"] in data.CLASSES
+
+
+def test_distance_text() -> None:
+    assert uploads.distance_text(85.4, 70.2) == "85 (limit 70)"
+    assert uploads.distance_text(85.4, None) == "85"
+    assert uploads.distance_text(None, 70.0) is None
+    assert uploads.distance_text(float("nan"), 70.0) is None
+
+
 def test_no_files_give_no_results() -> None:
     clf = FakeClassifier()
     assert uploads.classify_files([], clf, None) == []
