@@ -592,3 +592,38 @@ def probability_legend_html(proba: Sequence[float]) -> str:
         '<span style="display:flex;flex-wrap:wrap;justify-content:space-between;'
         f'column-gap:0.5em">{"".join(parts)}</span>'
     )
+
+
+def diagnosis_rows(diagnosis: dict[str, Any] | None) -> list[dict[str, str]]:
+    """One row per variant of the report's-CNN diagnosis (``metrics["cnn_diagnosis"]``).
+
+    Each row gives the variant, the initial logit spread, the first gradient's norm, the first
+    non-finite step, the dead-ReLU share after training, the share of cells predicted
+    Parasitized and the held-out accuracy; an empty list when there is no diagnosis.
+    """
+    if not diagnosis:
+        return []
+    rows = []
+    for name, rec in (diagnosis.get("variants") or {}).items():
+        last = (rec.get("epochs") or [{}])[-1]
+        step = rec.get("first_nonfinite_step")
+        rows.append(
+            {
+                "variant": name,
+                "initial logit std": _fmt_number(rec.get("initial_logit_std")),
+                "first gradient norm": _fmt_number(rec.get("first_gradient_norm")),
+                "first NaN step": str(step) if step is not None else "none",
+                "dead ReLUs": _fmt_percent(last.get("dead_relu_share")),
+                "predicted Parasitized": _fmt_percent(last.get("predicted_parasitized_share")),
+                "held-out accuracy": _fmt_percent(last.get("test_accuracy")),
+            }
+        )
+    return rows
+
+
+def _fmt_number(value: Any) -> str:
+    return f"{float(value):.3g}" if _finite(value) else MISSING
+
+
+def _fmt_percent(value: Any) -> str:
+    return f"{100 * float(value):.1f}%" if _finite(value) else MISSING

@@ -109,3 +109,17 @@ st.caption(
     "Runtime. TTA averages the 8 flips and rotations of each cell. The rows marked "
     f"“{PUBLISHED_MARK.strip(', ')}” quote the report's accuracies; it gave no other figure (—)."
 )
+
+diagnosis = metrics.get("cnn_diagnosis")
+if diagnosis:
+    st.subheader("Why the report's CNN stays near chance")
+    st.dataframe(charts.diagnosis_rows(diagnosis), hide_index=True, width="stretch")
+    share = diagnosis.get("test_parasitized_share")
+    share_text = f" ({100 * share:.1f}% of the test cells are Parasitized)" if share else ""
+    st.caption(
+        "The same network trained the report's way (Keras SGD at 0.01 on raw 0–255 pixels) "
+        "beside the same recipe on [0, 1] pixels and on raw pixels with the step scaled down, "
+        f"for {diagnosis.get('epochs', '—')} epochs each. A network whose dense ReLUs are all "
+        "dead outputs one class for every cell, so its accuracy is that class's share of the "
+        f"test set{share_text}."
+    )

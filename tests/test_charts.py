@@ -354,3 +354,29 @@ def test_probability_legend_html_puts_each_class_at_its_end() -> None:
     assert f"color:{charts.CLASS_COLOURS['Parasitized']}" in legend
     assert "justify-content:space-between" in legend and "white-space:nowrap" in legend
     assert f"P(Parasitized) {charts.MISSING}" in charts.probability_legend_html((math.nan, 1.0))
+
+
+def test_diagnosis_rows_report_each_variant():
+    diagnosis = {
+        "variants": {
+            "report": {
+                "initial_logit_std": 47.1,
+                "first_gradient_norm": 1217.0,
+                "first_nonfinite_step": None,
+                "epochs": [
+                    {
+                        "dead_relu_share": 1.0,
+                        "predicted_parasitized_share": 0.0,
+                        "test_accuracy": 0.345,
+                    }
+                ],
+            },
+            "unit": {"first_nonfinite_step": 5, "epochs": [{"test_accuracy": float("nan")}]},
+        }
+    }
+    rows = charts.diagnosis_rows(diagnosis)
+    assert [r["variant"] for r in rows] == ["report", "unit"]
+    assert rows[0]["dead ReLUs"] == "100.0%" and rows[0]["held-out accuracy"] == "34.5%"
+    assert rows[0]["first NaN step"] == "none" and rows[1]["first NaN step"] == "5"
+    assert rows[1]["held-out accuracy"] == charts.MISSING
+    assert charts.diagnosis_rows(None) == []

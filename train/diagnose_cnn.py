@@ -71,16 +71,17 @@ def run_variant(
     cfg: DiagnoseConfig, input_scale: str, lr_factor: float, splits: common.Splits
 ) -> dict[str, Any]:
     """Train one variant and return what was measured."""
+    device = common.pick_device()
     gen = torch.Generator().manual_seed(cfg.seed)
     torch_rng_state = torch.random.get_rng_state()
-    net = SimpleCNN()
+    net = SimpleCNN().to(device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr * lr_factor)
-    train_x = torch.from_numpy(splits.train.images.transpose(0, 3, 1, 2).copy())
-    train_y = torch.from_numpy(splits.train.labels)
+    train_x = common.to_device_nchw(splits.train.images, device)
+    train_y = torch.from_numpy(splits.train.labels).to(device)
     if cfg.max_train:
-        keep = torch.randperm(len(train_x), generator=gen)[: cfg.max_train]
+        keep = torch.randperm(len(train_x), generator=gen)[: cfg.max_train].to(device)
         train_x, train_y = train_x[keep], train_y[keep]
-    test_x = torch.from_numpy(splits.test.images.transpose(0, 3, 1, 2).copy())
+    test_x = common.to_device_nchw(splits.test.images, device)
     probe = network_input(test_x[:256], input_scale)
     with torch.no_grad():
         logits0, _ = net(network_input(train_x[: cfg.batch], input_scale))
@@ -98,7 +99,7 @@ def run_variant(
         losses = []
         batches = range(0, len(order) - cfg.batch + 1, cfg.batch)
         for start in tqdm(batches, desc=f"{input_scale} lr={cfg.lr * lr_factor:g} e{epoch + 1}"):
-            idx = order[start : start + cfg.batch]
+            idx = order[start : start + cfg.batch].to(device)
             logits, _ = net(network_input(train_x[idx], input_scale))
             loss = F.cross_entropy(logits, train_y[idx])
             opt.zero_grad()
@@ -129,8 +130,8 @@ def run_variant(
     return record
 
 
-def main(argv: list[str] | None = None) -> None:
-    cfg = common.parse_config(DiagnoseConfig, argv)
+def diagnose(cfg: DiagnoseConfig) -> dict[str, Any]:
+    """Run every variant and write the results to ``cfg.out``."""
     if cfg.smoke:
         cfg = common.replace(cfg, epochs=1, batch=8)
     splits = common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
@@ -147,6 +148,12 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = common.parse_config(DiagnoseConfig, argv)
+    results = diagnose(cfg)
     for name, rec in results["variants"].items():
         last = rec["epochs"][-1]
         print(

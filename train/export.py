@@ -34,6 +34,7 @@ from train.gan_loop import FINAL as GAN_FINAL
 from train.gan_loop import SNAPSHOT_DIR
 
 STAGES_FILE = "stages.json"
+DIAGNOSIS_FILE = "diagnose_cnn.json"
 # Display names and run folders of the classifiers in the comparison table.
 CLASSIFIER_RUNS = {
     "classifier": "ResNet (3,4,6), our recipe",
@@ -291,6 +292,14 @@ def export_all(cfg: ExportConfig) -> dict[str, Any]:
     stages_path = runs / STAGES_FILE
     stages = json.loads(stages_path.read_text()) if stages_path.exists() else {}
     result = assemble_metrics(records, models, rows)
+    diagnosis_path = runs / DIAGNOSIS_FILE
+    if diagnosis_path.exists():
+        diagnosis = json.loads(diagnosis_path.read_text())
+        result["cnn_diagnosis"] = {
+            "test_parasitized_share": diagnosis["test_parasitized_share"],
+            "epochs": diagnosis["config"]["epochs"],
+            "variants": diagnosis["variants"],
+        }
     result.update(
         {
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),

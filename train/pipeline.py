@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from malgan.data import CLASSES
-from train import cgan, classifier, common, evaluate, export, seed_gan, throughput
+from train import cgan, classifier, common, diagnose_cnn, evaluate, export, seed_gan, throughput
 
 STAGES = (
     "classifier",
@@ -26,6 +26,7 @@ STAGES = (
     "cnn_report",
     "cnn_report_unit",
     "cnn_sound",
+    "diagnose_cnn",
     "dcgan",
     "cgan",
     "throughput",
@@ -51,6 +52,9 @@ class PipelineConfig:
         default=30, metadata={"help": "Epochs of the report's CNN (report: 30)."}
     )
     throughput_iterations: int = field(default=300, metadata={"help": "0 skips the comparison."})
+    diagnosis_epochs: int = field(
+        default=3, metadata={"help": "Epochs of each variant of the report's-CNN diagnosis."}
+    )
     eval_cells: int = field(default=1000, metadata={"help": "Generated cells per class judged."})
     tstr_per_class: int = 5000
     tstr_epochs: int = 10
@@ -129,6 +133,11 @@ def stage_runners(cfg: PipelineConfig) -> dict[str, Callable[[], Any]]:
             halt_on_nonfinite=False,
         ),
         "cnn_sound": clf("cnn_sound", arch="simple_cnn", recipe="sound", epochs=cfg.cnn_epochs),
+        "diagnose_cnn": lambda: diagnose_cnn.diagnose(
+            diagnose_cnn.DiagnoseConfig(
+                out=str(runs / export.DIAGNOSIS_FILE), epochs=cfg.diagnosis_epochs, **shared
+            )
+        ),
         "dcgan": dcgans,
         "cgan": lambda: cgan.train(
             cgan.CGANConfig(
