@@ -191,7 +191,8 @@ def export_generator(
             feed["y"] = np.eye(len(classes), dtype=np.float32)[rng.integers(0, len(classes), n)]
         return feed
 
-    module = _ConditionalWrapper(net) if conditional else net
+    # The wrapper is put in eval mode too: the exporter traces the top module's mode.
+    module = _ConditionalWrapper(net).eval() if conditional else net
     inputs = ["z", "y"] if conditional else ["z"]
     example = sample(2)
     _onnx_export(
@@ -256,7 +257,7 @@ def export_classifier(
         pix = rng.integers(0, 256, (n, 3, img, img)).astype(np.float32)
         return {"image": (pix * pixels["scale"] + pixels["offset"]).astype(np.float32)}
 
-    module = _ClassifierWrapper(net)
+    module = _ClassifierWrapper(net).eval()
     _onnx_export(
         module, (torch.from_numpy(sample(2)["image"]),), path, ["image"], ["logits", "features"]
     )

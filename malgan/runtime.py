@@ -322,11 +322,12 @@ def dihedral_view(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64."""
+    """Row-wise softmax in float64 (a row with NaN or infinite logits gives NaN)."""
     shifted = np.asarray(logits, np.float64)
-    shifted = shifted - shifted.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        shifted = shifted - shifted.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        return exp / exp.sum(axis=1, keepdims=True)
 
 
 @dataclass
@@ -359,7 +360,8 @@ class Classifier:
             batch: Cells per ONNX Runtime call.
 
         Returns:
-            ``(proba float32 [N, 2], features float32 [N, F])``.
+            ``(proba float32 [N, 2], features float32 [N, F])``. A diverged network's NaN
+            outputs become uniform probabilities (no preference), as in training's evaluation.
         """
         x = to_network_input(images, self.meta["pixels"])
         if len(x) == 0:
@@ -375,8 +377,9 @@ class Classifier:
                 proba += softmax(logits)
                 if k == 0:
                     feats.append(feat)
-            probas.append(proba / views)
-        return np.concatenate(probas).astype(np.float32), np.concatenate(feats).astype(np.float32)
+            probas.append(np.nan_to_num(proba / views, nan=1.0 / len(self.classes)))
+        features = np.nan_to_num(np.concatenate(feats).astype(np.float32))
+        return np.concatenate(probas).astype(np.float32), features
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         names = [spec["name"] for spec in self.meta["outputs"]]

@@ -1,0 +1,186 @@
+"""The whole training pipeline with --smoke, end to end, and its exported models at run time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from malgan import latent, runtime
+from malgan.data import CLASSES
+from tests.conftest import REPO_ROOT, SHARED_DATA, write_fake_nih_tree
+from train.common import SMOKE_CELLS
+
+pytestmark = pytest.mark.slow
+
+# Wall-clock budget of the smoke pipeline on a two-core CPU.
+SMOKE_BUDGET_S = 180
+# Hard stop, so that a hung stage fails the test instead of the whole suite.
+RUN_TIMEOUT_S = 900
+STAGES = (
+    "classifier",
+    "resnet_plain",
+    "cnn_report",
+    "cnn_report_unit",
+    "cnn_sound",
+    "dcgan",
+    "cgan",
+    "throughput",
+    "evaluate",
+    "export",
+)
+CLASSIFIER_ROW_KEYS = ("accuracy", "auc", "sensitivity", "specificity")
+CELLS = 3
+
+
+def run_smoke_pipeline(data: Path, root: Path, *, cache_dir: Path | None) -> dict[str, Any]:
+    """Run ``python -m train.pipeline --smoke``; return its folders, output and wall time."""
+    out, runs = root / "exported", root / "runs"
+    cmd = [sys.executable, "-m", "train.pipeline", "--data", str(data), "--out", str(out)]
+    cmd += ["--runs", str(runs), "--smoke"]
+    if cache_dir is not None:
+        cmd += ["--cache-dir", str(cache_dir)]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {"out": out, "runs": runs, "seconds": seconds, "stdout": proc.stdout}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("pipeline")
+    data = write_fake_nih_tree(root / "nih")
+    result = run_smoke_pipeline(data, root, cache_dir=root / "cache")
+    print(f"\nsmoke pipeline wall time: {result['seconds']:.1f} s")
+    stages = json.loads((result["runs"] / "stages.json").read_text())["stage_seconds"]
+    print("stage seconds:", json.dumps(stages))
+    return result
+
+
+def _index(out: Path) -> dict[str, Any]:
+    return json.loads((out / "index.json").read_text())
+
+
+def _metrics(out: Path) -> dict[str, Any]:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _model_files(index: dict[str, Any]) -> list[str]:
+    files = [entry["file"] for entry in index["classifiers"]]
+    for entry in index["generators"]:
+        files += list(entry["files"].values()) if "files" in entry else [entry["file"]]
+    return files
+
+
+def check_exported_files(out: Path) -> None:
+    """Every file the index names exists, and each model has a matching sidecar."""
+    index = _index(out)
+    assert index["smoke"] is True
+    assert {g["name"] for g in index["generators"]} == {"cgan", "dcgan"}
+    assert index["classifier"]["file"] in _model_files(index)
+    for file in _model_files(index):
+        assert (out / file).is_file(), file
+        meta = json.loads(runtime.sidecar_path(out / file).read_text())
+        assert meta["sha256"] == runtime.sha256_file(out / file)
+    assert (out / index["reference"]["file"]).is_file()
+    for name in ("cgan", "dcgan"):
+        snaps = index["snapshots"][name]
+        assert {s["class"] for s in snaps} == set(CLASSES)
+        assert {1, max(s["iteration"] for s in snaps)} <= {s["iteration"] for s in snaps}
+        assert all((out / s["file"]).is_file() for s in snaps)
+    for file in index["history"].values():
+        assert isinstance(json.loads((out / file).read_text()), dict | list)
+
+
+def check_metrics(out: Path) -> dict[str, Any]:
+    """metrics.json has provenance, the classifier's test figures and every model's figures."""
+    metrics = _metrics(out)
+    assert metrics["smoke"] is True
+    assert metrics["git_commit"] and "train.pipeline" in metrics["command"]
+    assert "--smoke" in metrics["command"]
+    assert {"platform", "python", "torch", "cpu_count"} <= set(metrics["hardware"])
+    assert set(STAGES) <= set(metrics["stage_seconds"])
+    clf = metrics["classifier"]
+    assert 0.0 <= clf["test_accuracy"] <= 1.0 and 0.0 <= clf["test_auc"] <= 1.0
+    assert clf["n_test"] == int(np.sum(clf["confusion"])) > 0
+    assert clf["test_patients"] and all(isinstance(k, str) for k in clf["test_patients"])
+    for name in ("cgan", "dcgan"):
+        model = metrics["models"][name]
+        for label in CLASSES:
+            rec = model["recovery"][label]
+            assert 0.0 <= rec["ci_low"] <= rec["rate"] <= rec["ci_high"] <= 1.0
+            assert np.isfinite(model["fd"][label]) and model["fd"][label] >= 0
+            assert model["fd_real_floor"][label] >= 0
+            assert 0.0 <= model["memorization"][label]["share"] <= 1.0
+        assert 0.0 <= model["tstr_accuracy"] <= 1.0
+    rows = {row["name"]: row for row in metrics["classifiers"]}
+    assert len(rows) == len(_index(out)["classifiers"])
+    for row in rows.values():
+        for key in CLASSIFIER_ROW_KEYS:
+            assert row[key] is None or 0.0 <= row[key] <= 1.0, (row["name"], key)
+        assert row["accuracy"] is not None
+        assert row["parameters"] > 0 and row["cpu_latency_ms"] > 0
+    return metrics
+
+
+def check_models_run(out: Path) -> None:
+    """Every exported model loads through malgan.runtime and generates or classifies."""
+    index = runtime.load_index(out)
+    main = runtime.load_classifier(out)
+    cells = []
+    for entry in index["generators"]:
+        gen = runtime.load_generator(out, entry["name"])
+        assert gen.classes == CLASSES
+        for label in CLASSES:
+            images = gen.generate(latent.sample_z(0, CELLS, gen.z_dim), label)
+            assert images.shape == (CELLS, 64, 64, 3) and images.dtype == np.uint8
+            cells.append(images)
+    batch = np.concatenate(cells)
+    for entry in index["classifiers"]:
+        clf = runtime.load_classifier(out, entry["name"])
+        proba = clf.predict_proba(batch)
+        assert proba.shape == (len(batch), len(CLASSES))
+        np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
+    assert main.features(batch).shape[0] == len(batch)
+    reference = runtime.load_reference(out)
+    assert reference.codes(main.features(batch[:1])).shape == (1, reference.proj.shape[1])
+    assert runtime.load_metrics(out)["smoke"] is True
+
+
+def test_smoke_pipeline_writes_every_file(smoke):
+    check_exported_files(smoke["out"])
+
+
+def test_smoke_pipeline_metrics(smoke):
+    metrics = check_metrics(smoke["out"])
+    assert metrics["throughput"]["naive_its"] > 0
+
+
+def test_smoke_pipeline_models_run(smoke):
+    check_models_run(smoke["out"])
+
+
+def test_smoke_pipeline_within_budget(smoke):
+    print(f"\nsmoke pipeline wall time: {smoke['seconds']:.1f} s (budget {SMOKE_BUDGET_S} s)")
+    assert smoke["seconds"] < SMOKE_BUDGET_S
+
+
+@pytest.mark.shared
+def test_smoke_pipeline_on_the_real_cells(tmp_path):
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real NIH cells not found at {SHARED_DATA}")
+    # The default decode cache is shared with every other use of the real cells.
+    result = run_smoke_pipeline(SHARED_DATA, tmp_path, cache_dir=None)
+    print(f"\nsmoke pipeline on the real cells: {result['seconds']:.1f} s")
+    check_exported_files(result["out"])
+    metrics = check_metrics(result["out"])
+    # Smoke runs keep a fixed number of cells per class and split.
+    assert metrics["classifier"]["n_test"] <= len(CLASSES) * SMOKE_CELLS
+    check_models_run(result["out"])

@@ -1,0 +1,320 @@
+"""The training scripts: flags from their configs, and --smoke runs on a fake NIH folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+
+from malgan.data import CLASSES, load_dataset  # noqa: E402
+from tests.conftest import write_fake_nih_tree  # noqa: E402
+from train import cgan, classifier, common, evaluate, export, pipeline, seed_gan  # noqa: E402
+from train.gan_loop import SNAPSHOT_CELLS, rebuild_generator  # noqa: E402
+
+CONFIGS = (
+    classifier.ClassifierConfig,
+    seed_gan.SeedGANConfig,
+    cgan.CGANConfig,
+    evaluate.EvalConfig,
+    export.ExportConfig,
+    pipeline.PipelineConfig,
+)
+SMOKE_ITERATIONS = 12  # seed_gan.smoke_config and cgan.smoke_config
+SMOKE_EPOCHS = 2  # classifier.smoke_config
+SMALL_CH = 8  # a narrow conditional GAN keeps its smoke run to seconds
+SNAPSHOT_GRID_SIDE = 5  # 25 cells in a 5 x 5 grid
+# A learning rate at which SGD on raw 0-255 pixels overflows within the first epoch.
+DIVERGING_LR = 1e4
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Every kind of field a script config uses."""
+
+    data_dir: str = "cells"
+    max_steps: int = 3
+    learning_rate: float = 0.5
+    use_ema: bool = True
+    sizes: tuple[int, ...] = (1, 2)
+    names: tuple[str, ...] = ("a",)
+
+
+# Configs.
+@pytest.mark.parametrize("cls", (*CONFIGS, DemoConfig))
+def test_flags_are_the_fields_in_kebab_case(cls):
+    cfg = cls()
+    flags = [f for f in common.config_flags(cfg) if f.startswith("--")]
+    expected = []
+    for f in fields(cls):
+        name = f.name.replace("_", "-")
+        expected.append(f"--{name}" if getattr(cfg, f.name) is not False else f"--no-{name}")
+    assert flags == expected
+    assert all("_" not in flag for flag in flags)
+    assert common.parse_config(cls, common.config_flags(cfg)) == cfg
+    assert common.parse_config(cls, []) == cfg
+
+
+def test_flags_round_trip_changed_values():
+    cfg = DemoConfig(
+        data_dir="x y", max_steps=7, learning_rate=1e-4, use_ema=False, sizes=(3,), names=()
+    )
+    assert common.parse_config(DemoConfig, common.config_flags(cfg)) == cfg
+    changed = common.replace(
+        pipeline.PipelineConfig(), stages=("classifier", "export"), smoke=True, seed=3
+    )
+    assert common.parse_config(pipeline.PipelineConfig, common.config_flags(changed)) == changed
+
+
+def test_flags_parse_booleans_tuples_and_choices():
+    cfg = common.parse_config(
+        classifier.ClassifierConfig, ["--no-bf16", "--select-best", "--input-scale", "raw"]
+    )
+    assert cfg.bf16 is False and cfg.select_best is True and cfg.input_scale == "raw"
+    cfg = common.parse_config(evaluate.EvalConfig, ["--generators", "cgan", "--n-cells", "5"])
+    assert cfg.generators == ("cgan",) and cfg.n_cells == 5
+    cfg = common.parse_config(DemoConfig, ["--sizes", "4", "5", "--learning-rate", "2e-3"])
+    assert cfg.sizes == (4, 5) and cfg.learning_rate == 2e-3
+    for argv in (["--arch", "vgg"], ["--cache_dir", "x"], ["--epochs", "two"]):
+        with pytest.raises(SystemExit):
+            common.parse_config(classifier.ClassifierConfig, argv)
+    with pytest.raises(SystemExit):
+        common.parse_config(pipeline.PipelineConfig, ["--stages", "classifier", "deploy"])
+
+
+# Smoke runs.
+@pytest.fixture(scope="module")
+def nih(tmp_path_factory) -> dict[str, Path]:
+    """One fake NIH folder and a warm decode cache shared by every run in this module."""
+    root = tmp_path_factory.mktemp("scripts")
+    data = write_fake_nih_tree(root / "nih")
+    cache = root / "cache"
+    load_dataset(data, cache_dir=cache, progress=False)
+    return {"data": data, "cache": cache, "root": root}
+
+
+def _argv(nih: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return [
+        "--data",
+        str(nih["data"]),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(nih["cache"]),
+        "--smoke",
+        *extra,
+    ]
+
+
+def _log_lines(out: Path) -> list[dict[str, Any]]:
+    lines = (out / "log.jsonl").read_text().splitlines()
+    assert lines, "log.jsonl is empty"
+    return [json.loads(line) for line in lines]
+
+
+def _strict_json(line: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def _rerun_resumes(main, argv: list[str], out: Path, caplog) -> list[dict[str, Any]]:
+    """Run the same command again; return the log lines it added."""
+    before = len(_log_lines(out))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="malgan.train"):
+        main(argv)
+    assert any(r.getMessage().startswith("Resumed") for r in caplog.records)
+    return _log_lines(out)[before:]
+
+
+CLASSIFIER_RUNS = {
+    "resnet": ["--arch", "resnet"],
+    # The report's recipe exactly as the pipeline runs it.
+    "simple_cnn_report": [
+        "--arch",
+        "simple_cnn",
+        "--recipe",
+        "report",
+        "--lr",
+        "0.01",
+        "--input-scale",
+        "raw",
+        "--no-bf16",
+        "--no-select-best",
+        "--no-halt-on-nonfinite",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def classifier_runs(nih) -> dict[str, Path]:
+    outs = {}
+    for name, extra in CLASSIFIER_RUNS.items():
+        outs[name] = nih["root"] / name
+        classifier.main(_argv(nih, outs[name], *extra))
+    return outs
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIER_RUNS))
+def test_classifier_smoke_writes_a_self_describing_model(classifier_runs, name):
+    out = classifier_runs[name]
+    config = json.loads((out / "config.json").read_text())
+    assert config["smoke"] is True and config["epochs"] == SMOKE_EPOCHS
+    assert config["world_size"] == 1 and config["device"] == "cpu"
+    lines = (out / "log.jsonl").read_text().splitlines()
+    records = [_strict_json(line) for line in lines]
+    assert [r["epoch"] for r in records if "epoch" in r and "event" not in r] == [1, 2]
+    assert records[-1]["event"] == "done"
+    ckpt = torch.load(out / classifier.FINAL, map_location="cpu", weights_only=True)
+    assert {"config", "net", "state_dict", "input_scale", "tta", "summary"} <= set(ckpt)
+    assert ckpt["config"]["arch"] == ckpt["net"]["arch"] == ckpt["summary"]["arch"]
+    net = classifier.rebuild(ckpt)
+    assert not net.training
+    logits, feats = net(torch.zeros(2, 3, 64, 64))
+    assert logits.shape == (2, len(CLASSES)) and feats.shape == (2, net.feature_dim)
+    assert torch.isfinite(logits).all()
+    summary = ckpt["summary"]
+    assert summary["parameters"] == sum(p.numel() for p in net.parameters())
+    for part in ("plain", "tta"):
+        assert 0.0 <= summary["results"][part]["test"]["accuracy"] <= 1.0
+    # The resume checkpoint holds tensors and plain data only.
+    resume = torch.load(out / classifier.CHECKPOINT, map_location="cpu", weights_only=True)
+    assert resume["state"]["epoch"] == SMOKE_EPOCHS
+
+
+def test_classifier_rerun_resumes_instead_of_retraining(nih, classifier_runs, caplog):
+    out = classifier_runs["simple_cnn_report"]
+    argv = _argv(nih, out, *CLASSIFIER_RUNS["simple_cnn_report"])
+    added = _rerun_resumes(classifier.main, argv, out, caplog)
+    assert [r.get("event") for r in added] == ["done"]
+
+
+def test_classifier_resumes_from_an_interrupted_run(nih):
+    # A run of 1 epoch, then the same run asked for 2: only epoch 2 is trained.
+    out = nih["root"] / "interrupted_classifier"
+    argv = ["--data", str(nih["data"]), "--out", str(out), "--cache-dir", str(nih["cache"])]
+    argv += ["--arch", "simple_cnn", "--recipe", "plain", "--batch", "16"]
+    classifier.main([*argv, "--epochs", "1"])
+    classifier.main([*argv, "--epochs", "2"])
+    epochs = [r["epoch"] for r in _log_lines(out) if "epoch" in r and "event" not in r]
+    assert epochs == [1, 2]
+
+
+def test_report_recipe_that_diverges_records_the_epoch(nih):
+    out = nih["root"] / "diverged"
+    extra = CLASSIFIER_RUNS["simple_cnn_report"] + ["--lr", str(DIVERGING_LR)]
+    cfg = common.parse_config(classifier.ClassifierConfig, _argv(nih, out, *extra))
+    summary = classifier.train(cfg)
+    losses = {r["epoch"]: r["train_loss"] for r in summary["history"]}
+    first_bad = min(epoch for epoch, loss in losses.items() if not np.isfinite(loss))
+    assert summary["diverged_at_epoch"] == first_bad
+    ckpt = torch.load(out / classifier.FINAL, map_location="cpu", weights_only=True)
+    assert ckpt["summary"]["diverged_at_epoch"] == first_bad
+    # The log stays strict JSON: the non-finite loss is written as null, with an event.
+    records = [_strict_json(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert {"event": "non-finite loss", "epoch": first_bad} in [
+        {k: v for k, v in r.items() if k != "t"} for r in records
+    ]
+    epoch_records = {r["epoch"]: r for r in records if "train_loss" in r}
+    assert epoch_records[first_bad]["train_loss"] is None
+    # A diverged network has no preference: its NaN outputs become uniform probabilities.
+    test = summary["results"]["plain"]["test"]
+    assert np.isfinite(test["accuracy"]) and test["auc"] == pytest.approx(0.5)
+
+
+def test_diverging_run_stops_with_a_clear_error_when_asked(nih, capsys):
+    out = nih["root"] / "halted"
+    extra = [a for a in CLASSIFIER_RUNS["simple_cnn_report"] if a != "--no-halt-on-nonfinite"]
+    with pytest.raises(SystemExit) as exc:
+        common.run_cli(classifier.main, _argv(nih, out, *extra, "--lr", str(DIVERGING_LR)))
+    assert exc.value.code == common.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"error: Non-finite loss at iteration \d+: .*Lower the learning rate.*", err
+    )
+
+
+GAN_RUNS = {
+    "seed_gan": (seed_gan.main, ["--class-name", "Uninfected"], ("Uninfected",)),
+    "cgan": (cgan.main, ["--ch", str(SMALL_CH)], CLASSES),
+}
+
+
+@pytest.fixture(scope="module")
+def gan_runs(nih, classifier_runs) -> dict[str, Path]:
+    probe = str(classifier_runs["simple_cnn_report"] / classifier.FINAL)
+    outs = {}
+    for name, (main, extra, _) in GAN_RUNS.items():
+        outs[name] = nih["root"] / name
+        main(_argv(nih, outs[name], *extra, "--classifier", probe))
+    return outs
+
+
+@pytest.mark.parametrize("name", list(GAN_RUNS))
+def test_gan_smoke_writes_logs_snapshots_and_a_model(gan_runs, name):
+    out = gan_runs[name]
+    classes = GAN_RUNS[name][2]
+    config = json.loads((out / "config.json").read_text())
+    assert config["smoke"] is True and config["iterations"] == SMOKE_ITERATIONS
+    records = [_strict_json(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    iterations = [r["iteration"] for r in records if "iteration" in r and "event" not in r]
+    assert iterations[0] == 1 and iterations[-1] == SMOKE_ITERATIONS
+    assert iterations == sorted(set(iterations))
+    probes = [r["probe"] for r in records if "probe" in r]
+    assert [p["iteration"] for p in probes] == [6, SMOKE_ITERATIONS]
+    assert all(0.0 <= p[label] <= 1.0 for p in probes for label in classes)
+    assert records[-1]["event"] == "done" and records[-1]["iterations"] == SMOKE_ITERATIONS
+    # Snapshots at iteration 1 and at the end, one grid per class.
+    for label in classes:
+        for iteration in (1, SMOKE_ITERATIONS):
+            with Image.open(out / "snapshots" / f"{label}_iter_{iteration:06d}.png") as img:
+                assert img.mode == "RGB"
+                assert img.width >= SNAPSHOT_GRID_SIDE * 64
+                assert SNAPSHOT_GRID_SIDE**2 == SNAPSHOT_CELLS
+    # The final generator describes itself and rebuilds.
+    ckpt = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    assert {"config", "net", "state_dict", "classes", "state"} <= set(ckpt)
+    assert tuple(ckpt["classes"]) == classes
+    assert ckpt["config"] == {k: v for k, v in config.items() if k not in ("world_size", "device")}
+    net = rebuild_generator(ckpt)
+    assert not net.training
+    z = torch.randn(2, net.z_dim)
+    with torch.no_grad():
+        images = net(z, torch.eye(len(CLASSES))) if name == "cgan" else net(z)
+    assert images.shape == (2, 3, 64, 64)
+    assert torch.isfinite(images).all() and images.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("name", list(GAN_RUNS))
+def test_gan_rerun_resumes_instead_of_retraining(nih, gan_runs, classifier_runs, name, caplog):
+    main, extra, _ = GAN_RUNS[name]
+    out = gan_runs[name]
+    probe = str(classifier_runs["simple_cnn_report"] / classifier.FINAL)
+    added = _rerun_resumes(main, _argv(nih, out, *extra, "--classifier", probe), out, caplog)
+    assert [r.get("event") for r in added] == ["done"]
+    assert added[0]["iterations"] == SMOKE_ITERATIONS
+    assert added[0]["iterations_per_second"] == 0.0
+
+
+def test_gan_loop_resumes_from_an_interrupted_run(nih):
+    # 4 iterations, then the same run asked for 6: only iterations 5 and 6 are trained.
+    out = nih["root"] / "interrupted_gan"
+    argv = ["--data", str(nih["data"]), "--out", str(out), "--cache-dir", str(nih["cache"])]
+    argv += ["--ch", str(SMALL_CH), "--batch", "8", "--d-steps", "1", "--probe-every", "0"]
+    argv += ["--log-every", "2", "--checkpoint-every", "2"]
+    cgan.main([*argv, "--iterations", "4"])
+    cgan.main([*argv, "--iterations", "6"])
+    iterations = [r["iteration"] for r in _log_lines(out) if "iteration" in r and "event" not in r]
+    assert iterations == [1, 2, 4, 6]
+    state = torch.load(out / "model.pt", weights_only=True)["state"]
+    assert state["iteration"] == 6
