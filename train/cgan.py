@@ -62,9 +62,10 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
     """Networks, optimisers, EMA and the hinge-loss step."""
     device = run.device
     spec = net_spec(cfg)
-    G = CondGenerator(**spec["kwargs"]).to(device)
     d_kwargs = {"num_classes": len(CLASSES), **({"ch": cfg.ch} if cfg.ch else {})}
-    D = ProjectionDiscriminator(**d_kwargs).to(device)
+    with common.seeded_init(cfg.seed):
+        G = CondGenerator(**spec["kwargs"]).to(device)
+        D = ProjectionDiscriminator(**d_kwargs).to(device)
     common.broadcast_module(G, run.world)
     common.broadcast_module(D, run.world)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)

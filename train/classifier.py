@@ -174,7 +174,8 @@ def fit(
     # Build.
     gen = torch.Generator(device=device).manual_seed(cfg.seed + run.rank)
     perm_gen = torch.Generator().manual_seed(cfg.seed)
-    net = build_classifier(cfg.arch).to(device)
+    with common.seeded_init(cfg.seed):
+        net = build_classifier(cfg.arch).to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     common.broadcast_module(net, run.world)

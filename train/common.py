@@ -311,6 +311,19 @@ def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
     return pix.permute(0, 2, 3, 1).cpu().numpy()
 
 
+@contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Initialise networks from ``seed``, leaving torch's global generator as it was.
+
+    Constructors draw their weights from the global generator, so without this a run's initial
+    weights would depend on whatever the process drew before (an earlier pipeline stage, a
+    previous test), not on its seed alone.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 # Distributed data parallelism.
 def sync_gradients(params: Sequence[torch.nn.Parameter], world: int) -> None:
     """Average gradients over processes (data parallelism without wrapping the module).

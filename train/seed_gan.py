@@ -63,8 +63,9 @@ def keras_frozen(net: torch.nn.Module):
 def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
     """Networks, optimisers and the Keras-style step."""
     device = run.device
-    G = DCGANGenerator(z_dim=cfg.z_dim).to(device)
-    D = DCGANDiscriminator().to(device)
+    with common.seeded_init(cfg.seed):
+        G = DCGANGenerator(z_dim=cfg.z_dim).to(device)
+        D = DCGANDiscriminator().to(device)
     common.broadcast_module(G, run.world)
     common.broadcast_module(D, run.world)
     opt_g = common.adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), device=device)
