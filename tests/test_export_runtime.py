@@ -26,7 +26,7 @@ from malgan.runtime import (  # noqa: E402
     sidecar_path,
 )
 from train.classifier import network_input, predict  # noqa: E402
-from train.common import to_uint8_nhwc  # noqa: E402
+from train.common import seeded_init, to_uint8_nhwc  # noqa: E402
 
 BATCH = 5
 PIXEL_TOLERANCE = 1  # 8-bit levels: rounding of nearly equal floats may differ by one step
@@ -38,8 +38,8 @@ TTA_VIEWS = 8
 
 
 def _seeded(factory, seed: int, **kwargs: Any) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return factory(**kwargs).eval()
+    with seeded_init(seed):
+        return factory(**kwargs).eval()
 
 
 def _provenance(name: str) -> dict[str, Any]:
