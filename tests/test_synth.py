@@ -444,7 +444,8 @@ def app() -> AppTest:
 def test_page_generates_a_tiny_set_and_offers_the_zip(app: AppTest) -> None:
     assert not app.exception
     assert "press **Generate**" in app.info[0].value
-    assert any("Threshold: distance **0.0178**" in c.value for c in app.caption)
+    threshold = runtime.load_reference(EXPORTED).privacy_threshold
+    assert any(f"Threshold: distance **{threshold:.4f}**" in c.value for c in app.caption)
     # The placeholder models fail the class filter: the page says so before anything runs.
     expect_failure = "Expect this export to fail with the class filter on"
     (warning,) = [w.value for w in app.warning if expect_failure in w.value]
