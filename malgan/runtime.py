@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import onnxruntime as ort
@@ -141,7 +141,23 @@ def to_network_input(images: np.ndarray, pixels: dict[str, Any]) -> np.ndarray:
 
 
 @dataclass
-class Generator:
+class ExportedModel:
+    """An ONNX Runtime session with the sidecar it was verified against."""
+
+    kind: ClassVar[str] = ""
+    session: Any = field(repr=False)
+    meta: dict[str, Any] = field(repr=False)
+    path: Path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, threads: int = DEFAULT_THREADS) -> Self:
+        """Load a model file after checking it against its sidecar (see ``load_verified``)."""
+        session, meta = load_verified(path, cls.kind, threads=threads)
+        return cls(session=session, meta=meta, path=Path(path))
+
+
+@dataclass
+class Generator(ExportedModel):
     """One exported generator: ``generate(z, label)`` returns uint8 cells.
 
     Attributes:
@@ -153,15 +169,7 @@ class Generator:
         meta: The sidecar.
     """
 
-    session: Any = field(repr=False)
-    meta: dict[str, Any] = field(repr=False)
-    path: Path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, threads: int = DEFAULT_THREADS) -> Generator:
-        """Load and verify a generator file and its sidecar."""
-        session, meta = load_verified(path, "generator", threads=threads)
-        return cls(session=session, meta=meta, path=Path(path))
+    kind: ClassVar[str] = "generator"
 
     @property
     def name(self) -> str:
@@ -331,18 +339,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Classifier:
+class Classifier(ExportedModel):
     """The exported cell classifier: ``predict_proba`` over uint8 NHWC images."""
 
-    session: Any = field(repr=False)
-    meta: dict[str, Any] = field(repr=False)
-    path: Path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, threads: int = DEFAULT_THREADS) -> Classifier:
-        """Load and verify a classifier file and its sidecar."""
-        session, meta = load_verified(path, "classifier", threads=threads)
-        return cls(session=session, meta=meta, path=Path(path))
+    kind: ClassVar[str] = "classifier"
 
     @property
     def classes(self) -> tuple[str, ...]:
