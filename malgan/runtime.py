@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from malgan.data import CLASSES
+from malgan.errors import ModelError
 
 INDEX_NAME = "index.json"
 METRICS_NAME = "metrics.json"
@@ -21,10 +22,6 @@ REFERENCE_KEYS = ("proj_mean", "proj", "train_codes", "ood_mean", "ood_precision
 # Threads per session: the dashboard shares one session between all its users, so a session
 # never takes more than this many cores.
 DEFAULT_THREADS = 2
-
-
-class ModelError(RuntimeError):
-    """An exported model or its metadata is missing, corrupt or of the wrong kind."""
 
 
 def sha256_bytes(data: bytes) -> str:

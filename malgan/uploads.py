@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from malgan import data, metrics
+from malgan import decode, metrics
+from malgan.data import CLASSES
+from malgan.errors import DataError, ImageDecodeError
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +26,7 @@ OOD_BORDER_PX = 2
 OOD_BORDER_BRIGHTNESS = 100.0
 OOD_WARNING = "does not look like a segmented cell"
 GENERIC_FAILURE = "could not be read as an image"
-# Reasons from data.ImageDecodeError that already read as a predicate ("is truncated").
+# Reasons from ImageDecodeError that already read as a predicate ("is truncated").
 _PREDICATE_STARTS = ("is ", "has ", "does ", "uses ", "cannot ")
 # Spreadsheet programs run a cell starting with one of these as a formula.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -77,7 +79,7 @@ class UploadResult:
         message: One human sentence: the verdict, or what is wrong with the file.
         image: The prepared cell, uint8 [64, 64, 3], or None when the file could not be read.
         original_size: ``(width, height)`` of the file as stored, or None.
-        proba: Class probabilities in ``data.CLASSES`` order, or None.
+        proba: Class probabilities in ``CLASSES`` order, or None.
         label: The predicted class, or None.
         confidence: Probability of the predicted class, or None.
         ood: Whether the image looks out of distribution (not a segmented cell).
@@ -113,13 +115,13 @@ def failure_message(name: str, reason: str) -> str:
 
 
 def _decode(name: str, payload: bytes, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """open_image + prepare_image (the two steps of data.decode_image), keeping the stored size."""
-    with data.open_image(payload, name=name, max_pixels=max_pixels) as img:
+    """open_image + prepare_image (the steps of decode.decode_image), keeping the stored size."""
+    with decode.open_image(payload, name=name, max_pixels=max_pixels) as img:
         size = (int(img.size[0]), int(img.size[1]))
         try:
-            return data.prepare_image(img), size
-        except data.ImageDecodeError as err:
-            raise data.ImageDecodeError(name, err.reason) from None
+            return decode.prepare_image(img), size
+        except ImageDecodeError as err:
+            raise ImageDecodeError(name, err.reason) from None
 
 
 def border_brightness(image: np.ndarray, *, width: int = OOD_BORDER_PX) -> float:
@@ -179,15 +181,15 @@ def classify_files(
     classifier: CellClassifier,
     reference: Any | None,
     *,
-    max_pixels: int = data.MAX_PIXELS,
+    max_pixels: int = decode.MAX_PIXELS,
 ) -> list[UploadResult]:
     """Decode every file and classify the readable ones in one batch.
 
-    Each file goes through the training preprocessing (``data.open_image`` then
-    ``data.prepare_image``, i.e. ``data.decode_image``). A file that cannot be used gets a result
-    with ``ok=False`` and a specific message; the others are classified together. No input bytes
-    make this raise: decoding failures outside ``data.DataError`` are logged and reported as
-    "could not be read as an image".
+    Each file goes through the training preprocessing (``decode.open_image`` then
+    ``decode.prepare_image``, i.e. ``decode.decode_image``). A file that cannot be used gets a
+    result with ``ok=False`` and a specific message; the others are classified together. No
+    input bytes make this raise: decoding failures outside ``errors.DataError`` are logged and
+    reported as "could not be read as an image".
 
     Args:
         files: ``(name, bytes)`` pairs, in the order to report them.
@@ -205,9 +207,9 @@ def classify_files(
         name = str(name) or f"file {i + 1}"
         try:
             decoded[i] = _decode(name, bytes(payload), max_pixels)
-        except data.ImageDecodeError as err:
+        except ImageDecodeError as err:
             results[i] = UploadResult(name, False, failure_message(name, err.reason))
-        except data.DataError as err:
+        except DataError as err:
             results[i] = UploadResult(name, False, failure_message(name, str(err)))
         except Exception:  # Pillow and its plugins raise open-ended types on hostile input
             logger.exception("Unexpected failure decoding the upload %s", name)
@@ -243,10 +245,10 @@ def _verdict(
             image=image,
             original_size=size,
         )
-    # Probabilities in data.CLASSES order, whatever order the classifier declares.
-    ordered = tuple(float(proba[classes.index(c)]) for c in data.CLASSES)
+    # Probabilities in CLASSES order, whatever order the classifier declares.
+    ordered = tuple(float(proba[classes.index(c)]) for c in CLASSES)
     best = int(np.argmax(ordered))
-    label, confidence = data.CLASSES[best], ordered[best]
+    label, confidence = CLASSES[best], ordered[best]
     reasons = ood_reasons(image, score, threshold)
     message = f"{label} ({confidence:.1%} confidence)"
     if reasons:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from malgan import charts, data, ui, uploads
+from malgan import charts, decode, ui, uploads
+from malgan.errors import DataError
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp", "gif"]
 # Cards per row; rows of at most WIDE_CARDS cards lay each card out sideways.
@@ -39,7 +40,7 @@ ui.page_setup(
     "was trained on.",
 )
 st.caption(
-    "Every image goes through `malgan.data.prepare_image`, like the training cells: first frame, "
+    "Every image goes through `malgan.decode.prepare_image`, like the training cells: first frame, "
     "EXIF orientation, RGB (transparency on black), then a bicubic resize to 64×64 pixels."
 )
 
@@ -62,10 +63,10 @@ if not uploaded:
     st.stop()
 
 try:
-    max_pixels = data.max_pixels_from_config(CONFIG)
-except data.DataError as err:
-    st.warning(f"{err}. Using the default limit of {data.MAX_PIXELS:,} pixels.", icon="⚠️")
-    max_pixels = data.MAX_PIXELS
+    max_pixels = decode.max_pixels_from_config(CONFIG)
+except DataError as err:
+    st.warning(f"{err}. Using the default limit of {decode.MAX_PIXELS:,} pixels.", icon="⚠️")
+    max_pixels = decode.MAX_PIXELS
 
 files = tuple((f.name, f.getvalue()) for f in uploaded)
 results = classify(ui.exported_dir(), files, max_pixels, classifier, reference)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from malgan import data, imaging, invert, latent, ui, uploads
+from malgan import data, decode, imaging, invert, latent, ui, uploads
+from malgan.errors import DataError, ImageDecodeError
 
 KEYS = ("e_model", "e_amount")
 RESULT_KEY = "e_found"
@@ -27,9 +28,9 @@ VIEW_PX = ui.CELL_PX * VIEW_SCALE
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def decode(payload: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """The uploaded file as a 64x64 RGB cell (raises data.ImageDecodeError)."""
-    return data.decode_image(payload, name=name, max_pixels=max_pixels)
+def decode_upload(payload: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """The uploaded file as a 64x64 RGB cell (raises ImageDecodeError)."""
+    return decode.decode_image(payload, name=name, max_pixels=max_pixels)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -100,14 +101,14 @@ if uploaded is None:
 
 # Decode the upload.
 try:
-    max_pixels = data.max_pixels_from_config(CONFIG)
-except data.DataError as err:
-    st.warning(f"{err}. Using the default limit of {data.MAX_PIXELS:,} pixels.", icon="⚠️")
-    max_pixels = data.MAX_PIXELS
+    max_pixels = decode.max_pixels_from_config(CONFIG)
+except DataError as err:
+    st.warning(f"{err}. Using the default limit of {decode.MAX_PIXELS:,} pixels.", icon="⚠️")
+    max_pixels = decode.MAX_PIXELS
 payload = uploaded.getvalue()
 try:
-    cell = decode(payload, uploaded.name, max_pixels)
-except data.ImageDecodeError as err:
+    cell = decode_upload(payload, uploaded.name, max_pixels)
+except ImageDecodeError as err:
     st.error(f"**This file cannot be used.** {uploads.escape_markdown(str(err))}", icon="🚫")
     st.stop()
 exported = ui.exported_dir()

@@ -12,7 +12,7 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
-from malgan.data import MAX_PIXELS
+from malgan.decode import MAX_PIXELS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Side of the drawn test images: not 64, so that every good case is resized.

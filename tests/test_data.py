@@ -28,21 +28,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from malgan import data
-from malgan.data import (
-    CLASSES,
-    IMG_SIZE,
-    SPLITS,
-    DataError,
-    ImageDecodeError,
-    decode_image,
-    load_dataset,
-    open_image,
-    patient_key,
-    prepare_image,
-    scan_dataset,
-    split_patients,
-)
+from malgan import data, decode
+from malgan.data import CLASSES, SPLITS, load_dataset, patient_key, scan_dataset, split_patients
+from malgan.decode import IMG_SIZE, decode_image, open_image, prepare_image
+from malgan.errors import DataError, ImageDecodeError
 
 # Files of the default fake tree: 6 patients x 4 cells per class.
 FAKE_PATIENTS = 6
@@ -450,7 +439,7 @@ def test_open_image_real_bomb_over_pillow_and_own_limits(bomb_png: bytes) -> Non
     with pytest.raises(ImageDecodeError) as caught:
         open_image(bomb_png, name="bomb.png")
     assert caught.value.reason == (
-        f"has 144000000 pixels, over the limit of {data.MAX_PIXELS} (possible decompression bomb)"
+        f"has 144000000 pixels, over the limit of {decode.MAX_PIXELS} (possible decompression bomb)"
     )
 
 

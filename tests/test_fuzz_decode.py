@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from malgan.data import IMG_SIZE, ImageDecodeError, decode_image
+from malgan.decode import IMG_SIZE, decode_image
+from malgan.errors import ImageDecodeError
 
 MIN_TOTAL_EXAMPLES = 10_000
 # Pillow warns about the damage it works around (odd TIFF tags, corrupt EXIF); that is expected.

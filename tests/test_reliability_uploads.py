@@ -17,16 +17,15 @@ from hostile_files import GOOD_COLOUR, HostileFile, good_cell_png, hostile_files
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan.data import (
-    CLASSES,
+from malgan.data import CLASSES
+from malgan.decode import (
     IMAGE_EXTENSIONS,
     IMG_SIZE,
     MAX_PIXELS,
-    DataError,
-    ImageDecodeError,
     decode_image,
     max_pixels_from_config,
 )
+from malgan.errors import DataError, ImageDecodeError
 
 CONFIG = REPO_ROOT / ".streamlit" / "config.toml"
 CLASSIFY_PAGE = REPO_ROOT / "pages" / "classify.py"

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from malgan import data, runtime, uploads
+from malgan import data, decode, runtime, uploads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"
@@ -90,7 +90,7 @@ def test_verdict_fields_follow_the_decoded_cell() -> None:
     (result,) = uploads.classify_files([("cell.png", payload)], FakeClassifier(), None)
     assert result.ok
     assert result.image.shape == (64, 64, 3) and result.image.dtype == np.uint8
-    np.testing.assert_array_equal(result.image, data.decode_image(payload))
+    np.testing.assert_array_equal(result.image, decode.decode_image(payload))
     assert result.original_size == (130, 90)
     assert result.proba is not None and sum(result.proba) == pytest.approx(1.0)
     assert result.label == data.CLASSES[int(np.argmax(result.proba))]
@@ -153,7 +153,7 @@ def test_unexpected_decoder_failure_becomes_a_generic_message(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("plugin bug")
 
-    monkeypatch.setattr(data, "open_image", broken)
+    monkeypatch.setattr(decode, "open_image", broken)
     with caplog.at_level(logging.ERROR, logger="malgan.uploads"):
         (result,) = uploads.classify_files([("x.png", b"\x89PNG")], FakeClassifier(), None)
     assert not result.ok and uploads.GENERIC_FAILURE in result.message
@@ -173,7 +173,7 @@ def test_arbitrary_bytes_never_raise_and_always_say_why(payload: bytes) -> None:
     (result,) = uploads.classify_files([("upload.png", payload)], FakeClassifier(), None)
     assert result.name == "upload.png"
     if not result.ok:
-        # Every failure comes from data.ImageDecodeError: the generic message would hide a bug.
+        # Every failure comes from errors.ImageDecodeError: the generic message would hide a bug.
         assert uploads.GENERIC_FAILURE not in result.message
         assert result.message.startswith("upload.png")
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from malgan.data import CLASSES, CellSet, DataError, load_dataset
-from malgan.runtime import ModelError
+from malgan.data import CLASSES, CellSet, load_dataset
+from malgan.errors import DataError, ModelError
 
 log = logging.getLogger("malgan.train")
 T = TypeVar("T")

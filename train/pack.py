@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from malgan.data import CLASSES, open_image, scan_dataset
+from malgan.data import CLASSES, scan_dataset
+from malgan.decode import open_image
 from train import common
 
 # WebP encoder effort (0-6): lossless at every level; 4 is several times faster than 6 for a
