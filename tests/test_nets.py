@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn.utils import parametrize  # noqa: E402
 
-from malgan import nets  # noqa: E402
+from malgan import augment, nets  # noqa: E402
 
 IMG = nets.IMG_SIZE
 ONNX_BUDGET_BYTES = 16 * 2**20
@@ -196,8 +196,8 @@ def test_projection_discriminator_uses_the_class():
 
 
 AUGMENTS = {
-    "diff_augment": lambda x, generator: nets.diff_augment(x, generator=generator),
-    "symmetry_augment": nets.symmetry_augment,
+    "diff_augment": lambda x, generator: augment.diff_augment(x, generator=generator),
+    "symmetry_augment": augment.symmetry_augment,
 }
 
 
@@ -226,34 +226,34 @@ def test_augmentations_are_reproducible_from_a_seeded_generator(name):
 @pytest.mark.parametrize("policy", ["color", "translation", "cutout"])
 def test_each_diff_augment_policy_changes_the_images(policy):
     x = _images(4)
-    out = nets.diff_augment(x, policy=policy, generator=torch.Generator().manual_seed(0))
+    out = augment.diff_augment(x, policy=policy, generator=torch.Generator().manual_seed(0))
     assert out.shape == x.shape
     assert not torch.equal(out, x)
 
 
 def test_diff_augment_empty_policy_is_the_identity():
     x = _images(2)
-    assert torch.equal(nets.diff_augment(x, policy=""), x)
+    assert torch.equal(augment.diff_augment(x, policy=""), x)
 
 
 def test_diff_augment_rejects_unknown_policy():
     with pytest.raises(ValueError, match="rotation"):
-        nets.diff_augment(_images(1), policy="color,rotation")
+        augment.diff_augment(_images(1), policy="color,rotation")
 
 
 def test_translation_shifts_content_and_fills_with_zeros():
     x = torch.ones((16, 1, IMG, IMG))
-    out = nets.diff_augment(x, policy="translation", generator=torch.Generator().manual_seed(0))
+    out = augment.diff_augment(x, policy="translation", generator=torch.Generator().manual_seed(0))
     assert set(out.unique().tolist()) <= {0.0, 1.0}
-    shift = int(IMG * nets.TRANSLATION_RATIO + 0.5)
+    shift = int(IMG * augment.TRANSLATION_RATIO + 0.5)
     # At most `shift` rows and columns are emptied, so the centre always survives.
     assert torch.all(out[:, :, shift:-shift, shift:-shift] == 1)
 
 
 def test_cutout_erases_at_most_a_half_side_square():
     x = torch.ones((16, 1, IMG, IMG))
-    out = nets.diff_augment(x, policy="cutout", generator=torch.Generator().manual_seed(0))
-    side = int(IMG * nets.CUTOUT_RATIO + 0.5)
+    out = augment.diff_augment(x, policy="cutout", generator=torch.Generator().manual_seed(0))
+    side = int(IMG * augment.CUTOUT_RATIO + 0.5)
     erased = (out == 0).sum(dim=(1, 2, 3))
     assert torch.all(erased > 0)
     assert torch.all(erased <= side * side)
@@ -261,7 +261,7 @@ def test_cutout_erases_at_most_a_half_side_square():
 
 def test_symmetry_augment_applies_one_of_the_eight_symmetries():
     x = _images(32)
-    out = nets.symmetry_augment(x, torch.Generator().manual_seed(0))
+    out = augment.symmetry_augment(x, torch.Generator().manual_seed(0))
     seen = set()
     for image, result in zip(x, out, strict=True):
         candidates = [
@@ -277,4 +277,4 @@ def test_symmetry_augment_applies_one_of_the_eight_symmetries():
 
 def test_symmetry_augment_rejects_non_square_images():
     with pytest.raises(ValueError, match="square"):
-        nets.symmetry_augment(torch.zeros((1, 3, 8, 6)))
+        augment.symmetry_augment(torch.zeros((1, 3, 8, 6)))

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from malgan.augment import diff_augment, symmetry_augment
 from malgan.data import CLASSES
-from malgan.nets import CondGenerator, ProjectionDiscriminator, diff_augment, symmetry_augment
+from malgan.nets import CondGenerator, ProjectionDiscriminator
 from train import common
 from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
 
@@ -39,6 +40,14 @@ class CGANConfig(GANLoopOptions):
     ema_decay: float = 0.999
     z_dim: int = 128
     ch: int = field(default=0, metadata={"help": "Channel width; 0 keeps the network's default."})
+    d_ch: int = field(default=0, metadata={"help": "Discriminator width; 0 uses --ch."})
+    aux_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the auxiliary classification loss (AC-GAN): D classifies real "
+            "cells, G is rewarded when D classifies its cells as their class; 0 is off."
+        },
+    )
     augment: str = field(
         default="color,translation,cutout", metadata={"help": "DiffAugment policy."}
     )
@@ -62,10 +71,12 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
     """Networks, optimisers, EMA and the hinge-loss step."""
     device = run.device
     spec = net_spec(cfg)
-    d_kwargs = {"num_classes": len(CLASSES), **({"ch": cfg.ch} if cfg.ch else {})}
+    d_kwargs: dict[str, Any] = {"num_classes": len(CLASSES), "aux_classifier": cfg.aux_weight > 0}
+    if cfg.d_ch or cfg.ch:
+        d_kwargs["ch"] = cfg.d_ch or cfg.ch
     with common.seeded_init(cfg.seed):
-        G = CondGenerator(**spec["kwargs"]).to(device)
-        D = ProjectionDiscriminator(**d_kwargs).to(device)
+        G = common.channels_last(CondGenerator(**spec["kwargs"]).to(device))
+        D = common.channels_last(ProjectionDiscriminator(**d_kwargs).to(device))
     common.broadcast_module(G, run.world)
     common.broadcast_module(D, run.world)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
@@ -80,7 +91,16 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
 
     def augment(x: torch.Tensor) -> torch.Tensor:
         x = symmetry_augment(x, gen)
-        return diff_augment(x, policy=cfg.augment, generator=gen) if cfg.augment else x
+        x = diff_augment(x, policy=cfg.augment, generator=gen) if cfg.augment else x
+        return common.channels_last(x)
+
+    def judge(images: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's realness logits and, with the auxiliary loss, its class logits."""
+        with common.autocast(device, cfg.bf16):
+            if cfg.aux_weight > 0:
+                logits, aux = D.score_and_classify(images, y)
+                return logits.float(), aux.float()
+            return D(images, y).float(), None
 
     def step() -> None:
         # Update D (hinge loss, real and fake in one pass: D has no batch statistics).
@@ -92,9 +112,11 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
             with torch.no_grad(), common.autocast(device, cfg.bf16):
                 fake = G(z, eye[fake_y]).float()
             images = augment(torch.cat([common.to_unit_range(real[idx]), fake]))
-            with common.autocast(device, cfg.bf16):
-                logits = D(images, torch.cat([labels[idx], fake_y])).float()
+            logits, aux = judge(images, torch.cat([labels[idx], fake_y]))
             loss = F.relu(1 - logits[: cfg.batch]).mean() + F.relu(1 + logits[cfg.batch :]).mean()
+            if aux is not None:
+                # The auxiliary head learns the classes from real cells only.
+                loss = loss + cfg.aux_weight * F.cross_entropy(aux[: cfg.batch], labels[idx])
             opt_d.zero_grad(set_to_none=False)
             loss.backward()
             common.sync_gradients(list(D.parameters()), run.world)
@@ -105,7 +127,11 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
         z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
         D.requires_grad_(False)
         with common.autocast(device, cfg.bf16):
-            g_loss = -D(augment(G(z, eye[fake_y]).float()), fake_y).float().mean()
+            fake = G(z, eye[fake_y]).float()
+        logits, aux = judge(augment(fake), fake_y)
+        g_loss = -logits.mean()
+        if aux is not None:
+            g_loss = g_loss + cfg.aux_weight * F.cross_entropy(aux, fake_y)
         D.requires_grad_(True)
         opt_g.zero_grad(set_to_none=False)
         g_loss.backward()
@@ -146,7 +172,7 @@ def train(cfg: CGANConfig) -> dict[str, Any]:
         real = common.to_device_nchw(splits.train.images, run.device)
         labels = torch.from_numpy(splits.train.labels).to(run.device)
         parts = build(cfg, run, real, labels)
-        summary = run_loop(run, cfg, parts)
+        summary = run_loop(run, cfg, parts, reference=splits.val)
     return summary
 
 

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from malgan import metrics
+from malgan.augment import symmetry_augment
 from malgan.export import pixels_for
-from malgan.nets import CLASSIFIER_ARCHS, build_classifier, count_parameters, symmetry_augment
+from malgan.nets import CLASSIFIER_ARCHS, build_classifier, count_parameters
 from train import common
 
 RECIPES = ("sound", "plain", "report")
@@ -176,8 +177,7 @@ def fit(
     perm_gen = torch.Generator().manual_seed(cfg.seed)
     with common.seeded_init(cfg.seed):
         net = build_classifier(cfg.arch).to(device)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
+    net = common.channels_last(net)
     common.broadcast_module(net, run.world)
     steps_per_epoch = max(1, len(train_x) // (cfg.batch * run.world))
     opt, sched = _optimizer(cfg, net, device, cfg.epochs * steps_per_epoch)
@@ -210,8 +210,7 @@ def fit(
             x = network_input(train_x[idx], cfg.input_scale)
             if cfg.recipe == "sound":
                 x = _augment(x, gen)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = common.channels_last(x)
             with common.autocast(device, cfg.bf16):
                 logits, _ = net(x)
             loss = F.cross_entropy(logits.float(), train_y[idx], label_smoothing=smoothing)

@@ -169,6 +169,14 @@ class Run:
         if self.world > 1:
             dist.barrier()
 
+    def agree(self, flag: bool) -> bool:
+        """True on every process when it is true on any (one all-reduce; free for one process)."""
+        if self.world <= 1:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
     def close(self) -> None:
         if self._log_file is not None:
             self._log_file.close()
@@ -305,10 +313,14 @@ def to_unit_range(batch_uint8: torch.Tensor) -> torch.Tensor:
     return batch_uint8.float().div(127.5).sub(1.0)
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] -> uint8 pixels, same layout and device."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
     """Generator output in [-1, 1] NCHW -> uint8 NHWC numpy."""
-    pix = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return pix.permute(0, 2, 3, 1).cpu().numpy()
+    return to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @contextmanager
@@ -390,14 +402,29 @@ def graphed(
     return graph.replay, WARMUP_STEPS
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively: CUDA, or a CPU with AVX512-BF16 or AMX.
+
+    Elsewhere bf16 is emulated and slower than fp32, so autocast stays off there.
+    """
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def autocast(device: torch.device, bf16: bool):
-    """bf16 autocast on CUDA when asked (weight cache off so CUDA graphs stay valid)."""
+    """bf16 autocast when asked and native (weight cache off so CUDA graphs stay valid)."""
     return torch.autocast(
         device_type=device.type,
         dtype=torch.bfloat16,
-        enabled=bf16 and device.type == "cuda",
+        enabled=bf16 and bf16_native(device),
         cache_enabled=False,
     )
+
+
+def channels_last(x: torch.Tensor | torch.nn.Module) -> Any:
+    """NHWC memory layout: faster convolutions with cuDNN and with oneDNN on the CPU."""
+    return x.to(memory_format=torch.channels_last)
 
 
 def adam(params, *, lr: float, betas: tuple[float, float], device: torch.device, weight_decay=0.0):

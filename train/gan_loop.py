@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from malgan import metrics
-from malgan.data import CLASSES
+from malgan.data import CLASSES, CellSet
 from malgan.imaging import make_grid
 from malgan.nets import CondGenerator, DCGANGenerator
 from train import common
@@ -22,6 +23,7 @@ from train.classifier import predict, rebuild
 
 CHECKPOINT = "checkpoint.pt"
 FINAL = "model.pt"
+BEST = "best.pt"
 SNAPSHOT_CELLS = 25
 SNAPSHOT_DIR = "snapshots"
 
@@ -39,6 +41,14 @@ class GANLoopOptions:
     probe_cells: int = 256
     classifier: str = field(
         default="", metadata={"help": "Classifier model.pt for recovery probes."}
+    )
+    minutes: float = field(
+        default=0.0,
+        metadata={"help": "Wall-time budget of the loop in minutes (0: none); it stops early."},
+    )
+    keep_best: bool = field(
+        default=True,
+        metadata={"help": "Export the probe that is best on both classes, not the last state."},
     )
     cuda_graph: bool = True
     cache_dir: str = ""
@@ -97,24 +107,76 @@ def snapshot_iterations(iterations: int, every: int) -> set[int]:
     return marks | {iterations}
 
 
-def _load_probe_classifier(path: str, device: torch.device):
-    if not path or not Path(path).exists():
-        return None
-    ckpt = common.load_checkpoint(path, device)
-    return rebuild(ckpt).to(device), ckpt["input_scale"]
+def probe_score(record: dict[str, Any], classes: Sequence[str], n_cells: int) -> float:
+    """How good a probe is on every class at once: sum of log recovery minus log FD.
+
+    Scale-free in both measures, so halving one class's Fréchet distance is worth as much as
+    doubling its recovery, and a class near zero recovery sinks the score whatever the other
+    class does. Recovery is floored at half a cell so that zero stays finite.
+    """
+    floor = 0.5 / max(n_cells, 1)
+    return float(
+        sum(math.log(max(record[c], floor)) - math.log(max(record["fd"][c], 1e-6)) for c in classes)
+    )
 
 
-def run_loop(run: common.Run, cfg: Any, parts: GANParts) -> dict[str, Any]:
+@dataclass
+class Probe:
+    """The classifier that judges a generator during training, and real validation features.
+
+    Recovery and the Fréchet distance are measured against cells of the validation patients,
+    never the test patients, so choosing the best probe does not peek at the final evaluation.
+    """
+
+    net: torch.nn.Module
+    input_scale: str
+    real_feats: dict[str, np.ndarray]
+
+    @classmethod
+    def load(cls, path: str, device: torch.device, reference: CellSet | None) -> Probe | None:
+        """The probe of ``path`` with features of ``reference`` (None without a classifier)."""
+        if not path or not Path(path).exists():
+            return None
+        ckpt = common.load_checkpoint(path, device)
+        net, scale = rebuild(ckpt).to(device), ckpt["input_scale"]
+        real_feats: dict[str, np.ndarray] = {}
+        if reference is not None and len(reference):
+            _, feats = predict(net, common.to_device_nchw(reference.images, device), scale)
+            real_feats = {c: feats[reference.labels == i] for i, c in enumerate(CLASSES)}
+        return cls(net=net, input_scale=scale, real_feats=real_feats)
+
+    def measure(self, images: torch.Tensor, label: str) -> tuple[float, float | None]:
+        """Recovery and Fréchet distance to real cells of ``label`` for generated [-1, 1] cells."""
+        proba, feats = predict(self.net, common.to_uint8(images), self.input_scale)
+        rate = metrics.recovery(proba, CLASSES.index(label))["rate"]
+        real = self.real_feats.get(label)
+        fd = metrics.frechet_distance(feats, real) if real is not None and len(real) > 1 else None
+        return rate, fd
+
+
+def run_loop(
+    run: common.Run, cfg: Any, parts: GANParts, reference: CellSet | None = None
+) -> dict[str, Any]:
     """Train ``cfg.iterations`` iterations of ``parts.step``, resuming from a checkpoint.
 
-    The config must have: iterations, log_every, snapshot_every, checkpoint_every, probe_every,
-    probe_cells, classifier, cuda_graph, seed, z_dim.
+    The config must have: iterations, minutes, log_every, snapshot_every, checkpoint_every,
+    probe_every, probe_cells, classifier, keep_best, cuda_graph, seed, z_dim. The loop stops
+    early when ``cfg.minutes`` of wall time (over every resumption) are spent. With a probe
+    classifier and ``reference`` cells (the validation patients), each probe measures recovery
+    and the Fréchet distance per class, and with ``keep_best`` the final model is the sampler
+    of the probe with the best ``probe_score``.
 
     Returns:
         A summary with the loss and probe histories and the throughput.
     """
     device = run.device
-    state: dict[str, Any] = {"iteration": 0, "losses": [], "probes": [], "train_seconds": 0.0}
+    state: dict[str, Any] = {
+        "iteration": 0,
+        "losses": [],
+        "probes": [],
+        "train_seconds": 0.0,
+        "best": None,
+    }
     ckpt_path = run.out / CHECKPOINT
 
     # Resume.
@@ -126,14 +188,14 @@ def run_loop(run: common.Run, cfg: Any, parts: GANParts) -> dict[str, Any]:
             opt.load_state_dict(ckpt["optimizers"][name])
         for gen, rng_state in zip(parts.generators, ckpt["rng"], strict=True):
             gen.set_state(rng_state.to("cpu"))
-        state = ckpt["state"]
+        state = {"best": None, **ckpt["state"]}
         common.log.info("Resumed %s at iteration %d", run.out, state["iteration"])
 
     # Fixed latents for snapshots and probes, the same for every run with this seed.
     fixed = torch.Generator().manual_seed(cfg.seed)
     snap_z = torch.randn(SNAPSHOT_CELLS, cfg.z_dim, generator=fixed).to(device)
     probe_z = torch.randn(cfg.probe_cells, cfg.z_dim, generator=fixed).to(device)
-    probe = _load_probe_classifier(cfg.classifier, device)
+    probe = Probe.load(cfg.classifier, device, reference)
     marks = snapshot_iterations(cfg.iterations, cfg.snapshot_every)
     if run.main:
         (run.out / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
@@ -161,18 +223,28 @@ def run_loop(run: common.Run, cfg: Any, parts: GANParts) -> dict[str, Any]:
         sampler.train(was)
 
     @torch.no_grad()
-    def measure_recovery(iteration: int) -> None:
+    def measure_probe(iteration: int, seconds: float) -> None:
         if probe is None or not run.main:
             return
-        net, input_scale = probe
         was = sampler.training
         sampler.eval()
-        record: dict[str, Any] = {"iteration": iteration}
+        record: dict[str, Any] = {"iteration": iteration, "minutes": round(seconds / 60, 2)}
+        fds: dict[str, float] = {}
         for label, name in enumerate(parts.classes):
-            images = ((parts.sample(probe_z, label).float().clamp(-1, 1) + 1) * 127.5).round()
-            proba, _ = predict(net, images.to(torch.uint8), input_scale)
-            record[name] = metrics.recovery(proba, CLASSES.index(name))["rate"]
+            record[name], fd = probe.measure(parts.sample(probe_z, label), name)
+            if fd is not None:
+                fds[name] = fd
         sampler.train(was)
+        if len(fds) == len(parts.classes):
+            record["fd"] = fds
+            record["score"] = probe_score(record, parts.classes, cfg.probe_cells)
+            best = state["best"]
+            if best is None or record["score"] > best["score"]:
+                state["best"] = {"iteration": iteration, "score": record["score"]}
+                common.save_checkpoint(
+                    {"state_dict": common.to_cpu_state(sampler), "probe": record},
+                    run.out / BEST,
+                )
         state["probes"].append(record)
         run.log({"probe": record})
 
@@ -198,43 +270,55 @@ def run_loop(run: common.Run, cfg: Any, parts: GANParts) -> dict[str, Any]:
         step, warm = common.graphed(parts.step, device, True, generators=parts.generators)
     iteration = start + warm
     steps_since_flush = warm
+    budget = cfg.minutes * 60 if cfg.minutes > 0 else math.inf
     with tqdm(
         total=cfg.iterations, initial=iteration, desc=run.out.name, disable=not run.main
     ) as bar:
         t0 = time.perf_counter()
+
+        def spent() -> float:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return state["train_seconds"] + time.perf_counter() - t0
+
         while iteration < cfg.iterations:
             step()
             iteration += 1
             steps_since_flush += 1
             bar.update(1)
-            due_log = iteration % cfg.log_every == 0 or iteration == cfg.iterations
-            due_ckpt = iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations
+            # The budget is checked at log steps, where every process agrees on it.
+            last = iteration == cfg.iterations or (
+                iteration % cfg.log_every == 0 and run.agree(spent() >= budget)
+            )
+            due_log = iteration % cfg.log_every == 0 or last
+            due_ckpt = iteration % cfg.checkpoint_every == 0 or last
             if due_log or due_ckpt or iteration in marks:
                 flush_losses(iteration, steps_since_flush)
                 steps_since_flush = 0
-            if iteration in marks:
+            if iteration in marks or last:
                 snapshot(iteration)
-            if cfg.probe_every and (
-                iteration % cfg.probe_every == 0 or iteration == cfg.iterations
-            ):
-                measure_recovery(iteration)
+            if cfg.probe_every and (iteration % cfg.probe_every == 0 or last):
+                measure_probe(iteration, spent())
             if due_ckpt:
                 state["iteration"] = iteration
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                state["train_seconds"] += time.perf_counter() - t0
+                state["train_seconds"] = spent()
                 t0 = time.perf_counter()
                 save(iteration)
                 run.barrier()
+            if last:
+                break
     state["iteration"] = iteration
 
-    # Final generator, self-describing.
+    # Final generator, self-describing: the best probe's weights when asked and measured.
     if run.main:
+        weights = common.to_cpu_state(sampler)
+        if cfg.keep_best and state["best"] is not None:
+            weights = common.load_checkpoint(run.out / BEST)["state_dict"]
         common.save_checkpoint(
             {
                 "config": asdict(cfg),
                 "net": parts.net_spec,
-                "state_dict": common.to_cpu_state(sampler),
+                "state_dict": weights,
                 "classes": list(parts.classes),
                 "state": state,
             },
@@ -248,8 +332,16 @@ def run_loop(run: common.Run, cfg: Any, parts: GANParts) -> dict[str, Any]:
         "iterations_per_second": its,
         "losses": state["losses"],
         "probes": state["probes"],
+        "best": state["best"],
     }
-    run.log({"event": "done", "iterations": iteration, "iterations_per_second": its})
+    run.log(
+        {
+            "event": "done",
+            "iterations": iteration,
+            "iterations_per_second": its,
+            "best": state["best"],
+        }
+    )
     return summary
 
 

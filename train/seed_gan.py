@@ -36,6 +36,9 @@ class SeedGANConfig(GANLoopOptions):
     beta1: float = 0.5
     z_dim: int = 100
     bf16: bool = False
+    keep_best: bool = field(
+        default=False, metadata={"help": "Export the best probe instead of the last state."}
+    )
 
 
 def smoke_config(cfg: SeedGANConfig) -> SeedGANConfig:
@@ -64,8 +67,8 @@ def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
     """Networks, optimisers and the Keras-style step."""
     device = run.device
     with common.seeded_init(cfg.seed):
-        G = DCGANGenerator(z_dim=cfg.z_dim).to(device)
-        D = DCGANDiscriminator().to(device)
+        G = common.channels_last(DCGANGenerator(z_dim=cfg.z_dim).to(device))
+        D = common.channels_last(DCGANDiscriminator().to(device))
     common.broadcast_module(G, run.world)
     common.broadcast_module(D, run.world)
     opt_g = common.adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), device=device)
@@ -132,7 +135,7 @@ def train(cfg: SeedGANConfig) -> dict[str, Any]:
         cells = splits.train.subset(splits.train.labels == CLASSES.index(cfg.class_name))
         real = common.to_device_nchw(cells.images, run.device)
         parts = build(cfg, run, real)
-        summary = run_loop(run, cfg, parts)
+        summary = run_loop(run, cfg, parts, reference=splits.val)
     return summary
 
 
