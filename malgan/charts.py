@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import html
 import itertools
-import json
 import math
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
@@ -16,7 +13,6 @@ from plotly.subplots import make_subplots
 
 from malgan import report
 from malgan.data import CLASSES
-from malgan.runtime import ModelError
 
 CLASS_COLOURS = {"Parasitized": "#b0306e", "Uninfected": "#2a7fba"}
 REPORT_COLOUR = "#7f7f7f"
@@ -70,32 +66,6 @@ def _layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
     return fig
 
 
-# Reading the histories.
-def load_history(exported_dir: str | os.PathLike, relative: str) -> Any:
-    """Read a training-history JSON file named in ``index.json["history"]``.
-
-    Args:
-        exported_dir: The exported-models folder.
-        relative: The file's path relative to that folder.
-
-    Returns:
-        The parsed JSON (a dict for generators, a list of epochs for the classifier).
-
-    Raises:
-        ModelError: The path leaves the folder, or the file is missing or not JSON.
-    """
-    root = Path(exported_dir).resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        raise ModelError(f"The history file {relative!r} lies outside {root}.")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"The training history {path} is missing.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"The training history {path} cannot be read ({err}).") from None
-
-
 def run_title(run: str) -> str:
     """A training run's human name, e.g. ``cgan`` -> "Conditional GAN" and
     ``dcgan_parasitized`` -> "DCGAN (Parasitized)"; an unknown run keeps its name."""
@@ -105,32 +75,6 @@ def run_title(run: str) -> str:
             base = run[: -len(suffix)]
             return f"{RUN_TITLES.get(base.lower(), base)} ({cls})"
     return RUN_TITLES.get(run.lower(), run)
-
-
-def snapshot_files(
-    index: Mapping[str, Any], model: str, exported_dir: str | os.PathLike
-) -> dict[str, list[tuple[int, Path]]]:
-    """Sample-grid snapshots of a model by class, ordered by iteration.
-
-    Entries with a bad iteration, an unknown class or a path outside the folder are left out;
-    files that do not exist are kept (the page says they are missing).
-
-    Returns:
-        ``{class: [(iteration, path), ...]}`` for the classes that have snapshots.
-    """
-    root = Path(exported_dir).resolve()
-    out: dict[str, list[tuple[int, Path]]] = {}
-    entries = (index.get("snapshots") or {}).get(model) or []
-    for entry in entries:
-        if not isinstance(entry, Mapping):
-            continue
-        label, iteration, file = entry.get("class"), entry.get("iteration"), entry.get("file")
-        if label not in CLASSES or not isinstance(iteration, int) or not isinstance(file, str):
-            continue
-        path = (root / file).resolve()
-        if path.is_relative_to(root):
-            out.setdefault(label, []).append((iteration, path))
-    return {label: sorted(out[label]) for label in CLASSES if label in out}
 
 
 # Recovery.

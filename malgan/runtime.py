@@ -16,8 +16,6 @@ import onnxruntime as ort
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 
-INDEX_NAME = "index.json"
-METRICS_NAME = "metrics.json"
 REFERENCE_KEYS = ("proj_mean", "proj", "train_codes", "ood_mean", "ood_precision")
 # Threads per session: the dashboard shares one session between all its users, so a session
 # never takes more than this many cores.
@@ -451,57 +449,3 @@ class Reference:
     def codes(self, features: np.ndarray) -> np.ndarray:
         """Project classifier features [N, F] to the reference space [N, K]."""
         return (np.asarray(features, np.float32) - self.proj_mean) @ self.proj
-
-
-def load_index(exported_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read ``index.json``, which lists the generators, the classifier and the reference."""
-    index = read_json(Path(exported_dir) / INDEX_NAME, "model index")
-    if not isinstance(index.get("generators"), list) or "classifier" not in index:
-        raise ModelError(f"The model index in {exported_dir} lacks generators or a classifier.")
-    return index
-
-
-def generator_entry(index: dict[str, Any], name: str) -> dict[str, Any]:
-    """The index entry of one generator."""
-    for entry in index["generators"]:
-        if entry.get("name") == name:
-            return entry
-    known = [entry.get("name") for entry in index["generators"]]
-    raise ModelError(f"No generator called {name!r}; the index lists {known}.")
-
-
-def load_generator(exported_dir: str | os.PathLike, name: str) -> Generator | GeneratorSet:
-    """Load a generator listed in the index: one file, or one file per class."""
-    root = Path(exported_dir)
-    entry = generator_entry(load_index(root), name)
-    if "files" in entry:
-        files = {label: root / file for label, file in entry["files"].items()}
-        return GeneratorSet.load(files, name=name, display_name=entry.get("display_name", name))
-    return Generator.load(root / entry["file"])
-
-
-def load_classifier(exported_dir: str | os.PathLike, name: str | None = None) -> Classifier:
-    """Load the index's classifier (or a named entry of its ``classifiers`` list)."""
-    root = Path(exported_dir)
-    index = load_index(root)
-    entry = index["classifier"]
-    if name is not None:
-        matches = [e for e in index.get("classifiers", []) if e.get("name") == name]
-        if not matches:
-            raise ModelError(f"No classifier called {name!r} in the index.")
-        entry = matches[0]
-    return Classifier.load(root / entry["file"])
-
-
-def load_reference(exported_dir: str | os.PathLike) -> Reference:
-    """Load the training reference named in the index."""
-    root = Path(exported_dir)
-    entry = load_index(root).get("reference")
-    if not entry:
-        raise ModelError(f"The model index in {root} names no training reference.")
-    return Reference.load(root / entry["file"], sha256=entry.get("sha256"))
-
-
-def load_metrics(exported_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read ``metrics.json``."""
-    return read_json(Path(exported_dir) / METRICS_NAME, "metrics file")

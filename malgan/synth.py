@@ -24,11 +24,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from malgan import imaging, latent, metrics, runtime
+from malgan import artifacts, imaging, latent, metrics, runtime
 from malgan.data import CLASSES
+from malgan.errors import ModelError
 
-EXPORTED_ENV = "MALGAN_EXPORTED"
-DEFAULT_EXPORTED = Path(__file__).resolve().parents[1] / "exported"
 DEFAULT_MODEL = "cgan"
 DEFAULT_PREFIX = "SYN"
 DEFAULT_SEED = 0
@@ -751,45 +750,6 @@ def zip_folder(folder: str | os.PathLike, *, top: str) -> bytes:
 # Loading and the command line.
 
 
-def default_exported() -> Path:
-    """The folder of exported models (``$MALGAN_EXPORTED`` or the project's ``exported/``)."""
-    return Path(os.environ.get(EXPORTED_ENV, DEFAULT_EXPORTED))
-
-
-def load_models(
-    exported: str | os.PathLike, model: str, *, need_reference: bool = True
-) -> tuple[GeneratorLike, runtime.Classifier, runtime.Reference | None]:
-    """Load a generator, the classifier and the training reference.
-
-    Args:
-        exported: The folder of exported models.
-        model: Generator name in the index.
-        need_reference: Raise when the reference is unavailable; otherwise return None for it.
-
-    Returns:
-        ``(generator, classifier, reference)``.
-
-    Raises:
-        runtime.ModelError: With a clear message for a missing folder, unknown name or
-            missing/corrupt file.
-    """
-    root = Path(exported)
-    if not root.is_dir():
-        raise runtime.ModelError(
-            f"The exported models folder {root} does not exist; export the models or pass "
-            "--exported."
-        )
-    generator = runtime.load_generator(root, model)
-    classifier = runtime.load_classifier(root)
-    try:
-        reference = runtime.load_reference(root)
-    except runtime.ModelError:
-        if need_reference:
-            raise
-        reference = None
-    return generator, classifier, reference
-
-
 def _whole_number(text: str) -> int:
     try:
         value = int(text)
@@ -864,12 +824,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
-    exported = Path(args.exported) if args.exported else default_exported()
+    exported = Path(args.exported) if args.exported else artifacts.exported_dir()
     try:
         if args.n_per_class < 1:
             raise SynthError(f"--n-per-class must be at least 1, got {args.n_per_class}.")
         check_target(args.out, overwrite=args.overwrite)
-        generator, classifier, reference = load_models(
+        generator, classifier, reference = artifacts.load_models(
             exported, args.model, need_reference=not args.no_privacy_filter
         )
         total = args.n_per_class * len(CLASSES)
@@ -899,7 +859,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FiltersExhaustedError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FILTERS_EXHAUSTED
-    except (SynthError, runtime.ModelError) as err:
+    except (SynthError, ModelError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as err:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,13 +9,12 @@ from typing import Any, TypeVar
 import numpy as np
 import streamlit as st
 
-from malgan import explore, imaging, latent, report, runtime
+from malgan import artifacts, explore, imaging, latent, report, runtime
 from malgan.charts import CLASS_COLOURS
 from malgan.data import CLASSES
+from malgan.errors import ModelError
 
 T = TypeVar("T")
-EXPORTED_ENV = "MALGAN_EXPORTED"
-DEFAULT_EXPORTED = Path(__file__).resolve().parents[1] / "exported"
 CELL_PX = 64
 DEFAULT_SEED = 7
 DEFAULT_MODEL = "cgan"
@@ -28,87 +26,92 @@ NOT_CLINICAL = (
 )
 
 
-def exported_dir() -> str:
-    """The folder of exported models (``$MALGAN_EXPORTED`` or the project's ``exported/``)."""
-    return str(Path(os.environ.get(EXPORTED_ENV, DEFAULT_EXPORTED)))
-
-
 # Cached resources: one ONNX Runtime session per model, shared by every user (sessions are
 # thread-safe for concurrent ``run`` calls).
 @st.cache_resource(show_spinner="Loading model…")
-def _generator(exported: str, name: str) -> runtime.Generator | runtime.GeneratorSet:
-    return runtime.load_generator(exported, name)
+def _generator(exported: Path, name: str) -> runtime.Generator | runtime.GeneratorSet:
+    return artifacts.load_generator(exported, name)
 
 
 @st.cache_resource(show_spinner="Loading classifier…")
-def _classifier(exported: str, name: str | None) -> runtime.Classifier:
-    return runtime.load_classifier(exported, name)
+def _classifier(exported: Path, name: str | None) -> runtime.Classifier:
+    return artifacts.load_classifier(exported, name)
 
 
 @st.cache_resource(show_spinner=False)
-def _reference(exported: str) -> runtime.Reference:
-    return runtime.load_reference(exported)
+def _reference(exported: Path) -> runtime.Reference:
+    return artifacts.load_reference(exported)
 
 
 @st.cache_data(show_spinner=False)
-def _index(exported: str) -> dict[str, Any]:
-    return runtime.load_index(exported)
+def _index(exported: Path) -> dict[str, Any]:
+    return artifacts.load_index(exported)
 
 
 @st.cache_data(show_spinner=False)
-def _metrics(exported: str) -> dict[str, Any]:
-    return runtime.load_metrics(exported)
+def _metrics(exported: Path) -> dict[str, Any]:
+    return artifacts.load_metrics(exported)
+
+
+@st.cache_data(show_spinner=False)
+def history(exported: Path, relative: str) -> Any:
+    """A training-history JSON file, parsed (cached per folder and file; see
+    ``artifacts.load_history``)."""
+    return artifacts.load_history(exported, relative)
 
 
 def _guarded(load: Callable[[], T], what: str) -> T | None:
     """Run a loader; show a clear error on the page instead of a traceback."""
     try:
         return load()
-    except runtime.ModelError as err:
-        st.error(f"**{what} is unavailable.** {err}", icon="⚠️")
-    except (OSError, ValueError) as err:
+    except (ModelError, OSError, ValueError) as err:
         st.error(f"**{what} is unavailable.** {err}", icon="⚠️")
     return None
 
 
+def _quiet(load: Callable[[], T]) -> T | None:
+    """Run a loader; None when it fails (another part of the page says why)."""
+    try:
+        return load()
+    except ModelError:
+        return None
+
+
 def index() -> dict[str, Any] | None:
     """The model index, or None after showing why it is unavailable."""
-    return _guarded(lambda: _index(exported_dir()), "The model index")
+    return _guarded(lambda: _index(artifacts.exported_dir()), "The model index")
 
 
 def metrics() -> dict[str, Any] | None:
     """``metrics.json``, or None after showing why it is unavailable."""
-    return _guarded(lambda: _metrics(exported_dir()), "The metrics file")
+    return _guarded(lambda: _metrics(artifacts.exported_dir()), "The metrics file")
 
 
 def generator(name: str) -> runtime.Generator | runtime.GeneratorSet | None:
     """A generator by index name, or None after showing why it is unavailable."""
-    return _guarded(lambda: _generator(exported_dir(), name), f"The generator {name!r}")
+    return _guarded(lambda: _generator(artifacts.exported_dir(), name), f"The generator {name!r}")
 
 
 def classifier(name: str | None = None) -> runtime.Classifier | None:
     """The classifier (or a named one of the comparison), or None after showing why."""
-    return _guarded(lambda: _classifier(exported_dir(), name), "The classifier")
+    return _guarded(lambda: _classifier(artifacts.exported_dir(), name), "The classifier")
 
 
 def reference() -> runtime.Reference | None:
     """The training reference (privacy filter, OOD warnings), or None after showing why."""
-    return _guarded(lambda: _reference(exported_dir()), "The training reference")
+    return _guarded(lambda: _reference(artifacts.exported_dir()), "The training reference")
 
 
 def generator_choices() -> dict[str, str]:
     """Generator names to display names, from the index (empty when it is unavailable)."""
-    try:
-        idx = _index(exported_dir())
-    except runtime.ModelError:
-        return {}
-    return {g["name"]: g.get("display_name", g["name"]) for g in idx["generators"]}
+    idx = _quiet(lambda: _index(artifacts.exported_dir()))
+    return {} if idx is None else artifacts.generator_names(idx)
 
 
 # Cached pure results.
 @st.cache_data(show_spinner=False, max_entries=256)
 def sample_cells(
-    exported: str, name: str, label: str, seed: int, n: int, truncation: float | None
+    exported: Path, name: str, label: str, seed: int, n: int, truncation: float | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cells ``0..n-1`` of a seed and their classifier probabilities.
 
@@ -123,42 +126,21 @@ def sample_cells(
 
 # The page frame.
 def placeholder_notice() -> str | None:
-    """Why the committed models are placeholders, or None for release models."""
-    try:
-        idx = _index(exported_dir())
-    except runtime.ModelError:
-        return None
-    if idx.get("smoke"):
-        return (
-            "These models are **smoke-test placeholders**, trained for a few iterations to "
-            "exercise every stage. Their images and figures are not meaningful yet; the release "
-            "models come from the GPU training run."
-        )
-    if idx.get("placeholder"):
-        return str(idx["placeholder"])
-    return None
+    """Why the committed models are placeholders, or None for release models (or no index)."""
+    idx = _quiet(lambda: _index(artifacts.exported_dir()))
+    return None if idx is None else artifacts.placeholder_notice(idx)
 
 
 def smoke_models() -> bool:
     """Whether the index marks the models as smoke-test placeholders (False when unreadable)."""
-    try:
-        return bool(_index(exported_dir()).get("smoke"))
-    except runtime.ModelError:
-        return False
+    idx = _quiet(lambda: _index(artifacts.exported_dir()))
+    return bool(idx and idx.get("smoke"))
 
 
 def measured_recovery(name: str) -> dict[str, float]:
     """Recovery rates of a generator per class from ``metrics.json`` (empty when unknown)."""
-    try:
-        entry = (_metrics(exported_dir()).get("models") or {}).get(name) or {}
-    except runtime.ModelError:
-        return {}
-    rates = {}
-    for label, value in (entry.get("recovery") or {}).items():
-        rate = value.get("rate") if isinstance(value, dict) else None
-        if label in CLASSES and isinstance(rate, int | float) and np.isfinite(rate):
-            rates[label] = float(rate)
-    return rates
+    data = _quiet(lambda: _metrics(artifacts.exported_dir()))
+    return {} if data is None else artifacts.measured_recovery(data, name)
 
 
 class CountingGenerator:
@@ -499,7 +481,7 @@ def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def sample_files(
-    exported: str, name: str, label: str, seed: int, n: int, truncation: float | None
+    exported: Path, name: str, label: str, seed: int, n: int, truncation: float | None
 ) -> tuple[bytes, bytes]:
     """The downloads of a ``sample_cells`` grid.
 
@@ -516,7 +498,7 @@ def sample_files(
 # Cached generation for the explorer pages.
 @st.cache_data(show_spinner=False, max_entries=512)
 def explore_cell(
-    exported: str,
+    exported: Path,
     name: str,
     label: str,
     z: np.ndarray,
@@ -545,7 +527,7 @@ def explore_cell(
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def infection_strip(
-    exported: str,
+    exported: Path,
     name: str,
     label: str,
     z: np.ndarray,
@@ -574,7 +556,7 @@ def infection_strip(
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def interpolation_frames(
-    exported: str,
+    exported: Path,
     name: str,
     seed_a: int,
     label_a: str,

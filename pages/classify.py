@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from malgan import charts, decode, ui, uploads
+from malgan import artifacts, charts, decode, ui, uploads
 from malgan.errors import DataError
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp", "gif"]
@@ -69,7 +69,7 @@ except DataError as err:
     max_pixels = decode.MAX_PIXELS
 
 files = tuple((f.name, f.getvalue()) for f in uploaded)
-results = classify(ui.exported_dir(), files, max_pixels, classifier, reference)
+results = classify(artifacts.exported_dir(), files, max_pixels, classifier, reference)
 good = [r for r in results if r.ok]
 
 # Summary.

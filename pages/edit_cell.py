@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from malgan import data, decode, imaging, invert, latent, ui, uploads
+from malgan import artifacts, data, decode, imaging, invert, latent, ui, uploads
 from malgan.errors import DataError, ImageDecodeError
 
 KEYS = ("e_model", "e_amount")
@@ -111,7 +111,7 @@ try:
 except ImageDecodeError as err:
     st.error(f"**This file cannot be used.** {uploads.escape_markdown(str(err))}", icon="🚫")
     st.stop()
-exported = ui.exported_dir()
+exported = artifacts.exported_dir()
 digest = hashlib.sha256(payload).hexdigest()
 p_original = float(p_parasitized(exported, cell[None], classifier)[0])
 

@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from malgan import explore, imaging, ui
+from malgan import artifacts, explore, imaging, ui
 from malgan.data import CLASSES
 
 DEFAULT_STEPS = 9
@@ -85,7 +85,7 @@ steps = int(st.session_state["ip_steps"])
 method = st.session_state["ip_method"]
 
 t, frames, p_parasitized = ui.interpolation_frames(
-    ui.exported_dir(), model, seed_a, label_a, seed_b, label_b, steps, method
+    artifacts.exported_dir(), model, seed_a, label_a, seed_b, label_b, steps, method
 )
 
 # The frames.

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from malgan import explore, latent, ui
+from malgan import artifacts, explore, latent, ui
 from malgan.data import CLASSES
 
 SLIDER_STEP = 0.1
@@ -142,7 +142,8 @@ if loaded_entry is not None:
 
 amounts = tuple(round(float(st.session_state[k]), 2) for k in PRINCIPAL_KEYS[: dirs.count])
 infection = round(float(st.session_state["le_inf"]), 2) if dirs.infection is not None else 0.0
-image, p_parasitized = ui.explore_cell(ui.exported_dir(), model, label, start_z, amounts, infection)
+exported = artifacts.exported_dir()
+image, p_parasitized = ui.explore_cell(exported, model, label, start_z, amounts, infection)
 edited = explore.edit_latent(start_z, dirs, amounts, infection)
 
 save_slot.download_button(
@@ -166,9 +167,7 @@ with view:
     )
     if dirs.infection is not None:
         steps = tuple(round(infection + offset, 2) for offset in STRIP_OFFSETS)
-        strip, strip_p = ui.infection_strip(
-            ui.exported_dir(), model, label, start_z, amounts, steps
-        )
+        strip, strip_p = ui.infection_strip(exported, model, label, start_z, amounts, steps)
         st.markdown(
             f"**Along the infection direction** ({STRIP_STEP:g} σ either side)",
             help="The same cell moved along the infection direction, with the classifier's "

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from malgan import imaging, ui
+from malgan import artifacts, imaging, ui
 from malgan.data import CLASSES
 
 STRIP_MODEL = "cgan"
@@ -38,7 +38,7 @@ if strip_model is None:
 elif ui.generator(strip_model) is not None and ui.classifier() is not None:
     for label in CLASSES:
         images, _ = ui.sample_cells(
-            ui.exported_dir(), strip_model, label, STRIP_SEED, STRIP_CELLS, None
+            artifacts.exported_dir(), strip_model, label, STRIP_SEED, STRIP_CELLS, None
         )
         st.markdown(f"{ui.CLASS_ICONS[label]} " + ui.coloured(label, label), unsafe_allow_html=True)
         st.image(

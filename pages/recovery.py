@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from malgan import charts, live, report, ui
+from malgan import artifacts, charts, live, report, ui
 from malgan.data import CLASSES
-from malgan.runtime import ModelError
+from malgan.errors import ModelError
 
 MIN_CELLS, MAX_CELLS, DEFAULT_CELLS, CELL_STEP = 16, 2000, 200, 16
 LIVE_STATE = "r_live_result"
-
-
-@st.cache_data(show_spinner=False)
-def history(exported: str, relative: str):
-    """A training-history JSON file, parsed (cached per folder and file)."""
-    return charts.load_history(exported, relative)
 
 
 def percent(value: float) -> str:
@@ -29,7 +23,7 @@ ui.page_setup(
     "Recovery is the share of generated cells that the classifier assigns to the class they were "
     "generated as. The report's DCGANs recovered only 30% of their Parasitized cells.",
 )
-exported = ui.exported_dir()
+exported = artifacts.exported_dir()
 metrics = ui.metrics()
 index = ui.index()
 choices = ui.generator_choices()
@@ -93,7 +87,7 @@ relative = ((index or {}).get("history") or {}).get(model)
 curve = None
 if relative:
     try:
-        curve = charts.recovery_curve(history(exported, relative))
+        curve = charts.recovery_curve(ui.history(exported, relative))
     except ModelError as err:
         st.warning(str(err), icon="⚠️")
 if curve is None:

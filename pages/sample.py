@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from malgan import ui
+from malgan import artifacts, ui
 from malgan.data import CLASSES
 
 MAX_CELLS = 64
@@ -69,7 +69,7 @@ if ui.generator(model) is None or ui.classifier() is None:
     st.stop()
 
 # The grid.
-exported = ui.exported_dir()
+exported = artifacts.exported_dir()
 images, proba = ui.sample_cells(exported, model, label, seed, n, truncation)
 recognised = ui.recognised_count(proba, label)
 summary = st.columns([1, 3], vertical_alignment="center")

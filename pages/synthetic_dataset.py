@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from malgan import imaging, synth, ui
+from malgan import artifacts, imaging, synth, ui
 from malgan.charts import CLASS_COLOURS
 from malgan.data import CLASSES
 
@@ -157,7 +157,7 @@ model = st.session_state["d_model"]
 n_per_class = int(st.session_state["d_n"])
 privacy_on = bool(st.session_state["d_privacy"]) and reference is not None
 params = {
-    "exported": ui.exported_dir(),
+    "exported": artifacts.exported_dir(),
     "model": model,
     "n": n_per_class,
     "seed": int(st.session_state["d_seed"]),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from malgan import charts, ui
+from malgan import artifacts, charts, ui
 from malgan.data import CLASSES
-from malgan.runtime import ModelError
+from malgan.errors import ModelError
 
 # Snapshot grids are shown at their own size (64 px cells): as many per row as fit in the
 # content width of the wide layout at 1440 px, at most MAX_SNAPSHOTS_PER_ROW.
@@ -21,12 +21,6 @@ CLASSIFIER_METRICS = (
     ("Sensitivity (Parasitized)", "sensitivity"),
     ("Specificity", "specificity"),
 )
-
-
-@st.cache_data(show_spinner=False)
-def history(exported: str, relative: str):
-    """A training-history JSON file, parsed (cached per folder and file)."""
-    return charts.load_history(exported, relative)
 
 
 @st.cache_data(show_spinner=False)
@@ -45,7 +39,7 @@ def read_history(name: str):
     if not relative:
         return None
     try:
-        return history(exported, relative)
+        return ui.history(exported, relative)
     except ModelError as err:
         st.warning(str(err), icon="⚠️")
         return None
@@ -57,7 +51,7 @@ ui.page_setup(
     "How the generators learned: sample grids saved during training (as in the report's "
     "figures), the losses, and the classifier's epochs.",
 )
-exported = ui.exported_dir()
+exported = artifacts.exported_dir()
 index = ui.index()
 if index is None:
     st.stop()
@@ -87,7 +81,7 @@ for col, (run, info) in zip(st.columns(max(len(runs), 1)), runs.items(), strict=
 
 # Sample grids.
 st.subheader("Samples during training")
-snapshots = charts.snapshot_files(index, model, exported)
+snapshots = artifacts.snapshot_files(index, model, exported)
 if not snapshots:
     st.info(f"No sample grids were saved for {choices[model]}.")
 else:

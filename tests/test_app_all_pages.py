@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from malgan import ui
+from malgan import artifacts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APP = REPO_ROOT / "streamlit_app.py"
@@ -44,7 +44,7 @@ TARGETS = [*PAGES, APP]
 def committed_smoke_models() -> bool:
     """Whether ``exported/`` holds the smoke-test placeholders (whose banner the pages show)."""
     try:
-        return bool(json.loads((ui.DEFAULT_EXPORTED / "index.json").read_text())["smoke"])
+        return bool(json.loads((artifacts.DEFAULT_EXPORTED / "index.json").read_text())["smoke"])
     except (OSError, ValueError, KeyError):
         return False
 
@@ -78,7 +78,7 @@ def test_pages_are_found():
 
 @pytest.mark.parametrize("path", TARGETS, ids=lambda p: p.name)
 def test_page_runs_on_committed_models(path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv(ui.EXPORTED_ENV, raising=False)
+    monkeypatch.delenv(artifacts.EXPORTED_ENV, raising=False)
     at = run_target(path)
 
     assert not at.exception, [e.value for e in at.exception]
@@ -94,7 +94,7 @@ def test_page_runs_on_committed_models(path: Path, monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize("path", TARGETS, ids=lambda p: p.name)
 def test_page_reports_missing_models(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv(ui.EXPORTED_ENV, str(tmp_path))
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(tmp_path))
     at = run_target(path)
 
     assert not at.exception, [e.value for e in at.exception]

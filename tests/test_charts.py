@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from malgan import charts, report
+from malgan import artifacts, charts, report
 from malgan.data import CLASSES
-from malgan.runtime import ModelError
+from malgan.errors import ModelError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"
@@ -236,7 +236,7 @@ def test_classifier_history_without_epochs_gives_none(history) -> None:
 def test_exported_histories_all_draw() -> None:
     index = json.loads((EXPORTED / "index.json").read_text())
     for name, relative in index["history"].items():
-        history = charts.load_history(EXPORTED, relative)
+        history = artifacts.load_history(EXPORTED, relative)
         if name == "classifier":
             assert charts.classifier_history(history) is not None
         else:
@@ -247,11 +247,11 @@ def test_exported_histories_all_draw() -> None:
 def test_load_history_errors_are_model_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ModelError, match="missing"):
-        charts.load_history(tmp_path, "gone.json")
+        artifacts.load_history(tmp_path, "gone.json")
     with pytest.raises(ModelError, match="cannot be read"):
-        charts.load_history(tmp_path, "bad.json")
+        artifacts.load_history(tmp_path, "bad.json")
     with pytest.raises(ModelError, match="outside"):
-        charts.load_history(tmp_path, "../secrets.json")
+        artifacts.load_history(tmp_path, "../secrets.json")
 
 
 def test_snapshot_files_are_ordered_and_filtered(tmp_path: Path) -> None:
@@ -268,12 +268,12 @@ def test_snapshot_files_are_ordered_and_filtered(tmp_path: Path) -> None:
             ]
         }
     }
-    found = charts.snapshot_files(index, "cgan", tmp_path)
+    found = artifacts.snapshot_files(index, "cgan", tmp_path)
     assert list(found) == list(CLASSES)
     assert [it for it, _ in found["Parasitized"]] == [1, 15000]
     assert found["Uninfected"] == [(5000, (tmp_path / "s/u5000.png").resolve())]
-    assert charts.snapshot_files(index, "dcgan", tmp_path) == {}
-    assert charts.snapshot_files({}, "cgan", tmp_path) == {}
+    assert artifacts.snapshot_files(index, "dcgan", tmp_path) == {}
+    assert artifacts.snapshot_files({}, "cgan", tmp_path) == {}
 
 
 # Classifier comparison.

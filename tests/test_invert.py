@@ -11,7 +11,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from malgan import invert, latent, metrics, runtime, ui
+from malgan import artifacts, invert, latent, metrics, runtime
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "edit_cell.py")
 TIMEOUT_S = 60
@@ -36,17 +36,17 @@ TIME_SLACK_S = 1.5
 
 @pytest.fixture(scope="module")
 def cgan() -> runtime.Generator:
-    return runtime.load_generator(ui.DEFAULT_EXPORTED, "cgan")
+    return artifacts.load_generator(artifacts.DEFAULT_EXPORTED, "cgan")
 
 
 @pytest.fixture(scope="module")
 def dcgan() -> runtime.GeneratorSet:
-    return runtime.load_generator(ui.DEFAULT_EXPORTED, "dcgan")
+    return artifacts.load_generator(artifacts.DEFAULT_EXPORTED, "dcgan")
 
 
 @pytest.fixture(scope="module")
 def classifier() -> runtime.Classifier:
-    return runtime.load_classifier(ui.DEFAULT_EXPORTED)
+    return artifacts.load_classifier(artifacts.DEFAULT_EXPORTED)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_bad_inputs_are_refused(cgan, classifier, target):
 # The page.
 @pytest.fixture
 def page(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv(ui.EXPORTED_ENV, raising=False)
+    monkeypatch.delenv(artifacts.EXPORTED_ENV, raising=False)
     monkeypatch.setattr(invert, "DEFAULT_TIME_BUDGET_S", 1.0)
     st.cache_resource.clear()
     st.cache_data.clear()

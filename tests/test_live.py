@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from malgan import latent, live, runtime
+from malgan import artifacts, latent, live
 from malgan.data import CLASSES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -106,8 +106,8 @@ def test_bad_sizes_raise(n: int, batch: int) -> None:
 
 
 def test_exported_models_measure() -> None:
-    gen = runtime.load_generator(EXPORTED, "cgan")
-    clf = runtime.load_classifier(EXPORTED)
+    gen = artifacts.load_generator(EXPORTED, "cgan")
+    clf = artifacts.load_classifier(EXPORTED)
     result = live.measure_recovery(gen, clf, 8, 7)
     for label in CLASSES:
         assert result["recovery"][label]["n"] == 8

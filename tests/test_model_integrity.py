@@ -23,14 +23,14 @@ import streamlit as st
 from conftest import REPO_ROOT
 from streamlit.testing.v1 import AppTest
 
-from malgan import runtime, ui
+from malgan import artifacts, runtime
 
 EXPORTED = REPO_ROOT / "exported"
 PAGES = sorted((REPO_ROOT / "pages").glob("*.py"))
 PAGE_TIMEOUT_S = 60
 PLACEHOLDER_TEXT = "smoke-test placeholders"
 pytestmark = pytest.mark.skipif(
-    not (EXPORTED / runtime.INDEX_NAME).is_file(), reason="no exported models to damage"
+    not (EXPORTED / artifacts.INDEX_NAME).is_file(), reason="no exported models to damage"
 )
 
 
@@ -116,7 +116,7 @@ def intact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def baselines(intact: Path) -> dict[str, Baseline]:
     """Every page on the intact copy: the files it read, what it showed, any exception or error."""
     patch = pytest.MonkeyPatch()
-    patch.setenv(ui.EXPORTED_ENV, str(intact))
+    patch.setenv(artifacts.EXPORTED_ENV, str(intact))
     found = {}
     try:
         for page in PAGES:
@@ -201,56 +201,56 @@ BREAKAGES = (
         "missing_model",
         "classifier.onnx",
         _remove("classifier.onnx"),
-        runtime.load_classifier,
+        artifacts.load_classifier,
         r"^The model file {root}/classifier\.onnx is missing\.$",
     ),
     Breakage(
         "missing_sidecar",
         "cgan.json",
         _remove("cgan.json"),
-        lambda root: runtime.load_generator(root, "cgan"),
+        lambda root: artifacts.load_generator(root, "cgan"),
         r"^The model sidecar {root}/cgan\.json is missing\.$",
     ),
     Breakage(
         "truncated_model",
         "cgan.onnx",
         _truncate,
-        lambda root: runtime.load_generator(root, "cgan"),
+        lambda root: artifacts.load_generator(root, "cgan"),
         "^" + MISMATCH.replace("{file}", r"cgan\.onnx") + "$",
     ),
     Breakage(
         "swapped_model",
         "cgan.onnx",
         _swap_model,
-        lambda root: runtime.load_generator(root, "cgan"),
+        lambda root: artifacts.load_generator(root, "cgan"),
         "^" + MISMATCH.replace("{file}", r"cgan\.onnx") + "$",
     ),
     Breakage(
         "swapped_model_and_sidecar",
         "cgan.onnx",
         _swap_model_and_sidecar,
-        lambda root: runtime.load_generator(root, "cgan"),
+        lambda root: artifacts.load_generator(root, "cgan"),
         r"^cgan\.onnx is described as a classifier model, not a generator\.$",
     ),
     Breakage(
         "hash_mismatch",
         "classifier.onnx",
         _flip_byte,
-        runtime.load_classifier,
+        artifacts.load_classifier,
         "^" + MISMATCH.replace("{file}", r"classifier\.onnx") + "$",
     ),
     Breakage(
         "corrupt_sidecar",
         "classifier.json",
         _corrupt_sidecar,
-        runtime.load_classifier,
+        artifacts.load_classifier,
         r"^The model sidecar {root}/classifier\.json cannot be read \(.+line \d+.+\)\.$",
     ),
     Breakage(
         "missing_index",
         "index.json",
         _remove("index.json"),
-        runtime.load_index,
+        artifacts.load_index,
         r"^The model index {root}/index\.json is missing\.$",
         mentions=("model index",),
     ),
@@ -258,7 +258,7 @@ BREAKAGES = (
         "missing_metrics",
         "metrics.json",
         _remove("metrics.json"),
-        runtime.load_metrics,
+        artifacts.load_metrics,
         r"^The metrics file {root}/metrics\.json is missing\.$",
     ),
 )
@@ -275,12 +275,12 @@ def unescaped(text: str) -> str:
 
 
 def test_intact_copy_loads(intact: Path) -> None:
-    index = runtime.load_index(intact)
+    index = artifacts.load_index(intact)
     for entry in index["generators"]:
-        gen = runtime.load_generator(intact, entry["name"])
+        gen = artifacts.load_generator(intact, entry["name"])
         assert gen.z_dim > 0 and gen.classes
-    assert runtime.load_classifier(intact).classes == ("Parasitized", "Uninfected")
-    assert runtime.load_metrics(intact)
+    assert artifacts.load_classifier(intact).classes == ("Parasitized", "Uninfected")
+    assert artifacts.load_metrics(intact)
 
 
 def test_every_page_works_on_intact_models(baselines: dict[str, Baseline]) -> None:
@@ -311,7 +311,7 @@ def test_broken_model_file(
 
     # Pages reading the file say so (or lose only the placeholder banner); the others render
     # exactly as on intact models.
-    monkeypatch.setenv(ui.EXPORTED_ENV, str(root))
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(root))
     affected, naming, problems = [], [], []
     try:
         for page in PAGES:

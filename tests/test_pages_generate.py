@@ -14,7 +14,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import explore, latent, report, ui
+from malgan import artifacts, explore, latent, report, ui
 from malgan.data import CLASSES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ DEFAULT_STEPS = 9
 @pytest.fixture(autouse=True)
 def _committed_models(monkeypatch: pytest.MonkeyPatch):
     # Caches are keyed by the models folder, so sessions loaded by earlier tests stay valid.
-    monkeypatch.delenv(ui.EXPORTED_ENV, raising=False)
+    monkeypatch.delenv(artifacts.EXPORTED_ENV, raising=False)
     st.cache_data.clear()
 
 
@@ -87,7 +87,7 @@ def test_overview_without_metrics_keeps_intro_and_strip(tmp_path, monkeypatch):
     for item in (REPO_ROOT / "exported").iterdir():
         if item.name != "metrics.json":
             (tmp_path / item.name).symlink_to(item)
-    monkeypatch.setenv(ui.EXPORTED_ENV, str(tmp_path))
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(tmp_path))
     at = open_page("overview")
 
     assert not at.table
@@ -165,7 +165,7 @@ def test_sample_new_seed_and_truncation_change_cells():
 
 
 def test_sample_downloads_match_cells():
-    exported = ui.exported_dir()
+    exported = artifacts.exported_dir()
     grid, archive = ui.sample_files(exported, "cgan", "Parasitized", 11, 3, None)
     images, _ = ui.sample_cells(exported, "cgan", "Parasitized", 11, 3, None)
 
@@ -191,7 +191,7 @@ def test_latent_explorer_shows_one_cell_and_probability():
     # The strip shows the cell either side of it along the infection direction.
     assert len(strip.value) == 3 and strip.captions[1].startswith("this cell: ")
     assert strip.captions[0].startswith("−2 σ: ") and strip.captions[2].startswith("+2 σ: ")
-    generator = ui._generator(ui.exported_dir(), "cgan")
+    generator = ui._generator(artifacts.exported_dir(), "cgan")
     count = explore.directions_for(generator.directions, "Parasitized").count
     assert len(at.slider) == count + 1
     assert at.query_params["le_seed"] == str(ui.DEFAULT_SEED)
@@ -410,7 +410,7 @@ def test_interpolate_cells_uses_class_blend_only_when_conditional():
 
 
 def test_edit_latent_with_real_generator_directions():
-    generator = ui._generator(ui.exported_dir(), "dcgan")
+    generator = ui._generator(artifacts.exported_dir(), "dcgan")
     for label in CLASSES:
         dirs = explore.directions_for(generator.directions, label)
         z = latent.sample_z(0, 1, generator.z_dim)[0]

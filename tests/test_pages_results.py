@@ -12,7 +12,7 @@ from conftest import draw_fake_cell
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import report, ui, uploads
+from malgan import artifacts, report, ui, uploads
 from malgan.data import CLASSES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ TIMEOUT_S = 60
 
 @pytest.fixture(autouse=True)
 def _committed_models(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv(ui.EXPORTED_ENV, raising=False)
+    monkeypatch.delenv(artifacts.EXPORTED_ENV, raising=False)
     st.cache_resource.clear()
     st.cache_data.clear()
     yield
@@ -102,7 +102,7 @@ def test_classify_with_a_truncated_classifier_shows_an_error(
         shutil.copy(EXPORTED / name, tmp_path / name)
     data = (EXPORTED / "classifier.onnx").read_bytes()
     (tmp_path / "classifier.onnx").write_bytes(data[: len(data) // 3])
-    monkeypatch.setenv(ui.EXPORTED_ENV, str(tmp_path))
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(tmp_path))
 
     at = page("classify")
     errors = " ".join(e.value for e in at.error)

@@ -16,7 +16,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from malgan import latent, runtime, synth
+from malgan import artifacts, latent, synth
 from malgan.data import CLASSES, load_dataset, patient_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ TIMING_FIELDS = ("seconds", "images_per_second", "out_dir")
 @pytest.fixture(scope="module")
 def models() -> tuple:
     """The committed cgan, classifier and reference."""
-    return synth.load_models(EXPORTED, "cgan")
+    return artifacts.load_models(EXPORTED, "cgan")
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -63,7 +63,7 @@ def test_cli_writes_nih_layout_that_reads_back(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, synth.EXPORTED_ENV: str(EXPORTED)},
+        env={**os.environ, artifacts.EXPORTED_ENV: str(EXPORTED)},
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -95,7 +95,7 @@ def test_cli_writes_nih_layout_that_reads_back(tmp_path: Path) -> None:
     assert summary["model_sha256"] == shas
     assert summary["privacy_filter"] is True
     assert summary["privacy_threshold"] == pytest.approx(
-        runtime.load_reference(EXPORTED).privacy_threshold
+        artifacts.load_reference(EXPORTED).privacy_threshold
     )
     assert summary["images_per_second"] > 0
 
@@ -444,7 +444,7 @@ def app() -> AppTest:
 def test_page_generates_a_tiny_set_and_offers_the_zip(app: AppTest) -> None:
     assert not app.exception
     assert "press **Generate**" in app.info[0].value
-    threshold = runtime.load_reference(EXPORTED).privacy_threshold
+    threshold = artifacts.load_reference(EXPORTED).privacy_threshold
     assert any(f"Threshold: distance **{threshold:.4f}**" in c.value for c in app.caption)
     # The placeholder models fail the class filter: the page says so before anything runs.
     expect_failure = "Expect this export to fail with the class filter on"

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from malgan import data, decode, runtime, uploads
+from malgan import artifacts, data, decode, uploads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"
@@ -235,8 +235,8 @@ def test_border_brightness() -> None:
 
 
 def test_exported_classifier_and_reference_give_verdicts() -> None:
-    clf = runtime.load_classifier(EXPORTED)
-    ref = runtime.load_reference(EXPORTED)
+    clf = artifacts.load_classifier(EXPORTED)
+    ref = artifacts.load_reference(EXPORTED)
     results = uploads.classify_files([("cell.png", cell_png()), ("bad.png", b"nope")], clf, ref)
     assert results[0].ok and results[0].label in data.CLASSES
     assert results[0].ood_score is not None and np.isfinite(results[0].ood_score)

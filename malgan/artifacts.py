@@ -1,0 +1,208 @@
+"""The exported-models folder: where it is, its index, metrics, histories, snapshots and models."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from malgan.data import CLASSES
+from malgan.errors import ModelError
+from malgan.runtime import Classifier, Generator, GeneratorSet, Reference, read_json
+
+EXPORTED_ENV = "MALGAN_EXPORTED"
+DEFAULT_EXPORTED = Path(__file__).resolve().parents[1] / "exported"
+INDEX_NAME = "index.json"
+METRICS_NAME = "metrics.json"
+SMOKE_NOTICE = (
+    "These models are **smoke-test placeholders**, trained for a few iterations to exercise "
+    "every stage. Their images and figures are not meaningful yet; the release models come from "
+    "the GPU training run."
+)
+
+
+def exported_dir() -> Path:
+    """The folder of exported models: ``$MALGAN_EXPORTED``, or the project's ``exported/``."""
+    return Path(os.environ.get(EXPORTED_ENV, DEFAULT_EXPORTED))
+
+
+# The index and metrics.
+
+
+def load_index(exported: str | os.PathLike) -> dict[str, Any]:
+    """Read ``index.json``, which lists the generators, the classifier and the reference."""
+    index = read_json(Path(exported) / INDEX_NAME, "model index")
+    if not isinstance(index.get("generators"), list) or "classifier" not in index:
+        raise ModelError(f"The model index in {exported} lacks generators or a classifier.")
+    return index
+
+
+def load_metrics(exported: str | os.PathLike) -> dict[str, Any]:
+    """Read ``metrics.json``."""
+    return read_json(Path(exported) / METRICS_NAME, "metrics file")
+
+
+def generator_entry(index: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The index entry of one generator."""
+    for entry in index["generators"]:
+        if entry.get("name") == name:
+            return entry
+    known = [entry.get("name") for entry in index["generators"]]
+    raise ModelError(f"No generator called {name!r}; the index lists {known}.")
+
+
+def generator_names(index: Mapping[str, Any]) -> dict[str, str]:
+    """Generator names to the names shown to people, in index order."""
+    return {g["name"]: g.get("display_name", g["name"]) for g in index["generators"]}
+
+
+def placeholder_notice(index: Mapping[str, Any]) -> str | None:
+    """Why the index's models are placeholders, or None for release models."""
+    if index.get("smoke"):
+        return SMOKE_NOTICE
+    if index.get("placeholder"):
+        return str(index["placeholder"])
+    return None
+
+
+def measured_recovery(metrics: Mapping[str, Any], name: str) -> dict[str, float]:
+    """Recovery rates of a generator per class in ``metrics.json`` (empty when unknown)."""
+    entry = (metrics.get("models") or {}).get(name) or {}
+    rates = {}
+    for label, value in (entry.get("recovery") or {}).items():
+        rate = value.get("rate") if isinstance(value, dict) else None
+        if label in CLASSES and isinstance(rate, int | float) and math.isfinite(rate):
+            rates[label] = float(rate)
+    return rates
+
+
+# Files named in the index.
+
+
+def _inside(root: Path, relative: str) -> Path | None:
+    """``root / relative`` resolved, or None when it lies outside ``root``."""
+    path = (root / relative).resolve()
+    return path if path.is_relative_to(root) else None
+
+
+def load_history(exported: str | os.PathLike, relative: str) -> Any:
+    """Read a training-history JSON file named in ``index.json["history"]``.
+
+    Args:
+        exported: The exported-models folder.
+        relative: The file's path relative to that folder.
+
+    Returns:
+        The parsed JSON (a dict for generators, a list of epochs for the classifier).
+
+    Raises:
+        ModelError: The path leaves the folder, or the file is missing or not JSON.
+    """
+    root = Path(exported).resolve()
+    path = _inside(root, relative)
+    if path is None:
+        raise ModelError(f"The history file {relative!r} lies outside {root}.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"The training history {path} is missing.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"The training history {path} cannot be read ({err}).") from None
+
+
+def snapshot_files(
+    index: Mapping[str, Any], model: str, exported: str | os.PathLike
+) -> dict[str, list[tuple[int, Path]]]:
+    """Sample-grid snapshots of a model by class, ordered by iteration.
+
+    Entries with a bad iteration, an unknown class or a path outside the folder are left out;
+    files that do not exist are kept (the page says they are missing).
+
+    Returns:
+        ``{class: [(iteration, path), ...]}`` for the classes that have snapshots.
+    """
+    root = Path(exported).resolve()
+    out: dict[str, list[tuple[int, Path]]] = {}
+    entries = (index.get("snapshots") or {}).get(model) or []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        label, iteration, file = entry.get("class"), entry.get("iteration"), entry.get("file")
+        if label not in CLASSES or not isinstance(iteration, int) or not isinstance(file, str):
+            continue
+        path = _inside(root, file)
+        if path is not None:
+            out.setdefault(label, []).append((iteration, path))
+    return {label: sorted(out[label]) for label in CLASSES if label in out}
+
+
+# Models.
+
+
+def load_generator(exported: str | os.PathLike, name: str) -> Generator | GeneratorSet:
+    """Load a generator listed in the index: one file, or one file per class."""
+    root = Path(exported)
+    entry = generator_entry(load_index(root), name)
+    if "files" in entry:
+        files = {label: root / file for label, file in entry["files"].items()}
+        return GeneratorSet.load(files, name=name, display_name=entry.get("display_name", name))
+    return Generator.load(root / entry["file"])
+
+
+def load_classifier(exported: str | os.PathLike, name: str | None = None) -> Classifier:
+    """Load the index's classifier (or a named entry of its ``classifiers`` list)."""
+    root = Path(exported)
+    index = load_index(root)
+    entry = index["classifier"]
+    if name is not None:
+        matches = [e for e in index.get("classifiers", []) if e.get("name") == name]
+        if not matches:
+            raise ModelError(f"No classifier called {name!r} in the index.")
+        entry = matches[0]
+    return Classifier.load(root / entry["file"])
+
+
+def load_reference(exported: str | os.PathLike) -> Reference:
+    """Load the training reference named in the index."""
+    root = Path(exported)
+    entry = load_index(root).get("reference")
+    if not entry:
+        raise ModelError(f"The model index in {root} names no training reference.")
+    return Reference.load(root / entry["file"], sha256=entry.get("sha256"))
+
+
+def load_models(
+    exported: str | os.PathLike, model: str, *, need_reference: bool = True
+) -> tuple[Generator | GeneratorSet, Classifier, Reference | None]:
+    """Load a generator, the classifier and the training reference.
+
+    Args:
+        exported: The folder of exported models.
+        model: Generator name in the index.
+        need_reference: Raise when the reference is unavailable; otherwise return None for it.
+
+    Returns:
+        ``(generator, classifier, reference)``.
+
+    Raises:
+        ModelError: With a clear message for a missing folder, unknown name or missing or
+            corrupt file.
+    """
+    root = Path(exported)
+    if not root.is_dir():
+        raise ModelError(
+            f"The exported models folder {root} does not exist; export the models or name "
+            "another folder."
+        )
+    generator = load_generator(root, model)
+    classifier = load_classifier(root)
+    try:
+        reference = load_reference(root)
+    except ModelError:
+        if need_reference:
+            raise
+        reference = None
+    return generator, classifier, reference
