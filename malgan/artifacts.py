@@ -11,7 +11,8 @@ from typing import Any
 
 from malgan.data import CLASSES
 from malgan.errors import ModelError
-from malgan.runtime import Classifier, Generator, GeneratorSet, Reference, read_json
+from malgan.reference import Reference
+from malgan.runtime import CellGenerator, Classifier, Generator, GeneratorSet, read_json
 
 EXPORTED_ENV = "MALGAN_EXPORTED"
 DEFAULT_EXPORTED = Path(__file__).resolve().parents[1] / "exported"
@@ -142,7 +143,7 @@ def snapshot_files(
 # Models.
 
 
-def load_generator(exported: str | os.PathLike, name: str) -> Generator | GeneratorSet:
+def load_generator(exported: str | os.PathLike, name: str) -> CellGenerator:
     """Load a generator listed in the index: one file, or one file per class."""
     root = Path(exported)
     entry = generator_entry(load_index(root), name)
@@ -176,7 +177,7 @@ def load_reference(exported: str | os.PathLike) -> Reference:
 
 def load_models(
     exported: str | os.PathLike, model: str, *, need_reference: bool = True
-) -> tuple[Generator | GeneratorSet, Classifier, Reference | None]:
+) -> tuple[CellGenerator, Classifier, Reference | None]:
     """Load a generator, the classifier and the training reference.
 
     Args:

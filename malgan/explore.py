@@ -1,14 +1,14 @@
-"""Latent edits and interpolation paths for the explorer pages (pure numpy on malgan.latent)."""
+"""Latent edits and interpolation paths for the explorer pages (numpy, on malgan.latent)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from malgan import latent
+from malgan.directions import Directions
+from malgan.runtime import CellGenerator
 
 # Sliders show at most this many principal directions (the strongest first).
 MAX_PRINCIPAL = 5
@@ -22,53 +22,23 @@ MIN_STEPS = 2
 MAX_STEPS = 32
 
 
-@dataclass(frozen=True)
-class Directions:
-    """The edit directions of one generator for one class.
-
-    Attributes:
-        principal: float32 [k, z_dim] unit rows, strongest first (k may be 0).
-        sigmas: float32 [k] standard deviation of z along each principal row.
-        infection: float32 [z_dim] unit vector that raises P(parasitized), or None.
-    """
-
-    principal: np.ndarray
-    sigmas: np.ndarray
-    infection: np.ndarray | None
-
-    @property
-    def count(self) -> int:
-        """Number of principal directions."""
-        return len(self.principal)
-
-
 def directions_for(
-    directions: Mapping[str, Any], label: str, *, limit: int = MAX_PRINCIPAL
+    directions: Mapping[str, Directions], label: str, *, limit: int = MAX_PRINCIPAL
 ) -> Directions:
-    """Pick the directions that edit cells of one class.
-
-    A single generator carries one set (``{"principal", "sigmas", "infection": {class: v}}``);
-    a per-class set of generators carries one such dict per class, and the class's own member
-    applies.
+    """The directions that edit cells of one class, with at most ``limit`` principal rows.
 
     Args:
-        directions: A generator's ``.directions``.
+        directions: A generator's ``.directions`` (one ``Directions`` per class).
         label: The class being edited.
         limit: Keep at most this many principal directions.
 
     Returns:
-        The class's directions, with at most ``limit`` principal rows.
+        The class's directions; none at all for a class the generator does not know.
     """
-    own = directions if "principal" in directions else directions.get(label, {})
-    principal = np.asarray(own.get("principal", np.zeros((0, 0))), np.float32)
-    sigmas = np.asarray(own.get("sigmas", np.zeros(0)), np.float32)
-    count = min(limit, len(principal), len(sigmas))
-    infection = (own.get("infection") or {}).get(label)
-    if infection is not None:
-        infection = np.asarray(infection, np.float32)
-        if infection.ndim != 1 or not np.isfinite(infection).all() or not infection.any():
-            infection = None
-    return Directions(principal=principal[:count], sigmas=sigmas[:count], infection=infection)
+    own = directions.get(label)
+    if own is None:
+        return Directions(np.zeros((0, 0), np.float32), np.zeros(0, np.float32), None)
+    return own.strongest(limit)
 
 
 def edit_latent(
@@ -142,13 +112,8 @@ def latent_path(z_a: np.ndarray, z_b: np.ndarray, steps: int, method: str = "sle
     ).astype(np.float32)
 
 
-def can_cross_classes(generator: Any) -> bool:
-    """Whether a generator can morph a cell of one class into the other (conditional models)."""
-    return bool(getattr(generator, "conditional", False)) and hasattr(generator, "generate_mix")
-
-
 def interpolate_cells(
-    generator: Any,
+    generator: CellGenerator,
     z_a: np.ndarray,
     z_b: np.ndarray,
     label_a: str,
@@ -162,7 +127,7 @@ def interpolate_cells(
     linearly from ``label_a`` to ``label_b``.
 
     Args:
-        generator: A ``runtime.Generator`` or ``runtime.GeneratorSet``.
+        generator: The generator.
         z_a: float32 [z_dim] latent of the first cell.
         z_b: float32 [z_dim] latent of the second cell.
         label_a: Class of the first cell.
@@ -171,7 +136,7 @@ def interpolate_cells(
         method: ``"slerp"`` or ``"lerp"``.
 
     Returns:
-        ``(t float64 [steps], frames uint8 [steps, 64, 64, 3])``.
+        ``(t float64 [steps], frames uint8 [steps, img_size, img_size, 3])``.
 
     Raises:
         ValueError: When the classes differ and the generator is not conditional.
@@ -180,7 +145,7 @@ def interpolate_cells(
     z = latent_path(z_a, z_b, steps, method)
     if label_a == label_b:
         return t, generator.generate(z, label_a)
-    if not can_cross_classes(generator):
+    if not generator.conditional:
         raise ValueError(
             f"{generator.display_name} has one generator per class, so both cells must be of "
             "the same class."

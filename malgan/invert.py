@@ -31,10 +31,9 @@ Design:
 
 Editing moves the found z along the generator's InterFaceGAN infection direction of the found
 class (a blend of classes uses the weight-averaged direction). The slider unit is one standard
-deviation of ``z . direction`` under the N(0, I) prior, which is 1 for a unit direction; a
-sidecar may carry another scale as ``directions.infection_sigma`` (a number, or one per class).
-The class weights are kept: the class input is its own control, and the direction was fitted
-with the class held fixed.
+deviation of ``z . direction`` under the N(0, I) prior (``explore.INFECTION_SIGMA``, 1 for a
+unit direction). The class weights are kept: the class input is its own control, and the
+direction was fitted with the class held fixed.
 """
 
 from __future__ import annotations
@@ -46,10 +45,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from malgan import latent, metrics
-from malgan.runtime import Classifier, Generator, GeneratorSet
+from malgan import explore, latent, metrics
+from malgan.runtime import CellGenerator, Classifier
 
-AnyGenerator = Generator | GeneratorSet
 Progress = Callable[[float, float], None]
 
 DEFAULT_TIME_BUDGET_S = 8.0
@@ -82,8 +80,6 @@ MAX_STEP = 2.0
 HALVING_SHARE = 0.3
 # Class coordinates whose clipped sum is below this give a uniform blend.
 CLASS_EPS = 1e-6
-# The slider unit along a unit infection direction: std of z . d under N(0, I).
-DEFAULT_INFECTION_SIGMA = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +91,7 @@ class InversionResult:
         class_weights: float32 [len(generator.classes)] class weights (one-hot for per-class
             generators and fixed labels).
         label: The class with the largest weight.
-        reconstruction: uint8 [64, 64, 3] generated cell.
+        reconstruction: uint8 [S, S, 3] generated cell (S: the generator's img_size).
         loss: Inversion loss of the reconstruction (see the module docstring).
         ssim: ``metrics.ssim`` of the reconstruction against the input.
         evals: Generated cells scored, pool included.
@@ -120,8 +116,8 @@ class InversionResult:
 class _Objective:
     """The inversion loss of generated cells against one target."""
 
-    target: np.ndarray  # float32 [64, 64, 3] in [0, 1]
-    pixel_weights: np.ndarray  # float32 [64, 64, 1], mean 1
+    target: np.ndarray  # float32 [S, S, 3] in [0, 1]
+    pixel_weights: np.ndarray  # float32 [S, S, 1], mean 1
     target_features: np.ndarray  # float32 [F], unit norm
     classifier: Classifier
 
@@ -139,7 +135,7 @@ class _Objective:
         )
 
     def __call__(self, images: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """float64 [N] losses of uint8 cells [N, 64, 64, 3] made from latents z [N, z_dim]."""
+        """float64 [N] losses of uint8 cells [N, S, S, 3] made from latents z [N, z_dim]."""
         diff = images.astype(np.float32) / 255.0 - self.target
         pixel = (diff * diff * self.pixel_weights).mean(axis=(1, 2, 3))
         cosine = _unit_rows(self.classifier.features(images)) @ self.target_features
@@ -173,7 +169,7 @@ class _Run:
 class _Search:
     """Maps search vectors to (z, class weights) and renders them in one batch."""
 
-    def __init__(self, generator: AnyGenerator, objective: _Objective, search_class: bool):
+    def __init__(self, generator: CellGenerator, objective: _Objective, search_class: bool):
         self.generator = generator
         self.objective = objective
         self.search_class = search_class
@@ -197,21 +193,16 @@ class _Search:
         return images, self.objective(images, z)
 
 
-def render(generator: AnyGenerator, z: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+def render(generator: CellGenerator, z: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
     """Generate cells from latents [N, z_dim] and class weights [N, K].
 
     A conditional generator takes the weights as they are (a blend interpolates classes); a
-    per-class generator uses the member of each row's largest weight.
+    per-class generator needs one-hot rows (see ``CellGenerator.generate_mix``).
 
     Returns:
-        uint8 [N, 64, 64, 3].
+        uint8 [N, S, S, 3].
     """
-    z = np.asarray(z, np.float32)
-    class_weights = np.asarray(class_weights, np.float32)
-    if isinstance(generator, Generator) and generator.conditional:
-        return generator.generate_mix(z, class_weights)
-    labels = [generator.classes[i] for i in np.argmax(class_weights, axis=1)]
-    return generator.generate(z, labels)
+    return generator.generate_mix(np.asarray(z, np.float32), np.asarray(class_weights, np.float32))
 
 
 def _one_hot(classes: tuple[str, ...], label: str) -> np.ndarray:
@@ -220,11 +211,11 @@ def _one_hot(classes: tuple[str, ...], label: str) -> np.ndarray:
     return weights
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
+def _check_image(image: np.ndarray, size: int) -> np.ndarray:
     image = np.asarray(image)
-    if image.dtype != np.uint8 or image.shape != (64, 64, 3):
+    if image.dtype != np.uint8 or image.shape != (size, size, 3):
         raise ValueError(
-            f"Inversion needs a uint8 [64, 64, 3] cell, got {image.dtype} {image.shape}."
+            f"Inversion needs a uint8 [{size}, {size}, 3] cell, got {image.dtype} {image.shape}."
         )
     return image
 
@@ -259,7 +250,7 @@ class _Clock:
 
 def invert(
     image: np.ndarray,
-    generator: AnyGenerator,
+    generator: CellGenerator,
     classifier: Classifier,
     *,
     label: str | None = None,
@@ -274,8 +265,9 @@ def invert(
     See the module docstring for the loss and the search.
 
     Args:
-        image: uint8 [64, 64, 3] cell (``data.decode_image`` output).
-        generator: A ``runtime.Generator`` or ``runtime.GeneratorSet``.
+        image: uint8 [S, S, 3] cell, S the generator's ``img_size`` (``decode.decode_image``
+            output).
+        generator: The generator.
         classifier: The classifier whose features make the loss perceptual.
         label: Fix the class; ``None`` searches every class of the generator.
         seed: Seed of the pool and of the mutations.
@@ -288,10 +280,10 @@ def invert(
         The best latent found, its reconstruction and figures.
 
     Raises:
-        ValueError: For an image that is not uint8 [64, 64, 3], an unknown label or budgets
+        ValueError: For an image that is not uint8 [S, S, 3], an unknown label or budgets
             too small for one pool batch per class.
     """
-    image = _check_image(image)
+    image = _check_image(image, generator.img_size)
     classes = generator.classes
     if label is not None and label not in classes:
         raise ValueError(f"{generator.display_name} cannot generate {label!r}; it has {classes}.")
@@ -302,7 +294,7 @@ def invert(
     clock = _Clock(time_budget_s, max_evals)
     rng = np.random.default_rng(seed)
     objective = _Objective.build(image, classifier)
-    search_class = label is None and isinstance(generator, Generator) and generator.conditional
+    search_class = label is None and generator.conditional
     search = _Search(generator, objective, search_class)
 
     def report(best: float) -> None:
@@ -312,7 +304,8 @@ def invert(
     # Pool: the same latents for every class searched, scored in batches.
     pool_z = latent.sample_z(seed, per_class, generator.z_dim)
     pool_loss = {cls: np.full(per_class, np.inf) for cls in searched}
-    pool_images = {cls: np.zeros((per_class, 64, 64, 3), np.uint8) for cls in searched}
+    cells = (per_class, generator.img_size, generator.img_size, 3)
+    pool_images = {cls: np.zeros(cells, np.uint8) for cls in searched}
     per_cell_s = 0.0
     start = 0
     while start < per_class:
@@ -419,56 +412,36 @@ def invert(
     return result
 
 
-def infection_direction(
-    generator: AnyGenerator, class_weights: np.ndarray
-) -> tuple[np.ndarray, float]:
-    """The infection direction for a class blend and its slider unit.
+def infection_direction(generator: CellGenerator, class_weights: np.ndarray) -> np.ndarray:
+    """The unit infection direction of a class blend: the weight-averaged class directions.
 
     Args:
         generator: The generator the latent belongs to.
         class_weights: [len(generator.classes)] weights (one-hot for a pure class).
 
     Returns:
-        ``(unit direction float32 [z_dim], sigma)``: ``sigma`` is the z-distance of one slider
-        unit (``DEFAULT_INFECTION_SIGMA`` unless the sidecar gives ``infection_sigma``).
+        float32 [z_dim] unit vector.
 
     Raises:
-        ValueError: If the generator ships no infection direction for the class.
+        ValueError: If the generator ships no infection direction for a weighted class.
     """
     weights = np.asarray(class_weights, np.float64).reshape(-1)
-    classes = generator.classes
+    directions = generator.directions
     total = np.zeros(generator.z_dim)
-    sigma = 0.0
-    for cls, w in zip(classes, weights, strict=True):
+    for cls, w in zip(generator.classes, weights, strict=True):
         if w <= 0:
             continue
-        if isinstance(generator, GeneratorSet):
-            member = generator.members[cls]
-            vectors, meta = member.directions["infection"], member.meta
-        else:
-            vectors, meta = generator.directions["infection"], generator.meta
-        if cls not in vectors or vectors[cls].shape != (generator.z_dim,):
+        vector = directions[cls].infection if cls in directions else None
+        if vector is None:
             raise ValueError(f"{generator.display_name} ships no infection direction for {cls}.")
-        total += w * vectors[cls]
-        sigma += w * _sidecar_sigma(meta, cls)
+        total += w * vector
     norm = float(np.linalg.norm(total))
     if norm == 0.0 or not np.isfinite(norm):
         raise ValueError(f"{generator.display_name} has no usable infection direction.")
-    return (total / norm).astype(np.float32), sigma / float(weights[weights > 0].sum())
+    return (total / norm).astype(np.float32)
 
 
-def _sidecar_sigma(meta: dict, cls: str) -> float:
-    raw = (meta.get("directions") or {}).get("infection_sigma")
-    if isinstance(raw, dict):
-        raw = raw.get(cls)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        return DEFAULT_INFECTION_SIGMA
-    return value if np.isfinite(value) and value > 0 else DEFAULT_INFECTION_SIGMA
-
-
-def edit(result: InversionResult, generator: AnyGenerator, amount: float) -> np.ndarray:
+def edit(result: InversionResult, generator: CellGenerator, amount: float) -> np.ndarray:
     """The inverted cell moved along the infection direction.
 
     Args:
@@ -478,7 +451,7 @@ def edit(result: InversionResult, generator: AnyGenerator, amount: float) -> np.
             classifier's P(parasitized) as fitted by InterFaceGAN.
 
     Returns:
-        uint8 [64, 64, 3]; the reconstruction itself for ``amount == 0``.
+        uint8 [S, S, 3]; the reconstruction itself for ``amount == 0``.
 
     Raises:
         ValueError: If the generator ships no infection direction for the class.
@@ -486,6 +459,6 @@ def edit(result: InversionResult, generator: AnyGenerator, amount: float) -> np.
     amount = float(amount)
     if amount == 0.0:
         return result.reconstruction.copy()
-    direction, sigma = infection_direction(generator, result.class_weights)
-    z = latent.move(result.z[None], direction, amount * sigma)
+    direction = infection_direction(generator, result.class_weights)
+    z = latent.move(result.z[None], direction, amount * explore.INFECTION_SIGMA)
     return render(generator, z, result.class_weights[None])[0]

@@ -10,6 +10,7 @@ import numpy as np
 
 from malgan import latent, metrics
 from malgan.data import CLASSES
+from malgan.runtime import CellGenerator
 
 # Cells generated and classified per ONNX Runtime call: small enough to update the progress bar
 # often, large enough to keep the per-call overhead low.
@@ -21,24 +22,13 @@ MIN_CELLS = 1
 Progress = Callable[[float, str], None]
 
 
-class CellGenerator(Protocol):
-    """What measure_recovery needs of a generator (runtime.Generator and GeneratorSet)."""
-
-    z_dim: int
-    classes: tuple[str, ...]
-
-    def generate(self, z: np.ndarray, label: str) -> np.ndarray:
-        """uint8 [N, 64, 64, 3] cells of ``label`` from latents [N, z_dim]."""
-        ...
-
-
 class ProbaClassifier(Protocol):
     """What measure_recovery needs of a classifier (runtime.Classifier)."""
 
     classes: tuple[str, ...]
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """float32 [N, classes] probabilities of uint8 images [N, 64, 64, 3]."""
+        """float32 [N, classes] probabilities of uint8 images [N, S, S, 3]."""
         ...
 
 
@@ -80,7 +70,7 @@ def measure_recovery(
     serve every class, so a conditional model is compared with itself.
 
     Args:
-        generator: The generator (any object with ``z_dim``, ``classes`` and ``generate``).
+        generator: The generator (it needs ``z_dim``, ``classes`` and ``generate`` only).
         classifier: The classifier (``classes`` and ``predict_proba``).
         n: Cells per class, at least 1.
         seed: Latent seed.

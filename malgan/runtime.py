@@ -8,15 +8,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 import onnxruntime as ort
 
 from malgan.data import CLASSES
+from malgan.directions import Directions
 from malgan.errors import ModelError
 
-REFERENCE_KEYS = ("proj_mean", "proj", "train_codes", "ood_mean", "ood_precision")
 # Threads per session: the dashboard shares one session between all its users, so a session
 # never takes more than this many cores.
 DEFAULT_THREADS = 2
@@ -137,7 +137,15 @@ def to_network_input(images: np.ndarray, pixels: dict[str, Any]) -> np.ndarray:
 
 @dataclass
 class ExportedModel:
-    """An ONNX Runtime session with the sidecar it was verified against."""
+    """An ONNX Runtime session with the sidecar it was verified against.
+
+    Attributes:
+        name: Short model name.
+        display_name: Name shown to people.
+        classes: The classes of the model, in its input or output order.
+        img_size: Side of the square cells it makes or reads, in pixels.
+        meta: The sidecar.
+    """
 
     kind: ClassVar[str] = ""
     session: Any = field(repr=False)
@@ -150,22 +158,6 @@ class ExportedModel:
         session, meta = load_verified(path, cls.kind, threads=threads)
         return cls(session=session, meta=meta, path=Path(path))
 
-
-@dataclass
-class Generator(ExportedModel):
-    """One exported generator: ``generate(z, label)`` returns uint8 cells.
-
-    Attributes:
-        name: Short model name.
-        display_name: Name shown to people.
-        z_dim: Latent size.
-        classes: The classes this file can generate.
-        conditional: Whether the file takes class weights as a second input.
-        meta: The sidecar.
-    """
-
-    kind: ClassVar[str] = "generator"
-
     @property
     def name(self) -> str:
         return str(self.meta.get("name", self.path.stem))
@@ -175,28 +167,94 @@ class Generator(ExportedModel):
         return str(self.meta.get("display_name", self.name))
 
     @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.meta["classes"])
+
+    @property
+    def img_size(self) -> int:
+        return int(self.meta["img_size"])
+
+
+class CellGenerator(Protocol):
+    """What the app needs of a generator; ``Generator`` and ``GeneratorSet`` both satisfy it."""
+
+    @property
+    def name(self) -> str:
+        """Short model name (its name in the index)."""
+        ...
+
+    @property
+    def display_name(self) -> str:
+        """Name shown to people."""
+        ...
+
+    @property
     def z_dim(self) -> int:
-        return int(self.meta["z_dim"])
+        """Latent size."""
+        ...
+
+    @property
+    def img_size(self) -> int:
+        """Side of the square cells, in pixels."""
+        ...
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(self.meta["classes"])
+        """The classes it can generate, in class-weight order."""
+        ...
+
+    @property
+    def conditional(self) -> bool:
+        """Whether one latent takes class weights, so that a cell can blend classes."""
+        ...
+
+    @property
+    def directions(self) -> dict[str, Directions]:
+        """Edit directions by class."""
+        ...
+
+    def file_sha256(self, label: str) -> str:
+        """sha256 of the ONNX file that draws the cells of ``label``."""
+        ...
+
+    def generate(self, z: np.ndarray, label: str | Sequence[str]) -> np.ndarray:
+        """uint8 [N, img_size, img_size, 3] cells of a class (or one class per latent)."""
+        ...
+
+    def generate_mix(self, z: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+        """uint8 [N, img_size, img_size, 3] cells from class weights [N, len(classes)]."""
+        ...
+
+
+@dataclass
+class Generator(ExportedModel):
+    """One exported generator file: ``generate(z, label)`` returns uint8 cells.
+
+    Attributes:
+        z_dim: Latent size.
+        conditional: Whether the file takes class weights as a second input.
+    """
+
+    kind: ClassVar[str] = "generator"
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.meta["z_dim"])
 
     @property
     def conditional(self) -> bool:
         return len(self.meta["inputs"]) > 1
 
     @property
-    def directions(self) -> dict[str, Any]:
-        """Principal (GANSpace) and infection (InterFaceGAN) directions in z, as numpy arrays."""
+    def directions(self) -> dict[str, Directions]:
+        """Principal (GANSpace) directions, shared by the classes, and each class's infection
+        (InterFaceGAN) direction."""
         raw = self.meta.get("directions") or {}
-        return {
-            "principal": np.asarray(raw.get("principal", np.zeros((0, self.z_dim))), np.float32),
-            "sigmas": np.asarray(raw.get("sigmas", []), np.float32),
-            "infection": {
-                k: np.asarray(v, np.float32) for k, v in raw.get("infection", {}).items()
-            },
-        }
+        return {label: Directions.from_sidecar(raw, label, self.z_dim) for label in self.classes}
+
+    def file_sha256(self, label: str) -> str:
+        """sha256 of this file (the same for every class), as its sidecar records it."""
+        return str(self.meta.get("sha256", ""))
 
     def _check_z(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, dtype=np.float32)
@@ -212,9 +270,7 @@ class Generator(ExportedModel):
 
     def class_weights(self, label: str | Sequence[str], n: int) -> np.ndarray:
         """One-hot class weights [n, len(classes)] for a label or one label per cell."""
-        labels = [label] * n if isinstance(label, str) else list(label)
-        if len(labels) != n:
-            raise ValueError(f"Got {len(labels)} labels for {n} latents.")
+        labels = _labels(label, n)
         unknown = sorted(set(labels) - set(self.classes))
         if unknown:
             raise ValueError(
@@ -229,10 +285,11 @@ class Generator(ExportedModel):
 
         Args:
             z: float32 [N, z_dim].
-            class_weights: float32 [N, len(classes)], rows usually summing to 1.
+            class_weights: float32 [N, len(classes)], rows usually summing to 1; an
+                unconditional file ignores them.
 
         Returns:
-            uint8 [N, 64, 64, 3].
+            uint8 [N, img_size, img_size, 3].
         """
         z = self._check_z(z)
         feeds = {self.meta["inputs"][0]["name"]: z}
@@ -250,15 +307,26 @@ class Generator(ExportedModel):
             label: A class name, or one class name per latent.
 
         Returns:
-            uint8 [N, 64, 64, 3].
+            uint8 [N, img_size, img_size, 3].
         """
         z = self._check_z(z)
         return self.generate_mix(z, self.class_weights(label, len(z)))
 
 
+def _labels(label: str | Sequence[str], n: int) -> list[str]:
+    """One class name per latent, from one name or a sequence of n."""
+    labels = [label] * n if isinstance(label, str) else list(label)
+    if len(labels) != n:
+        raise ValueError(f"Got {len(labels)} labels for {n} latents.")
+    return labels
+
+
 @dataclass
 class GeneratorSet:
-    """Per-class generator files (the report's DCGAN pair) behind the ``Generator`` interface."""
+    """Per-class generator files (the report's DCGAN pair) behind the ``CellGenerator`` interface.
+
+    Each member draws the cells of its own class, so the set cannot blend classes.
+    """
 
     members: dict[str, Generator]
     name: str
@@ -270,14 +338,19 @@ class GeneratorSet:
     ) -> GeneratorSet:
         """Load one generator file per class."""
         members = {label: Generator.load(path) for label, path in files.items()}
-        z_dims = {g.z_dim for g in members.values()}
-        if len(z_dims) != 1:
-            raise ModelError(f"The {display_name} files disagree on z_dim: {sorted(z_dims)}.")
+        for what in ("z_dim", "img_size"):
+            values = {getattr(g, what) for g in members.values()}
+            if len(values) != 1:
+                raise ModelError(f"The {display_name} files disagree on {what}: {sorted(values)}.")
         return cls(members=members, name=name, display_name=display_name)
 
     @property
     def z_dim(self) -> int:
         return next(iter(self.members.values())).z_dim
+
+    @property
+    def img_size(self) -> int:
+        return next(iter(self.members.values())).img_size
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -288,31 +361,45 @@ class GeneratorSet:
         return False
 
     @property
-    def meta(self) -> dict[str, Any]:
-        return {label: g.meta for label, g in self.members.items()}
+    def directions(self) -> dict[str, Directions]:
+        """Each class's directions, from the member that draws it."""
+        return {label: g.directions[label] for label, g in self.members.items()}
 
-    @property
-    def directions(self) -> dict[str, Any]:
-        """Directions of each member, by class."""
-        return {label: g.directions for label, g in self.members.items()}
+    def file_sha256(self, label: str) -> str:
+        """sha256 of the member file that draws ``label``."""
+        return self.members[label].file_sha256(label)
 
     def generate(self, z: np.ndarray, label: str | Sequence[str]) -> np.ndarray:
         """Generate cells, each from the member of its class. See ``Generator.generate``."""
         z = np.asarray(z, np.float32)
         if z.ndim == 1:
             z = z[None]
-        labels = [label] * len(z) if isinstance(label, str) else list(label)
-        if len(labels) != len(z):
-            raise ValueError(f"Got {len(labels)} labels for {len(z)} latents.")
+        labels = _labels(label, len(z))
         unknown = sorted(set(labels) - set(self.members))
         if unknown:
             raise ValueError(f"{self.display_name} cannot generate {unknown}.")
-        out = np.zeros((len(z), 64, 64, 3), np.uint8)
+        out = np.zeros((len(z), self.img_size, self.img_size, 3), np.uint8)
         for cls_name, member in self.members.items():
             rows = [i for i, lab in enumerate(labels) if lab == cls_name]
             if rows:
                 out[rows] = member.generate(z[rows], cls_name)
         return out
+
+    def generate_mix(self, z: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+        """Generate cells from one-hot class weights [N, len(classes)], one class per row.
+
+        Raises:
+            ValueError: For a row that blends classes: each member draws one class only.
+        """
+        z = np.asarray(z, np.float32)
+        if z.ndim == 1:
+            z = z[None]
+        weights = np.asarray(class_weights, np.float32).reshape(len(z), len(self.classes))
+        if (np.count_nonzero(weights, axis=1) != 1).any():
+            raise ValueError(
+                f"{self.display_name} has one generator per class, so it cannot blend classes."
+            )
+        return self.generate(z, [self.classes[i] for i in np.argmax(weights, axis=1)])
 
 
 DIHEDRAL_VIEWS = 8
@@ -339,19 +426,11 @@ class Classifier(ExportedModel):
 
     kind: ClassVar[str] = "classifier"
 
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return tuple(self.meta["classes"])
-
-    @property
-    def display_name(self) -> str:
-        return str(self.meta.get("display_name", self.path.stem))
-
     def predict(self, images: np.ndarray, *, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and penultimate features.
 
         Args:
-            images: uint8 [N, 64, 64, 3] (or one [64, 64, 3] image).
+            images: uint8 [N, img_size, img_size, 3] (or one such image).
             batch: Cells per ONNX Runtime call.
 
         Returns:
@@ -393,59 +472,3 @@ class Classifier(ExportedModel):
     def features(self, images: np.ndarray) -> np.ndarray:
         """float32 [N, F] penultimate features."""
         return self.predict(images)[1]
-
-
-@dataclass(frozen=True)
-class Reference:
-    """Training-set summary for privacy filtering and out-of-distribution warnings.
-
-    Classifier features are projected to a small PCA space (``proj``), where the training cells'
-    codes give nearest-neighbour distances, and a Gaussian fitted to real features gives a
-    Mahalanobis out-of-distribution score.
-    """
-
-    proj_mean: np.ndarray
-    proj: np.ndarray
-    train_codes: np.ndarray
-    ood_mean: np.ndarray
-    ood_precision: np.ndarray
-    privacy_threshold: float
-    ood_threshold: float
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, sha256: str | None = None) -> Reference:
-        """Load ``reference.npz`` (arrays only, never pickles), optionally checking its hash."""
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError:
-            raise ModelError(f"The training reference {path} is missing or unreadable.") from None
-        if sha256 and sha256_bytes(data) != sha256:
-            raise ModelError(
-                f"The training reference {path.name} does not match its recorded hash."
-            )
-        try:
-            import io
-
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {key: np.asarray(npz[key]) for key in npz.files}
-        except Exception as err:  # numpy raises several types for a bad archive
-            raise ModelError(f"The training reference {path.name} is corrupt ({err}).") from None
-        missing = [
-            k for k in (*REFERENCE_KEYS, "privacy_threshold", "ood_threshold") if k not in arrays
-        ]
-        if missing:
-            raise ModelError(f"The training reference {path.name} lacks {missing}.")
-        return cls(
-            proj_mean=arrays["proj_mean"].astype(np.float32),
-            proj=arrays["proj"].astype(np.float32),
-            train_codes=arrays["train_codes"].astype(np.float32),
-            ood_mean=arrays["ood_mean"].astype(np.float32),
-            ood_precision=arrays["ood_precision"].astype(np.float32),
-            privacy_threshold=float(arrays["privacy_threshold"]),
-            ood_threshold=float(arrays["ood_threshold"]),
-        )
-
-    def codes(self, features: np.ndarray) -> np.ndarray:
-        """Project classifier features [N, F] to the reference space [N, K]."""
-        return (np.asarray(features, np.float32) - self.proj_mean) @ self.proj

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from malgan import artifacts, imaging, latent, metrics, runtime
 from malgan.data import CLASSES
 from malgan.errors import ModelError
+from malgan.reference import Reference
 
 DEFAULT_MODEL = "cgan"
 DEFAULT_PREFIX = "SYN"
@@ -83,7 +84,6 @@ EXIT_INTERRUPTED = 130
 
 _THIN = re.compile("thin", re.IGNORECASE)
 ProgressCallback = Callable[[int, int], None]
-GeneratorLike = runtime.Generator | runtime.GeneratorSet
 
 
 class SynthError(ValueError):
@@ -400,12 +400,6 @@ def _fmt(value: float | None, digits: int = 6) -> str:
     return f"{value:.{digits}f}"
 
 
-def _member_sha(generator: GeneratorLike, label: str) -> str:
-    members = getattr(generator, "members", None)
-    meta = members[label].meta if members is not None else generator.meta
-    return str(meta.get("sha256", ""))
-
-
 # The export.
 
 
@@ -419,9 +413,9 @@ def _batch_size(needed: int, accepted: int, tried: int, batch: int, left: int) -
 def export_dataset(
     out_dir: str | os.PathLike,
     *,
-    generator: GeneratorLike,
+    generator: runtime.CellGenerator,
     classifier: runtime.Classifier,
-    reference: runtime.Reference | None,
+    reference: Reference | None,
     n_per_class: int,
     seed: int = DEFAULT_SEED,
     truncation: float | None = None,
@@ -535,7 +529,7 @@ def export_dataset(
             out_dir=str(target),
             model=generator.name,
             display_name=generator.display_name,
-            model_sha256={label: _member_sha(generator, label) for label in CLASSES},
+            model_sha256={label: generator.file_sha256(label) for label in CLASSES},
             classifier_sha256=str(classifier.meta.get("sha256", "")),
             seed=seed,
             truncation=truncation,
@@ -571,9 +565,9 @@ def _generate_all(
     staging: Path,
     pool: ThreadPoolExecutor,
     *,
-    generator: GeneratorLike,
+    generator: runtime.CellGenerator,
     classifier: runtime.Classifier,
-    reference: runtime.Reference | None,
+    reference: Reference | None,
     n_per_class: int,
     seed: int,
     truncation: float | None,
@@ -598,7 +592,7 @@ def _generate_all(
         folder = staging / label
         folder.mkdir()
         intended = classifier.classes.index(label)
-        sha = _member_sha(generator, label)
+        sha = generator.file_sha256(label)
         while accepted[label] < n_per_class:
             left = max_attempts - attempts[label]
             if left <= 0:

@@ -13,6 +13,7 @@ from malgan import artifacts, explore, imaging, latent, report, runtime
 from malgan.charts import CLASS_COLOURS
 from malgan.data import CLASSES
 from malgan.errors import ModelError
+from malgan.reference import Reference
 
 T = TypeVar("T")
 CELL_PX = 64
@@ -29,7 +30,7 @@ NOT_CLINICAL = (
 # Cached resources: one ONNX Runtime session per model, shared by every user (sessions are
 # thread-safe for concurrent ``run`` calls).
 @st.cache_resource(show_spinner="Loading model…")
-def _generator(exported: Path, name: str) -> runtime.Generator | runtime.GeneratorSet:
+def _generator(exported: Path, name: str) -> runtime.CellGenerator:
     return artifacts.load_generator(exported, name)
 
 
@@ -39,7 +40,7 @@ def _classifier(exported: Path, name: str | None) -> runtime.Classifier:
 
 
 @st.cache_resource(show_spinner=False)
-def _reference(exported: Path) -> runtime.Reference:
+def _reference(exported: Path) -> Reference:
     return artifacts.load_reference(exported)
 
 
@@ -87,7 +88,7 @@ def metrics() -> dict[str, Any] | None:
     return _guarded(lambda: _metrics(artifacts.exported_dir()), "The metrics file")
 
 
-def generator(name: str) -> runtime.Generator | runtime.GeneratorSet | None:
+def generator(name: str) -> runtime.CellGenerator | None:
     """A generator by index name, or None after showing why it is unavailable."""
     return _guarded(lambda: _generator(artifacts.exported_dir(), name), f"The generator {name!r}")
 
@@ -97,7 +98,7 @@ def classifier(name: str | None = None) -> runtime.Classifier | None:
     return _guarded(lambda: _classifier(artifacts.exported_dir(), name), "The classifier")
 
 
-def reference() -> runtime.Reference | None:
+def reference() -> Reference | None:
     """The training reference (privacy filter, OOD warnings), or None after showing why."""
     return _guarded(lambda: _reference(artifacts.exported_dir()), "The training reference")
 
@@ -149,7 +150,9 @@ class CountingGenerator:
     Everything but ``generate`` is the wrapped generator's own.
     """
 
-    def __init__(self, generator: Any, on_batch: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, generator: runtime.CellGenerator, on_batch: Callable[[], None] | None = None
+    ) -> None:
         """Wrap ``generator``; ``on_batch`` is called after each batch it draws."""
         self._generator = generator
         self._on_batch = on_batch

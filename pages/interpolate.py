@@ -52,7 +52,7 @@ model = st.session_state["ip_model"]
 gen = ui.generator(model)
 if gen is None or ui.classifier() is None:
     st.stop()
-cross = explore.can_cross_classes(gen)
+cross = gen.conditional
 if not cross and st.session_state["ip_class_b"] != st.session_state["ip_class_a"]:
     # A per-class generator pair cannot blend classes: the second cell follows the first.
     st.session_state["ip_class_b"] = st.session_state["ip_class_a"]

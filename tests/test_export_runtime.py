@@ -256,6 +256,11 @@ def test_generator_set_dispatches_each_cell_to_its_class(exported):
         pair.generate(z, "Platelet")
     with pytest.raises(ValueError, match="3 labels for 4 latents"):
         pair.generate(z, labels[:3])
+    # One-hot class weights pick each cell's member; a blend is refused.
+    onehot = np.eye(len(CLASSES), dtype=np.float32)[[CLASSES.index(lab) for lab in labels]]
+    np.testing.assert_array_equal(pair.generate_mix(z, onehot), got)
+    with pytest.raises(ValueError, match="cannot blend classes"):
+        pair.generate_mix(z, np.full((4, len(CLASSES)), 0.5, np.float32))
 
 
 def test_classifier_tta_averages_the_eight_views(exported):
@@ -295,7 +300,9 @@ def test_generate_validates_latents_and_labels(exported):
     assert cond.generate(z[0], "Uninfected").shape == (1, 64, 64, 3)
     mixed = cond.generate(z, ["Parasitized", "Uninfected"])
     np.testing.assert_array_equal(mixed[1], cond.generate(z[1], "Uninfected")[0])
-    np.testing.assert_array_equal(cond.directions["principal"][0, :2], [1.0, 0.0])
+    # A conditional generator's classes share its principal directions.
+    for label in CLASSES:
+        np.testing.assert_array_equal(cond.directions[label].principal[0, :2], [1.0, 0.0])
 
 
 def test_generate_mix_blends_classes(exported):

@@ -11,7 +11,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, invert, latent, metrics, runtime
+from malgan import artifacts, explore, invert, latent, metrics, runtime
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "edit_cell.py")
 TIMEOUT_S = 60
@@ -142,8 +142,9 @@ def test_edit_moves_along_the_infection_direction(recovered, cgan, dcgan, classi
     moved = invert.edit(recovered, cgan, 2.0)
     assert moved.shape == (64, 64, 3) and moved.dtype == np.uint8
     assert np.abs(moved.astype(int) - recovered.reconstruction.astype(int)).sum() > 0
-    direction, sigma = invert.infection_direction(cgan, recovered.class_weights)
-    assert sigma == invert.DEFAULT_INFECTION_SIGMA
+    direction = invert.infection_direction(cgan, recovered.class_weights)
+    # The slider unit: one standard deviation of z . d under N(0, I), 1 for a unit direction.
+    assert explore.INFECTION_SIGMA == 1.0
     assert np.linalg.norm(direction) == pytest.approx(1.0, abs=1e-5)
     expected = cgan.generate(recovered.z + 2.0 * direction, "Parasitized")[0]
     np.testing.assert_array_equal(moved, expected)

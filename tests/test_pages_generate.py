@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from malgan import artifacts, explore, latent, report, ui
 from malgan.data import CLASSES
+from malgan.directions import Directions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAGES = REPO_ROOT / "pages"
@@ -310,7 +311,8 @@ def test_interpolate_cross_class_refused_for_dcgan():
 
 
 # malgan.explore.
-def flat_directions(k: int = 3, *, infection: bool = True) -> dict:
+def sidecar_directions(k: int = 3, *, infection: bool = True) -> dict:
+    """A sidecar's ``directions`` entry: k principal rows, their sigmas, one infection vector."""
     rng = np.random.default_rng(0)
     principal = rng.standard_normal((k, Z_DIM))
     principal /= np.linalg.norm(principal, axis=1, keepdims=True)
@@ -325,22 +327,43 @@ def flat_directions(k: int = 3, *, infection: bool = True) -> dict:
     }
 
 
-def test_directions_for_flat_and_per_class():
-    flat = flat_directions(7)
-    dirs = explore.directions_for(flat, "Parasitized")
+def by_class(raw: dict) -> dict[str, Directions]:
+    """A generator's ``.directions`` for a sidecar entry: one ``Directions`` per class."""
+    return {label: Directions.from_sidecar(raw, label, Z_DIM) for label in CLASSES}
+
+
+def test_directions_for_one_class_of_a_generator():
+    raw = sidecar_directions(7)
+    dirs = explore.directions_for(by_class(raw), "Parasitized")
     assert dirs.count == explore.MAX_PRINCIPAL
     assert dirs.infection is not None and dirs.infection.shape == (Z_DIM,)
 
-    per_class = {"Uninfected": flat_directions(2, infection=False), "Parasitized": flat}
+    # A per-class pair: each class has the directions of the member that draws it.
+    lone = sidecar_directions(2, infection=False)
+    per_class = {
+        "Uninfected": by_class(lone)["Uninfected"],
+        "Parasitized": by_class(raw)["Parasitized"],
+    }
     own = explore.directions_for(per_class, "Uninfected")
     assert own.count == 2 and own.infection is None
-    np.testing.assert_array_equal(own.principal, per_class["Uninfected"]["principal"])
+    np.testing.assert_array_equal(own.principal, lone["principal"])
     empty = explore.directions_for({}, "Parasitized")
     assert empty.count == 0 and empty.infection is None
 
 
+def test_sidecar_directions_drop_unusable_vectors():
+    raw = sidecar_directions(3)
+    raw["sigmas"] = raw["sigmas"][:2]
+    raw["infection"] = {"Parasitized": np.full(Z_DIM, np.nan), "Uninfected": np.zeros(Z_DIM)}
+    for label in CLASSES:
+        dirs = Directions.from_sidecar(raw, label, Z_DIM)
+        assert dirs.count == 2 and dirs.infection is None
+    wrong_length = Directions.from_sidecar(raw, "Parasitized", Z_DIM + 1)
+    assert wrong_length.count == 0 and wrong_length.infection is None
+
+
 def test_edit_latent_moves_in_sigma_units():
-    dirs = explore.directions_for(flat_directions(3), "Parasitized")
+    dirs = explore.directions_for(by_class(sidecar_directions(3)), "Parasitized")
     z = latent.sample_z(1, 1, Z_DIM)[0]
 
     np.testing.assert_allclose(explore.edit_latent(z, dirs, (0.0, 0.0), 0.0), z)
@@ -403,14 +426,17 @@ def test_interpolate_cells_uses_class_blend_only_when_conditional():
     assert conditional.calls[-1][0] == "generate" and conditional.calls[-1][2] == "Parasitized"
 
     pair = RecordingGenerator(conditional=False)
-    assert not explore.can_cross_classes(pair) and explore.can_cross_classes(conditional)
     with pytest.raises(ValueError, match="same class"):
         explore.interpolate_cells(pair, a, b, "Uninfected", "Parasitized", 4)
     assert not pair.calls
 
 
 def test_edit_latent_with_real_generator_directions():
+    cgan = ui._generator(artifacts.exported_dir(), "cgan")
     generator = ui._generator(artifacts.exported_dir(), "dcgan")
+    # Only the conditional GAN morphs a cell across classes; both give directions per class.
+    assert cgan.conditional and not generator.conditional
+    assert set(cgan.directions) == set(generator.directions) == set(CLASSES)
     for label in CLASSES:
         dirs = explore.directions_for(generator.directions, label)
         z = latent.sample_z(0, 1, generator.z_dim)[0]
