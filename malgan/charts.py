@@ -1,4 +1,4 @@
-"""Plotly figures and display tables built from metrics.json, index.json and training histories."""
+"""Plotly figures built from metrics.json and the training histories."""
 
 from __future__ import annotations
 
@@ -13,17 +13,14 @@ from plotly.subplots import make_subplots
 
 from malgan import report
 from malgan.data import CLASSES
+from malgan.tables import MISSING, finite, percent, percent_range
 
 CLASS_COLOURS = {"Parasitized": "#b0306e", "Uninfected": "#2a7fba"}
 REPORT_COLOUR = "#7f7f7f"
 DIVERGED_COLOUR = "#c9c9c9"
-MISSING = "—"
 # Order of the generators in comparisons: the report's model first, then malgan's.
 MODEL_ORDER = ("dcgan", "cgan")
 REPORT_LABEL = "Report (Keras DCGAN, as published)"
-# The "source" of the classifier table's rows.
-MEASURED_SOURCE = "malgan (measured)"
-PUBLISHED_SOURCE = "report (published)"
 CHART_HEIGHT = 380
 BAR_HEIGHT_PX = 14
 # Value labels of the recovery bars sit this many percentage points above the whisker.
@@ -32,28 +29,10 @@ VALUE_LABEL_SUFFIX = "value"
 ZERO_BAR_LINE_PX = 3
 WHISKER_COLOUR = "#444444"
 LOSS_DASHES = ("solid", "dash", "dot", "dashdot")
-PARAMETER_UNIT = 1e6
 # Spacing of the ticks of an accuracy axis, in percent.
 ACCURACY_TICK = 20
 # Human names of training runs (a per-class run adds its class, see ``run_title``).
 RUN_TITLES = {"cgan": "Conditional GAN", "dcgan": "DCGAN"}
-TABLE_COLUMNS = (
-    "classifier",
-    "source",
-    "accuracy",
-    "AUC",
-    "sensitivity (Parasitized)",
-    "specificity",
-    "parameters",
-    "CPU latency, one cell",
-    "TTA",
-    "recipe",
-    "diverged",
-)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
@@ -125,7 +104,7 @@ def recovery_bars(
         for _label, rates_by_class in sources:
             entry = rates_by_class.get(cls) or {}
             rate = entry.get("rate")
-            if not _finite(rate):
+            if not finite(rate):
                 rates.append(None)
                 plus.append(0.0)
                 minus.append(0.0)
@@ -134,15 +113,15 @@ def recovery_bars(
                 tops.append(0.0)
                 continue
             low, high = entry.get("ci_low"), entry.get("ci_high")
-            has_ci = _finite(low) and _finite(high)
+            has_ci = finite(low) and finite(high)
             rates.append(100 * rate)
             plus.append(100 * (high - rate) if has_ci else 0.0)
             minus.append(100 * (rate - low) if has_ci else 0.0)
-            texts.append(f"{100 * rate:.1f}%")
+            texts.append(percent(rate))
             tops.append(100 * max(rate, high) if has_ci else 100 * rate)
             n = entry.get("n")
             hover.append(
-                f"95% CI {100 * low:.1f}–{100 * high:.1f}%, n = {n}" if has_ci else "as published"
+                f"95% CI {percent(low)}–{percent(high)}, n = {n}" if has_ci else "as published"
             )
         fig.add_bar(
             name=cls,
@@ -209,7 +188,7 @@ def histogram_figure(histograms: Mapping[str, Any] | None) -> go.Figure | None:
         counts, edges = hist.get("counts"), hist.get("edges")
         if not isinstance(counts, list) or not isinstance(edges, list) or not counts:
             continue
-        if len(edges) != len(counts) + 1 or not all(map(_finite, [*counts, *edges])):
+        if len(edges) != len(counts) + 1 or not all(map(finite, [*counts, *edges])):
             continue
         total = sum(counts) or 1
         centres = [100 * (a + b) / 2 for a, b in itertools.pairwise(edges)]
@@ -267,7 +246,7 @@ def recovery_curve(history: Mapping[str, Any] | None) -> go.Figure | None:
             y=100 * rate,
             line_dash="dot",
             line_color=CLASS_COLOURS[cls],
-            annotation_text=f"report, {cls}: {100 * rate:.1f}%",
+            annotation_text=f"report, {cls}: {percent(rate)}",
             annotation_position="top left" if rate < 1 else "bottom left",
         )
     return _layout(
@@ -284,7 +263,7 @@ def _points(rows: Any, key: str) -> tuple[list[float], list[float]]:
     pairs = sorted(
         (row["iteration"], row[key])
         for row in rows
-        if isinstance(row, Mapping) and _finite(row.get("iteration")) and _finite(row.get(key))
+        if isinstance(row, Mapping) and finite(row.get("iteration")) and finite(row.get(key))
     )
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
@@ -376,64 +355,6 @@ def classifier_history(history: Any) -> go.Figure | None:
     return _layout(fig, xaxis={"title": "epoch", "dtick": 1 if len(rows) <= 20 else None})
 
 
-# Classifier comparison.
-def _percent(value: Any) -> str:
-    return f"{100 * value:.2f}%" if _finite(value) else MISSING
-
-
-def _number(value: Any, fmt: str, unit: str = "") -> str:
-    if not _finite(value):
-        return MISSING
-    return f"{format(value, fmt)} {unit}" if unit else format(value, fmt)
-
-
-def classifier_table(
-    rows: Sequence[Mapping[str, Any]] | None, *, with_report: bool = True
-) -> list[dict[str, str]]:
-    """metrics.json["classifiers"] as display rows, missing values shown as "—".
-
-    Args:
-        rows: The classifier records.
-        with_report: Append the report's published ResNet and simple-CNN accuracies.
-
-    Returns:
-        One dict per classifier with the keys of ``TABLE_COLUMNS``, all values strings.
-    """
-    table = []
-    for row in rows or []:
-        if not isinstance(row, Mapping):
-            continue
-        diverged = row.get("diverged_at_epoch")
-        tta = row.get("tta")
-        params = row.get("parameters")
-        millions = params / PARAMETER_UNIT if _finite(params) else None
-        table.append(
-            {
-                "classifier": str(row.get("display_name") or row.get("name") or MISSING),
-                "source": MEASURED_SOURCE,
-                "accuracy": _percent(row.get("accuracy")),
-                "AUC": _number(row.get("auc"), ".3f"),
-                "sensitivity (Parasitized)": _percent(row.get("sensitivity")),
-                "specificity": _percent(row.get("specificity")),
-                "parameters": _number(millions, ".2f", "M"),
-                "CPU latency, one cell": _number(row.get("cpu_latency_ms"), ".2f", "ms"),
-                "TTA": ("yes" if tta else "no") if isinstance(tta, bool) else MISSING,
-                "recipe": str(row.get("recipe") or MISSING),
-                "diverged": f"epoch {diverged}" if _finite(diverged) else MISSING,
-            }
-        )
-    if with_report:
-        low, high = report.REPORT_CNN_ACCURACY
-        for name, accuracy in (
-            ("Report's ResNet (3,4,6)", _percent(report.REPORT_RESNET_ACCURACY)),
-            ("Report's simple CNN", f"{100 * low:.0f}–{100 * high:.0f}%"),
-        ):
-            row = dict.fromkeys(TABLE_COLUMNS, MISSING)
-            row.update(classifier=name, source=PUBLISHED_SOURCE, accuracy=accuracy)
-            table.append(row)
-    return table
-
-
 def classifier_bars(rows: Sequence[Mapping[str, Any]] | None) -> go.Figure | None:
     """Horizontal bars of test accuracy per classifier, with the report's figures as references.
 
@@ -445,14 +366,14 @@ def classifier_bars(rows: Sequence[Mapping[str, Any]] | None) -> go.Figure | Non
     """
     names, values, colours, texts = [], [], [], []
     for row in rows or []:
-        if not isinstance(row, Mapping) or not _finite(row.get("accuracy")):
+        if not isinstance(row, Mapping) or not finite(row.get("accuracy")):
             continue
         diverged = row.get("diverged_at_epoch")
         names.append(str(row.get("display_name") or row.get("name")))
         values.append(100 * row["accuracy"])
-        colours.append(DIVERGED_COLOUR if _finite(diverged) else CLASS_COLOURS["Uninfected"])
-        note = f" (diverged at epoch {diverged})" if _finite(diverged) else ""
-        texts.append(f"{100 * row['accuracy']:.1f}%{note}")
+        colours.append(DIVERGED_COLOUR if finite(diverged) else CLASS_COLOURS["Uninfected"])
+        note = f" (diverged at epoch {diverged})" if finite(diverged) else ""
+        texts.append(f"{percent(row['accuracy'])}{note}")
     if not names:
         return None
     fig = go.Figure(
@@ -475,14 +396,14 @@ def classifier_bars(rows: Sequence[Mapping[str, Any]] | None) -> go.Figure | Non
         opacity=0.25,
         line_width=0,
         layer="below",
-        annotation_text=f"report's CNN {100 * low:.0f}–{100 * high:.0f}%",
+        annotation_text=f"report's CNN {percent_range(low, high)}",
         annotation_position="outside top",
     )
     fig.add_vline(
         x=100 * report.REPORT_RESNET_ACCURACY,
         line_dash="dash",
         line_color=REPORT_COLOUR,
-        annotation_text=f"report's ResNet {100 * report.REPORT_RESNET_ACCURACY:.2f}%",
+        annotation_text=f"report's ResNet {percent(report.REPORT_RESNET_ACCURACY, 2)}",
         annotation_position="top left",
     )
     return _layout(
@@ -505,7 +426,7 @@ def probability_bar_html(proba: Sequence[float]) -> str:
     segments = []
     for cls, value in zip(CLASSES, proba, strict=True):
         share = min(1.0, max(0.0, float(value))) if math.isfinite(value) else 0.0
-        title = html.escape(f"{cls}: {share:.1%}", quote=True)
+        title = html.escape(f"{cls}: {percent(share)}", quote=True)
         segments.append(
             f'<div title="{title}" style="width:{100 * share:.2f}%;'
             f'background:{CLASS_COLOURS[cls]}"></div>'
@@ -527,7 +448,7 @@ def probability_legend_html(proba: Sequence[float]) -> str:
     """
     parts = []
     for cls, value in zip(CLASSES, proba, strict=True):
-        text = f"{float(value):.1%}" if math.isfinite(value) else MISSING
+        text = percent(value)
         parts.append(
             f'<span style="color:{CLASS_COLOURS[cls]};white-space:nowrap">'
             f"P({html.escape(cls)}) {text}</span>"
@@ -536,38 +457,3 @@ def probability_legend_html(proba: Sequence[float]) -> str:
         '<span style="display:flex;flex-wrap:wrap;justify-content:space-between;'
         f'column-gap:0.5em">{"".join(parts)}</span>'
     )
-
-
-def diagnosis_rows(diagnosis: dict[str, Any] | None) -> list[dict[str, str]]:
-    """One row per variant of the report's-CNN diagnosis (``metrics["cnn_diagnosis"]``).
-
-    Each row gives the variant, the initial logit spread, the first gradient's norm, the first
-    non-finite step, the dead-ReLU share after training, the share of cells predicted
-    Parasitized and the held-out accuracy; an empty list when there is no diagnosis.
-    """
-    if not diagnosis:
-        return []
-    rows = []
-    for name, rec in (diagnosis.get("variants") or {}).items():
-        last = (rec.get("epochs") or [{}])[-1]
-        step = rec.get("first_nonfinite_step")
-        rows.append(
-            {
-                "variant": name,
-                "initial logit std": _fmt_number(rec.get("initial_logit_std")),
-                "first gradient norm": _fmt_number(rec.get("first_gradient_norm")),
-                "first NaN step": str(step) if step is not None else "none",
-                "dead ReLUs": _fmt_percent(last.get("dead_relu_share")),
-                "predicted Parasitized": _fmt_percent(last.get("predicted_parasitized_share")),
-                "held-out accuracy": _fmt_percent(last.get("test_accuracy")),
-            }
-        )
-    return rows
-
-
-def _fmt_number(value: Any) -> str:
-    return f"{float(value):.3g}" if _finite(value) else MISSING
-
-
-def _fmt_percent(value: Any) -> str:
-    return f"{100 * float(value):.1f}%" if _finite(value) else MISSING

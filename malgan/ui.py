@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import numpy as np
 import streamlit as st
 
-from malgan import artifacts, explore, imaging, latent, report, runtime
+from malgan import artifacts, explore, imaging, latent, runtime
 from malgan.charts import CLASS_COLOURS
 from malgan.data import CLASSES
 from malgan.errors import ModelError
@@ -286,7 +286,6 @@ def truncation_value(slider: float) -> float | None:
     return None if slider >= TRUNCATION_OFF else round(float(slider), 2)
 
 
-MISSING = "—"
 # Cells are shown at this integer multiple of their 64 px (nearest neighbour).
 VIEW_SCALE = 2
 # Cells per row of a grid.
@@ -391,95 +390,6 @@ def cell_file_names(model: str, label: str, seed: int, n: int) -> list[str]:
     """File names of the cells of a grid, e.g. ``cgan_Parasitized_seed7_03.png``."""
     width = max(2, len(str(max(n - 1, 0))))
     return [f"{model}_{label}_seed{seed}_{i:0{width}d}.png" for i in range(n)]
-
-
-def _percent(value: Any, digits: int = 1) -> str:
-    return f"{float(value):.{digits}%}" if isinstance(value, int | float) else MISSING
-
-
-def _recovery_text(entry: Any) -> str:
-    if not isinstance(entry, dict) or not isinstance(entry.get("rate"), int | float):
-        return MISSING
-    text = _percent(entry["rate"])
-    low, high = entry.get("ci_low"), entry.get("ci_high")
-    if isinstance(low, int | float) and isinstance(high, int | float):
-        text += f" ({low:.1%}–{high:.1%})"
-    return text
-
-
-def _fd_ratio_text(model: dict[str, Any], floor: dict[str, Any], label: str) -> str:
-    ratio = (model.get("fd_ratio") or {}).get(label)
-    if not isinstance(ratio, int | float):
-        fd = (model.get("fd") or {}).get(label)
-        base = (model.get("fd_real_floor") or floor).get(label)
-        if not (isinstance(fd, int | float) and isinstance(base, int | float) and base > 0):
-            return MISSING
-        ratio = fd / base
-    return f"{ratio:.1f}× floor"
-
-
-def _memorisation_text(model: dict[str, Any]) -> str:
-    entries = [e for e in (model.get("memorization") or {}).values() if isinstance(e, dict)]
-    entries = [e for e in entries if isinstance(e.get("share"), int | float) and e.get("n")]
-    total = sum(int(e["n"]) for e in entries)
-    if not total:
-        return MISSING
-    return _percent(sum(float(e["share"]) * int(e["n"]) for e in entries) / total)
-
-
-def _tstr_text(model: dict[str, Any]) -> str:
-    value = model.get("tstr_accuracy")
-    if not isinstance(value, int | float):
-        value = (model.get("tstr") or {}).get("accuracy")
-    return _percent(value)
-
-
-HEADLINE_COLUMNS = ("Figure", "The report", "Seed reproduction", "malgan cGAN")
-HEADLINE_MODELS = {"Seed reproduction": "dcgan", "malgan cGAN": "cgan"}
-
-
-def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
-    """The overview's comparison: the report's figures next to both of malgan's generators.
-
-    Args:
-        metrics_data: ``metrics.json`` (None or partial data gives "—" where values are missing).
-
-    Returns:
-        One dict per row, keyed by ``HEADLINE_COLUMNS``.
-    """
-    metrics_data = metrics_data or {}
-    models = metrics_data.get("models") or {}
-    floor = metrics_data.get("fd_real_floor") or {}
-    accuracy = _percent((metrics_data.get("classifier") or {}).get("test_accuracy"), 2)
-    rows: list[dict[str, str]] = []
-
-    def add(figure: str, reported: str, ours: Callable[[dict[str, Any]], str]) -> None:
-        row = {"Figure": figure, "The report": reported}
-        for column, name in HEADLINE_MODELS.items():
-            model = models.get(name)
-            row[column] = ours(model) if isinstance(model, dict) else MISSING
-        rows.append(row)
-
-    for label in CLASSES:
-        add(
-            f"Recovery, {label} (95% CI)",
-            _percent(report.REPORT_RECOVERY.get(label)),
-            lambda m, label=label: _recovery_text((m.get("recovery") or {}).get(label)),
-        )
-    add(
-        "Classifier accuracy, held-out patients",
-        _percent(report.REPORT_RESNET_ACCURACY, 2),
-        lambda m: accuracy,
-    )
-    for label in CLASSES:
-        add(
-            f"Fréchet distance, {label} (× real-vs-real floor)",
-            MISSING,
-            lambda m, label=label: _fd_ratio_text(m, floor, label),
-        )
-    add("Train on synthetic, test on real: accuracy", MISSING, _tstr_text)
-    add("Memorisation share (near-copies of training cells)", MISSING, _memorisation_text)
-    return rows
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from malgan import charts, report, ui
+from malgan import charts, report, tables, ui
 
 # Appended to the names of the report's own rows (its published figures, not measured here).
 PUBLISHED_MARK = ", as published"
 # The table's columns on the page; the source and recipe already show in the names.
-SHOWN_COLUMNS = (
-    "classifier",
-    "accuracy",
-    "AUC",
-    "sensitivity (Parasitized)",
-    "specificity",
-    "parameters",
-    "CPU latency, one cell",
-    "TTA",
-    "diverged",
-)
+SHOWN_COLUMNS = tuple(c for c in tables.TABLE_COLUMNS if c not in ("source", "recipe"))
 
 ui.page_setup(
     "Classifiers",
@@ -33,9 +23,8 @@ if metrics is None:
 rows = metrics.get("classifiers") or []
 
 cols = st.columns(3)
-cols[0].metric("Report's ResNet", f"{100 * report.REPORT_RESNET_ACCURACY:.2f}%")
-low, high = report.REPORT_CNN_ACCURACY
-cols[1].metric("Report's simple CNN", f"{100 * low:.0f}–{100 * high:.0f}%")
+cols[0].metric("Report's ResNet", tables.percent(report.REPORT_RESNET_ACCURACY, 2))
+cols[1].metric("Report's simple CNN", tables.percent_range(*report.REPORT_CNN_ACCURACY))
 best = max(
     (r for r in rows if isinstance(r.get("accuracy"), int | float)),
     key=lambda r: r["accuracy"],
@@ -44,7 +33,7 @@ best = max(
 if best is not None:
     cols[2].metric(
         f"Best here: {best.get('display_name', best.get('name'))}",
-        f"{100 * best['accuracy']:.2f}%",
+        tables.percent(best["accuracy"], 2),
         delta=f"{100 * (best['accuracy'] - report.REPORT_RESNET_ACCURACY):+.2f} pts vs report",
     )
 
@@ -60,10 +49,10 @@ else:
     )
 
 st.subheader("Comparison table")
-table = charts.classifier_table(rows)
+table = tables.classifier_table(rows)
 for row in table:
     # The source folds into the name: only the report's own figures are marked.
-    if row["source"] == charts.PUBLISHED_SOURCE:
+    if row["source"] == tables.PUBLISHED_SOURCE:
         row["classifier"] += PUBLISHED_MARK
 st.dataframe(
     table,
@@ -113,9 +102,9 @@ st.caption(
 diagnosis = metrics.get("cnn_diagnosis")
 if diagnosis:
     st.subheader("Why the report's CNN stays near chance")
-    st.dataframe(charts.diagnosis_rows(diagnosis), hide_index=True, width="stretch")
+    st.dataframe(tables.diagnosis_rows(diagnosis), hide_index=True, width="stretch")
     share = diagnosis.get("test_parasitized_share")
-    share_text = f" ({100 * share:.1f}% of the test cells are Parasitized)" if share else ""
+    share_text = f" ({tables.percent(share)} of the test cells are Parasitized)" if share else ""
     st.caption(
         "The same network trained the report's way (Keras SGD at 0.01 on raw 0–255 pixels) "
         "beside the same recipe on [0, 1] pixels and on raw pixels with the step scaled down, "

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from malgan import artifacts, imaging, ui
+from malgan import artifacts, imaging, tables, ui
 from malgan.data import CLASSES
 
 STRIP_MODEL = "cgan"
@@ -63,7 +63,7 @@ if metrics is None:
         icon="📄",
     )
 else:
-    rows = ui.headline_table(metrics)
+    rows = tables.headline_table(metrics)
     st.table(pd.DataFrame(rows).set_index("Figure"))
     st.caption(
         "**Recovery**: share of generated cells the classifier assigns to the intended class "

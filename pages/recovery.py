@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from malgan import artifacts, charts, live, report, ui
+from malgan import artifacts, charts, live, report, tables, ui
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 
 MIN_CELLS, MAX_CELLS, DEFAULT_CELLS, CELL_STEP = 16, 2000, 200, 16
 LIVE_STATE = "r_live_result"
-
-
-def percent(value: float) -> str:
-    """A rate as a percentage with one decimal."""
-    return f"{100 * value:.1f}%"
 
 
 ui.page_setup(
@@ -53,7 +48,7 @@ for col, (name, entry) in zip(st.columns(max(len(models), 1)), models.items(), s
         if isinstance(rate, int | float):
             sub.metric(
                 f"{cls} recovered",
-                percent(rate),
+                tables.percent(rate),
                 **ui.points_delta(rate - report.REPORT_RECOVERY[cls], "vs report"),
             )
 
@@ -137,12 +132,12 @@ if saved and {k: saved[k] for k in params} == params:
     for col, (cls, rates) in zip(cols, result["recovery"].items(), strict=True):
         col.metric(
             f"{cls} recovered",
-            percent(rates["rate"]),
+            tables.percent(rates["rate"]),
             **ui.points_delta(rates["rate"] - report.REPORT_RECOVERY[cls], "vs report"),
         )
         col.caption(
-            f"95% CI {percent(rates['ci_low'])}–{percent(rates['ci_high'])} · "
-            f"mean confidence {percent(rates['mean_confidence'])} · n = {rates['n']}"
+            f"95% CI {tables.percent(rates['ci_low'])}–{tables.percent(rates['ci_high'])} · "
+            f"mean confidence {tables.percent(rates['mean_confidence'])} · n = {rates['n']}"
         )
     st.caption(
         f"{choices[model]}, seed {saved['seed']}, {saved['n']} cells per class, measured in "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from malgan import artifacts, charts, ui
+from malgan import artifacts, charts, tables, ui
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 
@@ -73,7 +73,7 @@ for col, (run, info) in zip(st.columns(max(len(runs), 1)), runs.items(), strict=
     iterations, speed = info.get("iterations"), info.get("iterations_per_second")
     col.metric(
         f"{charts.run_title(run)}: iterations",
-        f"{iterations:,}" if isinstance(iterations, int) else "—",
+        f"{iterations:,}" if isinstance(iterations, int) else tables.MISSING,
         help="Training iterations of the run that produced the exported model.",
     )
     if isinstance(speed, int | float):
@@ -131,9 +131,7 @@ if summary:
     cols = st.columns(len(CLASSIFIER_METRICS))
     for col, (title, key) in zip(cols, CLASSIFIER_METRICS, strict=True):
         value = summary.get(key)
-        shown = "—"
-        if isinstance(value, int | float):
-            shown = f"{value:.3f}" if key == "test_auc" else f"{100 * value:.1f}%"
+        shown = tables.number(value, ".3f") if key == "test_auc" else tables.percent(value)
         col.metric(title, shown)
 fig = charts.classifier_history(read_history(CLASSIFIER_HISTORY))
 if fig is None:

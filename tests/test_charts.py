@@ -1,4 +1,4 @@
-"""Tests for malgan.charts: figures and tables from small metrics and history dicts."""
+"""Tests for malgan.charts and malgan.tables: figures and tables from small metrics dicts."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from malgan import artifacts, charts, report
-from malgan.data import CLASSES
-from malgan.errors import ModelError
+from malgan import artifacts, charts, report, tables
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"
@@ -64,7 +63,7 @@ def test_recovery_bars_error_bars_are_the_wilson_interval() -> None:
 def test_recovery_bars_leave_a_gap_for_a_missing_class() -> None:
     uninf = bar(charts.recovery_bars(METRICS), "Uninfected")
     assert uninf.y[1] is None
-    assert uninf.text[1] == charts.MISSING
+    assert uninf.text[1] == tables.MISSING
 
 
 def test_recovery_bars_without_metrics_show_the_report_alone() -> None:
@@ -244,38 +243,6 @@ def test_exported_histories_all_draw() -> None:
             assert charts.recovery_curve(history) is not None
 
 
-def test_load_history_errors_are_model_errors(tmp_path: Path) -> None:
-    (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ModelError, match="missing"):
-        artifacts.load_history(tmp_path, "gone.json")
-    with pytest.raises(ModelError, match="cannot be read"):
-        artifacts.load_history(tmp_path, "bad.json")
-    with pytest.raises(ModelError, match="outside"):
-        artifacts.load_history(tmp_path, "../secrets.json")
-
-
-def test_snapshot_files_are_ordered_and_filtered(tmp_path: Path) -> None:
-    index = {
-        "snapshots": {
-            "cgan": [
-                {"class": "Uninfected", "iteration": 5000, "file": "s/u5000.png"},
-                {"class": "Parasitized", "iteration": 15000, "file": "s/p15000.png"},
-                {"class": "Parasitized", "iteration": 1, "file": "s/p1.png"},
-                {"class": "Parasitized", "iteration": "x", "file": "s/bad.png"},
-                {"class": "Other", "iteration": 1, "file": "s/o.png"},
-                {"class": "Uninfected", "iteration": 1, "file": "../../etc/passwd"},
-                "junk",
-            ]
-        }
-    }
-    found = artifacts.snapshot_files(index, "cgan", tmp_path)
-    assert list(found) == list(CLASSES)
-    assert [it for it, _ in found["Parasitized"]] == [1, 15000]
-    assert found["Uninfected"] == [(5000, (tmp_path / "s/u5000.png").resolve())]
-    assert artifacts.snapshot_files(index, "dcgan", tmp_path) == {}
-    assert artifacts.snapshot_files({}, "cgan", tmp_path) == {}
-
-
 # Classifier comparison.
 
 ROWS = [
@@ -298,7 +265,7 @@ ROWS = [
 
 
 def test_classifier_table_formats_values_and_marks_missing_ones() -> None:
-    table = charts.classifier_table(ROWS)
+    table = tables.classifier_table(ROWS)
     assert [row["classifier"] for row in table] == [
         "ResNet, our recipe",
         "cnn_report",
@@ -306,20 +273,28 @@ def test_classifier_table_formats_values_and_marks_missing_ones() -> None:
         "Report's ResNet (3,4,6)",
         "Report's simple CNN",
     ]
-    assert all(list(row) == list(charts.TABLE_COLUMNS) for row in table)
+    assert all(list(row) == list(tables.TABLE_COLUMNS) for row in table)
     first = table[0]
     assert first["accuracy"] == "97.00%" and first["AUC"] == "0.995"
     assert first["parameters"] == "2.15 M" and first["CPU latency, one cell"] == "2.10 ms"
-    assert first["TTA"] == "yes" and first["diverged"] == charts.MISSING
-    assert table[1]["diverged"] == "epoch 3" and table[1]["AUC"] == charts.MISSING
-    assert table[2]["accuracy"] == charts.MISSING
+    assert first["TTA"] == "yes" and first["diverged"] == tables.MISSING
+    assert table[1]["diverged"] == "epoch 3" and table[1]["AUC"] == tables.MISSING
+    assert table[2]["accuracy"] == tables.MISSING
     assert table[3]["accuracy"] == "94.89%" and table[3]["source"] == "report (published)"
     assert table[4]["accuracy"] == "52–55%"
 
 
+def test_number_formatting_marks_missing_values() -> None:
+    assert tables.percent(0.9489, 2) == "94.89%" and tables.percent(np.float32(0.5)) == "50.0%"
+    assert [tables.percent(v) for v in (None, True, math.nan, "0.5")] == [tables.MISSING] * 4
+    assert tables.number(2.1, ".2f", "ms") == "2.10 ms"
+    assert tables.number(math.inf, ".2f") == tables.MISSING
+    assert tables.percent_range(0.52, 0.55) == "52–55%"
+
+
 def test_classifier_table_without_rows() -> None:
-    assert charts.classifier_table(None, with_report=False) == []
-    assert len(charts.classifier_table([], with_report=True)) == 2
+    assert tables.classifier_table(None, with_report=False) == []
+    assert len(tables.classifier_table([], with_report=True)) == 2
 
 
 def test_classifier_bars_reference_lines_and_diverged_colour() -> None:
@@ -353,7 +328,7 @@ def test_probability_legend_html_puts_each_class_at_its_end() -> None:
     assert legend.index("P(Parasitized) 25.0%") < legend.index("P(Uninfected) 75.0%")
     assert f"color:{charts.CLASS_COLOURS['Parasitized']}" in legend
     assert "justify-content:space-between" in legend and "white-space:nowrap" in legend
-    assert f"P(Parasitized) {charts.MISSING}" in charts.probability_legend_html((math.nan, 1.0))
+    assert f"P(Parasitized) {tables.MISSING}" in charts.probability_legend_html((math.nan, 1.0))
 
 
 def test_diagnosis_rows_report_each_variant():
@@ -374,9 +349,9 @@ def test_diagnosis_rows_report_each_variant():
             "unit": {"first_nonfinite_step": 5, "epochs": [{"test_accuracy": float("nan")}]},
         }
     }
-    rows = charts.diagnosis_rows(diagnosis)
+    rows = tables.diagnosis_rows(diagnosis)
     assert [r["variant"] for r in rows] == ["report", "unit"]
     assert rows[0]["dead ReLUs"] == "100.0%" and rows[0]["held-out accuracy"] == "34.5%"
     assert rows[0]["first NaN step"] == "none" and rows[1]["first NaN step"] == "5"
-    assert rows[1]["held-out accuracy"] == charts.MISSING
-    assert charts.diagnosis_rows(None) == []
+    assert rows[1]["held-out accuracy"] == tables.MISSING
+    assert tables.diagnosis_rows(None) == []

@@ -14,7 +14,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, explore, latent, report, ui
+from malgan import artifacts, explore, latent, report, tables, ui
 from malgan.data import CLASSES
 from malgan.directions import Directions
 
@@ -510,22 +510,22 @@ def test_headline_table_from_metrics_and_without():
             }
         },
     }
-    rows = {row["Figure"]: row for row in ui.headline_table(data)}
+    rows = {row["Figure"]: row for row in tables.headline_table(data)}
 
-    assert list(next(iter(rows.values()))) == list(ui.HEADLINE_COLUMNS)
+    assert list(next(iter(rows.values()))) == list(tables.HEADLINE_COLUMNS)
     recovery = rows["Recovery, Parasitized (95% CI)"]
     assert recovery["The report"] == f"{report.REPORT_RECOVERY['Parasitized']:.1%}"
     assert recovery["malgan cGAN"] == "80.0% (75.0%–85.0%)"
-    assert recovery["Seed reproduction"] == ui.MISSING
-    assert rows["Recovery, Uninfected (95% CI)"]["malgan cGAN"] == ui.MISSING
+    assert recovery["Seed reproduction"] == tables.MISSING
+    assert rows["Recovery, Uninfected (95% CI)"]["malgan cGAN"] == tables.MISSING
     accuracy = rows["Classifier accuracy, held-out patients"]
     assert accuracy["The report"] == "94.89%" and accuracy["malgan cGAN"] == "95.12%"
     fd = [row for name, row in rows.items() if name.startswith("Fréchet")]
     assert [row["malgan cGAN"] for row in fd] == ["2.5× floor", "1.2× floor"]
-    assert [row["The report"] for row in fd] == [ui.MISSING, ui.MISSING]
+    assert [row["The report"] for row in fd] == [tables.MISSING, tables.MISSING]
     others = [row["malgan cGAN"] for row in list(rows.values())[-2:]]
     assert others == ["90.0%", "0.5%"]
 
-    empty = ui.headline_table(None)
+    empty = tables.headline_table(None)
     assert len(empty) == len(rows)
-    assert all(row["malgan cGAN"] == ui.MISSING for row in empty)
+    assert all(row["malgan cGAN"] == tables.MISSING for row in empty)

@@ -1,0 +1,218 @@
+"""Display tables of metrics.json and the number formatting they share (plain strings)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from malgan import report
+from malgan.data import CLASSES
+
+# Shown where a value is missing or not a finite number.
+MISSING = "—"
+# The "source" of the classifier table's rows.
+MEASURED_SOURCE = "malgan (measured)"
+PUBLISHED_SOURCE = "report (published)"
+PARAMETER_UNIT = 1e6
+TABLE_COLUMNS = (
+    "classifier",
+    "source",
+    "accuracy",
+    "AUC",
+    "sensitivity (Parasitized)",
+    "specificity",
+    "parameters",
+    "CPU latency, one cell",
+    "TTA",
+    "recipe",
+    "diverged",
+)
+HEADLINE_COLUMNS = ("Figure", "The report", "Seed reproduction", "malgan cGAN")
+HEADLINE_MODELS = {"Seed reproduction": "dcgan", "malgan cGAN": "cgan"}
+
+
+# Numbers.
+
+
+def finite(value: Any) -> bool:
+    """Whether ``value`` is a finite real number, numpy's included (booleans are not)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def percent(value: Any, digits: int = 1) -> str:
+    """A fraction as a percentage, e.g. ``percent(0.9489, 2)`` -> "94.89%" ("—" if missing)."""
+    return f"{100 * float(value):.{digits}f}%" if finite(value) else MISSING
+
+
+def percent_range(low: float, high: float) -> str:
+    """Two fractions as a range of whole percentages, e.g. "52–55%"."""
+    return f"{100 * low:.0f}–{100 * high:.0f}%"
+
+
+def number(value: Any, fmt: str, unit: str = "") -> str:
+    """``value`` in a format spec, with a unit after a space ("—" if missing)."""
+    if not finite(value):
+        return MISSING
+    return f"{format(value, fmt)} {unit}" if unit else format(value, fmt)
+
+
+# The overview's headline table.
+
+
+def _recovery_text(entry: Any) -> str:
+    if not isinstance(entry, dict) or not isinstance(entry.get("rate"), int | float):
+        return MISSING
+    text = percent(entry["rate"])
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    if finite(low) and finite(high):
+        text += f" ({percent(low)}–{percent(high)})"
+    return text
+
+
+def _fd_ratio_text(model: dict[str, Any], floor: dict[str, Any], label: str) -> str:
+    ratio = (model.get("fd_ratio") or {}).get(label)
+    if not isinstance(ratio, int | float):
+        fd = (model.get("fd") or {}).get(label)
+        base = (model.get("fd_real_floor") or floor).get(label)
+        if not (isinstance(fd, int | float) and isinstance(base, int | float) and base > 0):
+            return MISSING
+        ratio = fd / base
+    return f"{ratio:.1f}× floor"
+
+
+def _memorisation_text(model: dict[str, Any]) -> str:
+    entries = [e for e in (model.get("memorization") or {}).values() if isinstance(e, dict)]
+    entries = [e for e in entries if isinstance(e.get("share"), int | float) and e.get("n")]
+    total = sum(int(e["n"]) for e in entries)
+    if not total:
+        return MISSING
+    return percent(sum(float(e["share"]) * int(e["n"]) for e in entries) / total)
+
+
+def _tstr_text(model: dict[str, Any]) -> str:
+    value = model.get("tstr_accuracy")
+    if not isinstance(value, int | float):
+        value = (model.get("tstr") or {}).get("accuracy")
+    return percent(value)
+
+
+def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
+    """The overview's comparison: the report's figures next to both of malgan's generators.
+
+    Args:
+        metrics_data: ``metrics.json`` (None or partial data gives "—" where values are missing).
+
+    Returns:
+        One dict per row, keyed by ``HEADLINE_COLUMNS``.
+    """
+    metrics_data = metrics_data or {}
+    models = metrics_data.get("models") or {}
+    floor = metrics_data.get("fd_real_floor") or {}
+    accuracy = percent((metrics_data.get("classifier") or {}).get("test_accuracy"), 2)
+    rows: list[dict[str, str]] = []
+
+    def add(figure: str, reported: str, ours: Callable[[dict[str, Any]], str]) -> None:
+        row = {"Figure": figure, "The report": reported}
+        for column, name in HEADLINE_MODELS.items():
+            model = models.get(name)
+            row[column] = ours(model) if isinstance(model, dict) else MISSING
+        rows.append(row)
+
+    for label in CLASSES:
+        add(
+            f"Recovery, {label} (95% CI)",
+            percent(report.REPORT_RECOVERY.get(label)),
+            lambda m, label=label: _recovery_text((m.get("recovery") or {}).get(label)),
+        )
+    add(
+        "Classifier accuracy, held-out patients",
+        percent(report.REPORT_RESNET_ACCURACY, 2),
+        lambda m: accuracy,
+    )
+    for label in CLASSES:
+        add(
+            f"Fréchet distance, {label} (× real-vs-real floor)",
+            MISSING,
+            lambda m, label=label: _fd_ratio_text(m, floor, label),
+        )
+    add("Train on synthetic, test on real: accuracy", MISSING, _tstr_text)
+    add("Memorisation share (near-copies of training cells)", MISSING, _memorisation_text)
+    return rows
+
+
+# The classifiers.
+
+
+def classifier_table(
+    rows: Sequence[Mapping[str, Any]] | None, *, with_report: bool = True
+) -> list[dict[str, str]]:
+    """metrics.json["classifiers"] as display rows, missing values shown as "—".
+
+    Args:
+        rows: The classifier records.
+        with_report: Append the report's published ResNet and simple-CNN accuracies.
+
+    Returns:
+        One dict per classifier with the keys of ``TABLE_COLUMNS``, all values strings.
+    """
+    table = []
+    for row in rows or []:
+        if not isinstance(row, Mapping):
+            continue
+        diverged = row.get("diverged_at_epoch")
+        tta = row.get("tta")
+        params = row.get("parameters")
+        millions = params / PARAMETER_UNIT if finite(params) else None
+        table.append(
+            {
+                "classifier": str(row.get("display_name") or row.get("name") or MISSING),
+                "source": MEASURED_SOURCE,
+                "accuracy": percent(row.get("accuracy"), 2),
+                "AUC": number(row.get("auc"), ".3f"),
+                "sensitivity (Parasitized)": percent(row.get("sensitivity"), 2),
+                "specificity": percent(row.get("specificity"), 2),
+                "parameters": number(millions, ".2f", "M"),
+                "CPU latency, one cell": number(row.get("cpu_latency_ms"), ".2f", "ms"),
+                "TTA": ("yes" if tta else "no") if isinstance(tta, bool) else MISSING,
+                "recipe": str(row.get("recipe") or MISSING),
+                "diverged": f"epoch {diverged}" if finite(diverged) else MISSING,
+            }
+        )
+    if with_report:
+        for name, accuracy in (
+            ("Report's ResNet (3,4,6)", percent(report.REPORT_RESNET_ACCURACY, 2)),
+            ("Report's simple CNN", percent_range(*report.REPORT_CNN_ACCURACY)),
+        ):
+            row = dict.fromkeys(TABLE_COLUMNS, MISSING)
+            row.update(classifier=name, source=PUBLISHED_SOURCE, accuracy=accuracy)
+            table.append(row)
+    return table
+
+
+def diagnosis_rows(diagnosis: dict[str, Any] | None) -> list[dict[str, str]]:
+    """One row per variant of the report's-CNN diagnosis (``metrics["cnn_diagnosis"]``).
+
+    Each row gives the variant, the initial logit spread, the first gradient's norm, the first
+    non-finite step, the dead-ReLU share after training, the share of cells predicted
+    Parasitized and the held-out accuracy; an empty list when there is no diagnosis.
+    """
+    if not diagnosis:
+        return []
+    rows = []
+    for name, rec in (diagnosis.get("variants") or {}).items():
+        last = (rec.get("epochs") or [{}])[-1]
+        step = rec.get("first_nonfinite_step")
+        rows.append(
+            {
+                "variant": name,
+                "initial logit std": number(rec.get("initial_logit_std"), ".3g"),
+                "first gradient norm": number(rec.get("first_gradient_norm"), ".3g"),
+                "first NaN step": str(step) if step is not None else "none",
+                "dead ReLUs": percent(last.get("dead_relu_share")),
+                "predicted Parasitized": percent(last.get("predicted_parasitized_share")),
+                "held-out accuracy": percent(last.get("test_accuracy")),
+            }
+        )
+    return rows
