@@ -37,8 +37,6 @@ from malgan.errors import DataError, ImageDecodeError
 FAKE_PATIENTS = 6
 FAKE_CELLS = 4
 FAKE_PER_CLASS = FAKE_PATIENTS * FAKE_CELLS
-# The full real set must load from its cache within this many seconds.
-FULL_LOAD_BUDGET_S = 2.0
 REAL_PATIENTS = 180
 
 
@@ -737,14 +735,19 @@ def test_shared_originals_load(tmp_path: Path) -> None:
 
 @pytest.mark.shared
 @requires_shared
-def test_shared_full_set_loads_fast_and_splits_by_patient() -> None:
+def test_shared_full_set_loads_from_its_cache_and_splits_by_patient() -> None:
     # The default cache is the one training and the app use, so it is built at most once.
-    load_dataset(SHARED_DATA, progress=False)
-    start = time.perf_counter()
+    # (benchmarks/data_load.py times the cached load against a first decode.)
+    first = load_dataset(SHARED_DATA, progress=False)
+    cache_dir = data.default_cache_dir(SHARED_DATA)
+    cache_files = [cache_dir / f"{label}_{IMG_SIZE}.npz" for label in CLASSES]
+    stamps = [path.stat().st_mtime_ns for path in cache_files]
     loaded = load_dataset(SHARED_DATA, progress=False)
-    seconds = time.perf_counter() - start
-    print(f"second load of {len(loaded.cells)} cells: {seconds:.2f} s")
-    assert seconds <= FULL_LOAD_BUDGET_S, f"cached load took {seconds:.2f} s"
+    # The second load reads the cache without rewriting it, and gives the same cells.
+    assert [path.stat().st_mtime_ns for path in cache_files] == stamps
+    for field in ("images", "labels", "keys", "names"):
+        np.testing.assert_array_equal(getattr(loaded.cells, field), getattr(first.cells, field))
+    assert loaded.split_of == first.split_of and loaded.corrupt == first.corrupt
     assert loaded.cells.class_counts() == {"Parasitized": 12_768, "Uninfected": 12_420}
     assert len(loaded.split_of) == REAL_PATIENTS
     assert all(re.fullmatch(r"C\d+[A-Za-z0-9]*", key) for key in loaded.split_of)
