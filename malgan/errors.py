@@ -27,3 +27,7 @@ class ImageDecodeError(DataError):
     def __reduce__(self) -> tuple[type[ImageDecodeError], tuple[str, str]]:
         # Keeps the error picklable across worker processes despite the two-argument constructor.
         return type(self), (self.name, self.reason)
+
+
+class SynthError(ValueError):
+    """A synthetic-dataset export cannot start or finish; the message says why and what to do."""

@@ -10,9 +10,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from malgan import artifacts, imaging, synth, ui
+from malgan import artifacts, imaging, synth, synth_files, synth_filters, ui
 from malgan.charts import CLASS_COLOURS
 from malgan.data import CLASSES
+from malgan.errors import SynthError
 
 DEFAULT_CELLS = 100
 MAX_CELLS = 2000
@@ -37,7 +38,7 @@ def parse_flag(text: str) -> bool:
 
 def rejection_figure(rejected: dict[str, dict[str, int]]) -> go.Figure:
     """Grouped bars of rejected cells by reason, one colour per class."""
-    rows = synth.rejection_rows(rejected)
+    rows = synth_filters.rejection_rows(rejected)
     fig = go.Figure()
     for label in CLASSES:
         mine = [r for r in rows if r["class"] == label]
@@ -66,7 +67,7 @@ def size_text(n_bytes: int) -> str:
 
 def preview_cells(folder: Path, n: int) -> dict[str, np.ndarray]:
     """The first ``n`` written cells of each class, read back from the dataset folder."""
-    rows = synth.read_manifest(folder)
+    rows = synth_files.read_manifest(folder)
     out = {}
     for label in CLASSES:
         files = [r["file"] for r in rows if r["class"] == label][:n]
@@ -155,21 +156,19 @@ ui.sync_url("d_model", "d_n", "d_seed", "d_trunc", "d_conf", "d_class", "d_priva
 
 model = st.session_state["d_model"]
 n_per_class = int(st.session_state["d_n"])
-privacy_on = bool(st.session_state["d_privacy"]) and reference is not None
-params = {
-    "exported": artifacts.exported_dir(),
-    "model": model,
-    "n": n_per_class,
-    "seed": int(st.session_state["d_seed"]),
-    "truncation": ui.truncation_value(st.session_state["d_trunc"]),
-    "class_filter": bool(st.session_state["d_class"]),
-    "min_confidence": float(st.session_state["d_conf"]),
-    "privacy": privacy_on,
-}
+config = synth.SynthConfig(
+    n_per_class=n_per_class,
+    seed=int(st.session_state["d_seed"]),
+    truncation=ui.truncation_value(st.session_state["d_trunc"]),
+    min_confidence=float(st.session_state["d_conf"]),
+    class_filter=bool(st.session_state["d_class"]),
+    privacy_filter=bool(st.session_state["d_privacy"]) and reference is not None,
+)
+params = {"exported": artifacts.exported_dir(), "model": model, "config": config}
 
 # Generation.
-attempt_limit = synth.DEFAULT_MAX_ATTEMPTS_FACTOR * n_per_class
-if params["class_filter"] and ui.smoke_models():
+attempt_limit = config.max_attempts
+if config.class_filter and ui.smoke_models():
     rates = ui.measured_recovery(model)
     measured = ", ".join(f"{label} {rate:.0%}" for label, rate in rates.items())
     st.warning(
@@ -212,15 +211,10 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
         try:
             summary = synth.export_dataset(
                 folder,
+                config,
                 generator=counting,
                 classifier=classifier,
                 reference=reference,
-                n_per_class=n_per_class,
-                seed=params["seed"],
-                truncation=params["truncation"],
-                min_confidence=params["min_confidence"],
-                class_filter=params["class_filter"],
-                privacy_filter=privacy_on,
                 progress=report,
             )
         except synth.FiltersExhaustedError as err:
@@ -229,17 +223,17 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
                 "error": str(err),
                 "rejected": err.rejected,
             }
-        except (synth.SynthError, OSError) as err:
+        except (SynthError, OSError) as err:
             st.session_state[RESULT_KEY] = {"params": params, "error": str(err), "rejected": None}
         else:
-            top = f"malgan_synthetic_{synth.name_tag(model)}_seed{params['seed']}"
+            top = f"malgan_synthetic_{synth_files.name_tag(model)}_seed{config.seed}"
             st.session_state[RESULT_KEY] = {
                 "params": params,
                 "summary": summary.to_dict(),
-                "zip": synth.zip_folder(folder, top=top),
+                "zip": synth_files.zip_folder(folder, top=top),
                 "file_name": f"{top}.zip",
                 "preview": preview_cells(folder, PREVIEW_CELLS),
-                "manifest": synth.read_manifest(folder)[:MANIFEST_ROWS],
+                "manifest": synth_files.read_manifest(folder)[:MANIFEST_ROWS],
             }
     bar.empty()
 

@@ -16,8 +16,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, latent, synth
+from malgan import artifacts, latent, synth, synth_cli, synth_files, synth_filters
 from malgan.data import CLASSES, load_dataset, patient_key
+from malgan.errors import SynthError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"
@@ -35,7 +36,7 @@ def models() -> tuple:
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    code = synth.main(["--quiet", "--exported", str(EXPORTED), *args])
+    code = synth_cli.main(["--quiet", "--exported", str(EXPORTED), *args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -57,7 +58,7 @@ def test_cli_writes_nih_layout_that_reads_back(tmp_path: Path) -> None:
     out = tmp_path / "synthetic"
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "malgan.synth", "--model", "cgan", "--n-per-class", str(N)),
+            *(sys.executable, "-m", "malgan.synth_cli", "--model", "cgan", "--n-per-class", str(N)),
             *("--out", str(out), "--seed", str(SEED), "--no-class-filter", "--batch", "3"),
         ],
         cwd=REPO_ROOT,
@@ -75,8 +76,8 @@ def test_cli_writes_nih_layout_that_reads_back(tmp_path: Path) -> None:
         assert len(names) == N
         assert all(name.endswith(".png") and "ThinF_IMG_" in name for name in names)
 
-    rows = synth.read_manifest(out)
-    assert tuple(rows[0]) == synth.MANIFEST_COLUMNS
+    rows = synth_files.read_manifest(out)
+    assert tuple(rows[0]) == synth_files.MANIFEST_COLUMNS
     assert len(rows) == 2 * N
     assert [r["class"] for r in rows] == [label for label in CLASSES for _ in range(N)]
     shas = {label: json.loads((EXPORTED / "cgan.json").read_text())["sha256"] for label in CLASSES}
@@ -90,7 +91,7 @@ def test_cli_writes_nih_layout_that_reads_back(tmp_path: Path) -> None:
         assert float(row["nearest_train_distance"]) >= 0.0
     assert [r["latent_index"] for r in rows[:N]] == [str(i) for i in range(N)]
 
-    summary = json.loads((out / synth.SUMMARY_NAME).read_text())
+    summary = json.loads((out / synth_files.SUMMARY_NAME).read_text())
     assert summary["accepted"] == dict.fromkeys(CLASSES, N)
     assert summary["model_sha256"] == shas
     assert summary["privacy_filter"] is True
@@ -123,28 +124,26 @@ def test_same_arguments_give_identical_bytes(tmp_path: Path, capsys) -> None:
     assert sorted(first) == sorted(second)
     assert len([k for k in first if k.endswith(".png")]) == 2 * N
     for key in first:
-        if key != synth.SUMMARY_NAME:
+        if key != synth_files.SUMMARY_NAME:
             assert first[key] == second[key], key
-    summaries = [json.loads(run[synth.SUMMARY_NAME]) for run in runs]
+    summaries = [json.loads(run[synth_files.SUMMARY_NAME]) for run in runs]
     for summary in summaries:
         for field in TIMING_FIELDS:
             summary.pop(field)
     assert summaries[0] == summaries[1]
-    assert b"0.8" in first[synth.MANIFEST_NAME]
+    assert b"0.8" in first[synth_files.MANIFEST_NAME]
 
 
 def test_cell_i_is_the_latent_i_of_the_seed(tmp_path: Path, models) -> None:
     generator, classifier, reference = models
     synth.export_dataset(
         tmp_path / "d",
+        synth.SynthConfig(n_per_class=2, seed=SEED, class_filter=False),
         generator=generator,
         classifier=classifier,
         reference=reference,
-        n_per_class=2,
-        seed=SEED,
-        class_filter=False,
     )
-    rows = synth.read_manifest(tmp_path / "d")
+    rows = synth_files.read_manifest(tmp_path / "d")
     expected = generator.generate(latent.sample_z(SEED, 2, generator.z_dim), CLASSES[0])
     from PIL import Image
 
@@ -157,12 +156,10 @@ def test_progress_and_an_interrupted_export_leave_no_dataset(tmp_path: Path, mod
     calls: list[tuple[int, int]] = []
     synth.export_dataset(
         tmp_path / "done",
+        synth.SynthConfig(n_per_class=3, class_filter=False, batch=2),
         generator=generator,
         classifier=classifier,
         reference=reference,
-        n_per_class=3,
-        class_filter=False,
-        batch=2,
         progress=lambda done, total: calls.append((done, total)),
     )
     assert calls[0] == (0, 6) and calls[-1] == (6, 6)
@@ -175,12 +172,10 @@ def test_progress_and_an_interrupted_export_leave_no_dataset(tmp_path: Path, mod
     with pytest.raises(KeyboardInterrupt):
         synth.export_dataset(
             tmp_path / "killed",
+            synth.SynthConfig(n_per_class=3, class_filter=False, batch=2),
             generator=generator,
             classifier=classifier,
             reference=reference,
-            n_per_class=3,
-            class_filter=False,
-            batch=2,
             progress=interrupt,
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["done"]
@@ -189,17 +184,41 @@ def test_progress_and_an_interrupted_export_leave_no_dataset(tmp_path: Path, mod
 # Filters.
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"n_per_class": 0}, "number of cells per class must be at least 1"),
+        ({"workers": 0}, "number of writer threads must be at least 1"),
+        ({"max_attempts_factor": 0}, "attempts factor must be at least 1"),
+        ({"seed": -1}, "seed must be >= 0"),
+        ({"min_confidence": -0.1}, r"minimum confidence must be in \[0, 1\]"),
+        ({"truncation": float("nan")}, "Bad truncation"),
+    ],
+)
+def test_config_refuses_settings_out_of_range(settings: dict, message: str) -> None:
+    with pytest.raises(SynthError, match=message):
+        synth.SynthConfig(**{"n_per_class": 1, **settings})
+
+
+def test_config_reads_a_truncation_at_or_below_zero_as_none() -> None:
+    assert synth.SynthConfig(n_per_class=1, truncation=0.0).latent_truncation is None
+    assert synth.SynthConfig(n_per_class=2, truncation=0.8).latent_truncation == 0.8
+    assert synth.SynthConfig(n_per_class=2, max_attempts_factor=5).max_attempts == 10
+
+
 def test_rejection_reasons_precedence() -> None:
     proba = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.95, 0.05], [0.2, 0.8]])
     distances = np.array([1.0, 1.0, 1.0, 0.01, 0.01])
-    reasons = synth.rejection_reasons(
+    reasons = synth_filters.rejection_reasons(
         proba, 0, distances, min_confidence=0.7, privacy_threshold=0.1
     )
     assert reasons.tolist() == ["", "wrong_class", "low_confidence", "privacy", "privacy"]
-    off = synth.rejection_reasons(proba, 0, distances, class_filter=False, privacy_threshold=None)
+    off = synth_filters.rejection_reasons(
+        proba, 0, distances, class_filter=False, privacy_threshold=None
+    )
     assert off.tolist() == [""] * 5
     with pytest.raises(ValueError, match="distances"):
-        synth.rejection_reasons(proba, 0, None, privacy_threshold=0.1)
+        synth_filters.rejection_reasons(proba, 0, None, privacy_threshold=0.1)
 
 
 def test_privacy_filter_rejects_counts_and_replaces(tmp_path: Path, models) -> None:
@@ -220,40 +239,34 @@ def test_privacy_filter_rejects_counts_and_replaces(tmp_path: Path, models) -> N
 
     summary = synth.export_dataset(
         tmp_path / "d",
+        synth.SynthConfig(n_per_class=N, seed=SEED, class_filter=False, batch=3),
         generator=generator,
         classifier=classifier,
         reference=fake,
-        n_per_class=N,
-        seed=SEED,
-        class_filter=False,
-        batch=3,
     )
     assert summary.rejected["Parasitized"] == {"privacy": 2, "wrong_class": 0, "low_confidence": 0}
     assert summary.rejected["Uninfected"]["privacy"] == 1
     assert summary.attempts == {"Parasitized": 6, "Uninfected": 5}
     assert summary.accepted == dict.fromkeys(CLASSES, N)
-    rows = synth.read_manifest(tmp_path / "d")
+    rows = synth_files.read_manifest(tmp_path / "d")
     indices = {
         label: [int(r["latent_index"]) for r in rows if r["class"] == label] for label in CLASSES
     }
     assert indices == {"Parasitized": [0, 2, 4, 5], "Uninfected": [1, 2, 3, 4]}
     assert all(float(r["nearest_train_distance"]) >= gap / 2 for r in rows)
-    stored = json.loads((tmp_path / "d" / synth.SUMMARY_NAME).read_text())
+    stored = json.loads((tmp_path / "d" / synth_files.SUMMARY_NAME).read_text())
     assert stored["total_rejected"]["privacy"] == 3
 
     # Switched off, the same cells are kept and their (zero) distances recorded.
     kept = synth.export_dataset(
         tmp_path / "e",
+        synth.SynthConfig(n_per_class=N, seed=SEED, class_filter=False, privacy_filter=False),
         generator=generator,
         classifier=classifier,
         reference=fake,
-        n_per_class=N,
-        seed=SEED,
-        class_filter=False,
-        privacy_filter=False,
     )
     assert kept.total_rejected["privacy"] == 0
-    rows = synth.read_manifest(tmp_path / "e")
+    rows = synth_files.read_manifest(tmp_path / "e")
     assert float(rows[1]["nearest_train_distance"]) < gap / 2
 
 
@@ -263,7 +276,7 @@ def test_filters_that_reject_everything_stop_with_counts(tmp_path: Path, capsys)
     code, _, err = run_main(
         capsys, "--n-per-class", "2", "--out", str(out), "--max-attempts-factor", "5"
     )
-    assert code == synth.EXIT_FILTERS_EXHAUSTED
+    assert code == synth_cli.EXIT_FILTERS_EXHAUSTED
     assert "Only 0 of 2 Parasitized cells passed the filters after 10 attempts" in err
     assert "classified as the other class: 10" in err
     assert "Traceback" not in err
@@ -275,13 +288,13 @@ def test_filters_that_reject_everything_stop_with_counts(tmp_path: Path, capsys)
 
 def test_name_tag_keeps_names_inside_and_keys_stable() -> None:
     for hostile in ("../../etc", "/abs/path", "..", "a/../../b", "x\\..\\y", "thin", "Thinker"):
-        tag = synth.name_tag(hostile)
+        tag = synth_files.name_tag(hostile)
         assert "/" not in tag and "\\" not in tag and ".." not in tag
         assert not tag.startswith(".") and "thin" not in tag.lower()
-    name = synth.cell_file_name("pthinGAN", "Uninfected", 3, 250, prefix="")
+    name = synth_files.cell_file_name("pthinGAN", "Uninfected", 3, 250, prefix="")
     assert (
         patient_key(name)
-        == synth.patient_key_of("pthinGAN", 3, 250, prefix="")
+        == synth_files.patient_key_of("pthinGAN", 3, 250, prefix="")
         == "pth-inGAN-s3-g2"
     )
 
@@ -310,7 +323,7 @@ def test_hostile_model_and_prefix_cannot_escape(tmp_path: Path, capsys) -> None:
     (exported / "reference.npz").unlink()
 
     out = tmp_path / "work" / "out"
-    code = synth.main(
+    code = synth_cli.main(
         [
             *("--quiet", "--exported", str(exported), "--model", hostile, "--prefix", "../../../"),
             *("--n-per-class", "2", "--out", str(out), "--no-class-filter", "--no-privacy-filter"),
@@ -321,7 +334,7 @@ def test_hostile_model_and_prefix_cannot_escape(tmp_path: Path, capsys) -> None:
     written = [p for p in tmp_path.rglob("*") if p.is_file() and exported not in p.parents]
     assert written and all(out in p.parents for p in written)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "work"]
-    rows = synth.read_manifest(out)
+    rows = synth_files.read_manifest(out)
     shas = {
         label: json.loads((EXPORTED / f"dcgan_{label.lower()}.json").read_text())["sha256"]
         for label in CLASSES
@@ -343,7 +356,7 @@ def test_refuses_non_empty_folders_and_replaces_only_exports(tmp_path: Path, cap
         code, _, err = run_main(
             capsys, "--n-per-class", "1", "--out", str(keep), "--no-class-filter", *extra
         )
-        assert code == synth.EXIT_BAD_INPUT
+        assert code == synth_cli.EXIT_BAD_INPUT
         assert str(keep) in err
     assert (keep / "notes.txt").read_text() == "precious"
     assert siblings(keep) == ["mine"]
@@ -351,15 +364,15 @@ def test_refuses_non_empty_folders_and_replaces_only_exports(tmp_path: Path, cap
     out = tmp_path / "export"
     args = ("--n-per-class", "1", "--out", str(out), "--no-class-filter")
     assert run_main(capsys, *args, "--seed", "1")[0] == 0
-    assert run_main(capsys, *args, "--seed", "2")[0] == synth.EXIT_BAD_INPUT
+    assert run_main(capsys, *args, "--seed", "2")[0] == synth_cli.EXIT_BAD_INPUT
     assert run_main(capsys, *args, "--seed", "2", "--overwrite")[0] == 0
-    assert {r["seed"] for r in synth.read_manifest(out)} == {"2"}
+    assert {r["seed"] for r in synth_files.read_manifest(out)} == {"2"}
     assert len(list((out / "Parasitized").iterdir())) == 1
     assert siblings(out) == ["export", "mine"]
 
     (out / "Parasitized" / "stray.txt").write_text("not a cell")
     code, _, err = run_main(capsys, *args, "--overwrite")
-    assert code == synth.EXIT_BAD_INPUT and "Parasitized/stray.txt" in err
+    assert code == synth_cli.EXIT_BAD_INPUT and "Parasitized/stray.txt" in err
 
 
 def write_corrupt_models(root: Path) -> Path:
@@ -375,7 +388,7 @@ def write_corrupt_models(root: Path) -> Path:
 def call_main(argv: list[str]) -> int:
     """Run the CLI in-process, turning argparse's SystemExit into its exit code."""
     try:
-        return synth.main(argv)
+        return synth_cli.main(argv)
     except SystemExit as stop:
         return int(stop.code)
 
@@ -405,7 +418,7 @@ def test_bad_input_gives_exit_2_and_one_message(
             args += [flag, value]
     code = call_main(["--quiet", "--out", str(tmp_path / "out"), *args])
     out, err = capsys.readouterr()
-    assert code == synth.EXIT_BAD_INPUT
+    assert code == synth_cli.EXIT_BAD_INPUT
     assert message in err
     assert "Traceback" not in err + out
     assert not (tmp_path / "out").exists()
@@ -415,14 +428,13 @@ def test_zip_folder_holds_the_dataset(tmp_path: Path, models) -> None:
     generator, classifier, reference = models
     synth.export_dataset(
         tmp_path / "d",
+        synth.SynthConfig(n_per_class=1, class_filter=False),
         generator=generator,
         classifier=classifier,
         reference=reference,
-        n_per_class=1,
-        class_filter=False,
     )
-    data = synth.zip_folder(tmp_path / "d", top="../set")
-    assert data == synth.zip_folder(tmp_path / "d", top="../set")
+    data = synth_files.zip_folder(tmp_path / "d", top="../set")
+    assert data == synth_files.zip_folder(tmp_path / "d", top="../set")
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert all(name.startswith("_set/") for name in names)
     assert sorted(n.split("/", 1)[1] for n in names) == sorted(dataset_files(tmp_path / "d"))

@@ -1,0 +1,163 @@
+"""The ``malgan-synth`` command line: write a synthetic NIH-layout dataset from exported models."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from malgan import artifacts
+from malgan.data import CLASSES
+from malgan.errors import ModelError, SynthError
+from malgan.synth import (
+    DEFAULT_BATCH,
+    DEFAULT_MAX_ATTEMPTS_FACTOR,
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_SEED,
+    FiltersExhaustedError,
+    SynthConfig,
+    export_dataset,
+)
+from malgan.synth_files import DEFAULT_PREFIX, check_target
+
+DEFAULT_MODEL = "cgan"
+EXIT_OK = 0
+EXIT_FILTERS_EXHAUSTED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``malgan-synth`` (also ``python -m malgan.synth_cli``)."""
+    parser = argparse.ArgumentParser(
+        prog="malgan-synth",
+        description="Write a synthetic dataset in NIH's layout (DIR/Parasitized/*.png, "
+        "DIR/Uninfected/*.png, DIR/manifest.csv, DIR/summary.json) from an exported generator, "
+        "keeping only cells the classifier assigns to their class and that are not too close "
+        "to a training cell.",
+        epilog="Exit codes: 0 done, 1 the filters rejected too many cells, 2 bad input.",
+    )
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="generator name in the index")
+    parser.add_argument("--n-per-class", type=_whole_number, required=True, help="cells per class")
+    parser.add_argument("--out", required=True, help="dataset folder (missing or empty)")
+    parser.add_argument("--seed", type=_whole_number, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--truncation", type=_number, default=None, help="latent truncation threshold (none)"
+    )
+    parser.add_argument(
+        "--min-confidence",
+        type=_number,
+        default=DEFAULT_MIN_CONFIDENCE,
+        help="smallest accepted P(intended class) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-class-filter",
+        action="store_true",
+        help="keep cells whatever the classifier says (p_class is still recorded)",
+    )
+    privacy = parser.add_mutually_exclusive_group()
+    privacy.add_argument(
+        "--privacy-threshold",
+        type=_number,
+        default=None,
+        help="reject cells whose nearest training code is closer (default: the reference's "
+        "1st percentile of held-out real-to-train distances)",
+    )
+    privacy.add_argument("--no-privacy-filter", action="store_true")
+    parser.add_argument(
+        "--max-attempts-factor",
+        type=_whole_number,
+        default=DEFAULT_MAX_ATTEMPTS_FACTOR,
+        help="give up after this many attempts per requested cell (default %(default)s)",
+    )
+    parser.add_argument("--exported", default=None, help="folder of exported models")
+    parser.add_argument("--batch", type=_whole_number, default=DEFAULT_BATCH)
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="leading marker of file names")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a previous export in --out"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SynthConfig:
+    """The export settings of parsed arguments (raises SynthError for a value out of range)."""
+    return SynthConfig(
+        n_per_class=args.n_per_class,
+        seed=args.seed,
+        truncation=args.truncation,
+        min_confidence=args.min_confidence,
+        class_filter=not args.no_class_filter,
+        privacy_filter=not args.no_privacy_filter,
+        privacy_threshold=args.privacy_threshold,
+        max_attempts_factor=args.max_attempts_factor,
+        batch=args.batch,
+        prefix=args.prefix,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    exported = Path(args.exported) if args.exported else artifacts.exported_dir()
+    try:
+        config = config_from_args(args)
+        check_target(args.out, overwrite=args.overwrite)
+        generator, classifier, reference = artifacts.load_models(
+            exported, args.model, need_reference=config.privacy_filter
+        )
+        total = config.n_per_class * len(CLASSES)
+        with tqdm(total=total, unit="cell", desc="Exporting", disable=args.quiet) as bar:
+
+            def progress(done: int, _total: int) -> None:
+                bar.update(done - bar.n)
+
+            summary = export_dataset(
+                args.out,
+                config,
+                generator=generator,
+                classifier=classifier,
+                reference=reference,
+                overwrite=args.overwrite,
+                progress=progress,
+            )
+    except FiltersExhaustedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FILTERS_EXHAUSTED
+    except (SynthError, ModelError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:
+        print(f"error: cannot write the dataset: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("Interrupted; nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(summary.describe())
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
