@@ -17,7 +17,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from malgan.runtime import sha256_file, sidecar_path
+from malgan.runtime import sha256_file, sidecar_path, softmax
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +144,6 @@ def write_sidecar(model_path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def export_generator(
     net: nn.Module,
     path: str | os.PathLike,
@@ -262,7 +256,7 @@ def export_classifier(
         module, (torch.from_numpy(sample(2)["image"]),), path, ["image"], ["logits", "features"]
     )
     worst = _check_parity(
-        path, module, [sample(1), sample(PARITY_BATCH)], CLASSIFIER_ATOL, (_softmax, None)
+        path, module, [sample(1), sample(PARITY_BATCH)], CLASSIFIER_ATOL, (softmax, None)
     )
     feature_dim = int(net.feature_dim)
     meta = {

@@ -16,8 +16,8 @@ dist = pytest.importorskip("torch.distributed")
 
 from malgan.data import CLASSES, load_dataset  # noqa: E402
 from tests.conftest import REPO_ROOT, write_fake_nih_tree  # noqa: E402
-from train import classifier  # noqa: E402
-from train.gan_loop import rebuild_generator  # noqa: E402
+from train import models  # noqa: E402
+from train.models import rebuild  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,
@@ -142,8 +142,8 @@ def _check_rank_zero_only(out: Path, writes: dict[int, list[str]]) -> dict:
 def test_classifier_under_torchrun(nih):
     out, writes = _torchrun(nih, "train.classifier", "classifier", "--arch", "simple_cnn")
     _check_rank_zero_only(out, writes)
-    ckpt = torch.load(out / classifier.FINAL, map_location="cpu", weights_only=True)
-    net = classifier.rebuild(ckpt)
+    ckpt = torch.load(out / models.FINAL, map_location="cpu", weights_only=True)
+    net = rebuild(ckpt)
     assert all(torch.isfinite(p).all() for p in net.state_dict().values())
     logits, _ = net(torch.zeros(2, 3, 64, 64))
     assert torch.isfinite(logits).all()
@@ -160,7 +160,7 @@ def test_gan_under_torchrun(nih, module, extra):
     out, writes = _torchrun(nih, module, name, *extra)
     _check_rank_zero_only(out, writes)
     ckpt = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
-    net = rebuild_generator(ckpt)
+    net = rebuild(ckpt)
     assert all(torch.isfinite(t).all() for t in net.state_dict().values())
     z = torch.randn(2, net.z_dim)
     with torch.no_grad():

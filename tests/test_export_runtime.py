@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from malgan import nets  # noqa: E402
+from malgan import classifier_nets, nets  # noqa: E402
 from malgan.data import CLASSES  # noqa: E402
 from malgan.export import MAX_MODEL_BYTES, OPSET, export_classifier, export_generator  # noqa: E402
 from malgan.runtime import (  # noqa: E402
@@ -25,8 +25,12 @@ from malgan.runtime import (  # noqa: E402
     sha256_file,
     sidecar_path,
 )
-from train.classifier import network_input, predict  # noqa: E402
-from train.common import seeded_init, to_uint8_nhwc  # noqa: E402
+from train.common import seeded_init  # noqa: E402
+from train.models import (  # noqa: E402
+    network_input,
+    predict,
+    to_uint8_nhwc,
+)
 
 BATCH = 5
 PIXEL_TOLERANCE = 1  # 8-bit levels: rounding of nearly equal floats may differ by one step
@@ -86,9 +90,9 @@ def exported(tmp_path_factory) -> dict[str, Any]:
         directions={"principal": [[1.0] + [0.0] * (cond.z_dim - 1)], "sigmas": [2.0]},
     )
     models["torch"]["cgan"], models["files"]["cgan"] = cond, out / "cgan.onnx"
-    resnet = _seeded(nets.ResNetClassifier, 3, **SMALL_RESNET)
+    resnet = _seeded(classifier_nets.ResNetClassifier, 3, **SMALL_RESNET)
     _perturb_batchnorm(resnet, 3)
-    cnn = _seeded(nets.SimpleCNN, 4)
+    cnn = _seeded(classifier_nets.SimpleCNN, 4)
     for name, net, scale in (("resnet", resnet, "symmetric"), ("simple_cnn", cnn, "raw")):
         export_classifier(
             net,

@@ -1,7 +1,5 @@
 """Tests for the torch networks and the differentiable augmentations."""
 
-from functools import partial
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -9,7 +7,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn.utils import parametrize  # noqa: E402
 
-from malgan import augment, nets  # noqa: E402
+from malgan import augment, classifier_nets, nets  # noqa: E402
+from train import models  # noqa: E402
 
 IMG = nets.IMG_SIZE
 ONNX_BUDGET_BYTES = 16 * 2**20
@@ -35,7 +34,7 @@ def _one_hot(labels: list[int], num_classes: int = 2) -> torch.Tensor:
     [
         (nets.DCGANGenerator, 2_041_475),
         (nets.DCGANDiscriminator, 1_611_969),
-        (nets.SimpleCNN, 176_290),
+        (classifier_nets.SimpleCNN, 176_290),
     ],
 )
 def test_reference_networks_have_the_reports_parameter_counts(factory, expected):
@@ -43,7 +42,7 @@ def test_reference_networks_have_the_reports_parameter_counts(factory, expected)
 
 
 @pytest.mark.parametrize(
-    "factory", [nets.ResNetClassifier, nets.CondGenerator, nets.DCGANGenerator]
+    "factory", [classifier_nets.ResNetClassifier, nets.CondGenerator, nets.DCGANGenerator]
 )
 def test_exported_networks_fit_the_onnx_budget(factory):
     params = nets.count_parameters(factory())
@@ -52,18 +51,9 @@ def test_exported_networks_fit_the_onnx_budget(factory):
 
 
 def test_count_parameters_skips_frozen_ones():
-    net = nets.SimpleCNN()
+    net = classifier_nets.SimpleCNN()
     net.head.requires_grad_(False)
     assert nets.count_parameters(net) == 176_290 - net.head.weight.numel() - net.head.bias.numel()
-
-
-NETWORKS = {
-    "dcgan_generator": nets.DCGANGenerator,
-    "dcgan_discriminator": nets.DCGANDiscriminator,
-    "cond_generator": nets.CondGenerator,
-    "projection_discriminator": nets.ProjectionDiscriminator,
-    **{arch: partial(nets.build_classifier, arch) for arch in nets.CLASSIFIER_ARCHS},
-}
 
 
 def _inputs(net: nn.Module, n: int) -> tuple[torch.Tensor, ...]:
@@ -79,11 +69,11 @@ def _inputs(net: nn.Module, n: int) -> tuple[torch.Tensor, ...]:
 @pytest.fixture(scope="module")
 def built_networks():
     torch.manual_seed(0)
-    return {name: factory() for name, factory in NETWORKS.items()}
+    return {name: models.build(name) for name in models.NETWORKS}
 
 
 @pytest.mark.parametrize(("n", "train"), [(1, False), (3, False), (3, True)])
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", sorted(models.NETWORKS))
 def test_every_network_gives_finite_outputs_of_the_right_shape(built_networks, name, n, train):
     net = built_networks[name].train(train)
     with torch.no_grad():
@@ -106,26 +96,26 @@ def test_every_network_gives_finite_outputs_of_the_right_shape(built_networks, n
 
 
 def test_networks_carry_their_dimensions(built_networks):
-    assert built_networks["dcgan_generator"].z_dim == 100
-    assert built_networks["cond_generator"].z_dim == 128
-    for name in ("cond_generator", "projection_discriminator", *nets.CLASSIFIER_ARCHS):
+    assert built_networks["dcgan"].z_dim == 100
+    assert built_networks["cgan"].z_dim == 128
+    for name in ("cgan", "projection_discriminator", *models.CLASSIFIER_ARCHS):
         assert built_networks[name].num_classes == 2
     for net in built_networks.values():
         assert net.img_size == IMG
 
 
-def test_build_classifier_rejects_unknown_arch():
+def test_build_rejects_unknown_network():
     with pytest.raises(ValueError, match="simple_cnn"):
-        nets.build_classifier("vgg")
+        models.build("vgg")
 
 
 def test_resnet_rejects_mismatched_filters():
     with pytest.raises(ValueError, match="filters"):
-        nets.ResNetClassifier(stages=(1, 1), filters=(8, 16))
+        classifier_nets.ResNetClassifier(stages=(1, 1), filters=(8, 16))
 
 
 def test_resnet_blocks_start_as_identity():
-    net = nets.ResNetClassifier(stages=(1, 1), filters=(8, 16, 32))
+    net = classifier_nets.ResNetClassifier(stages=(1, 1), filters=(8, 16, 32))
     for block in net.blocks:
         assert torch.all(block.body[-1].weight == 0)
 

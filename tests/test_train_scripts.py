@@ -18,8 +18,8 @@ torch = pytest.importorskip("torch")
 
 from malgan.data import CLASSES, load_dataset  # noqa: E402
 from tests.conftest import write_fake_nih_tree  # noqa: E402
-from train import cgan, classifier, common, evaluate, export, pipeline, seed_gan  # noqa: E402
-from train.gan_loop import SNAPSHOT_CELLS, rebuild_generator  # noqa: E402
+from train import cgan, classifier, common, evaluate, export, models, pipeline, seed_gan  # noqa: E402
+from train.gan_loop import SNAPSHOT_CELLS  # noqa: E402
 
 CONFIGS = (
     classifier.ClassifierConfig,
@@ -176,10 +176,10 @@ def test_classifier_smoke_writes_a_self_describing_model(classifier_runs, name):
     records = [_strict_json(line) for line in lines]
     assert [r["epoch"] for r in records if "epoch" in r and "event" not in r] == [1, 2]
     assert records[-1]["event"] == "done"
-    ckpt = torch.load(out / classifier.FINAL, map_location="cpu", weights_only=True)
+    ckpt = torch.load(out / models.FINAL, map_location="cpu", weights_only=True)
     assert {"config", "net", "state_dict", "input_scale", "tta", "summary"} <= set(ckpt)
     assert ckpt["config"]["arch"] == ckpt["net"]["arch"] == ckpt["summary"]["arch"]
-    net = classifier.rebuild(ckpt)
+    net = models.rebuild(ckpt)
     assert not net.training
     logits, feats = net(torch.zeros(2, 3, 64, 64))
     assert logits.shape == (2, len(CLASSES)) and feats.shape == (2, net.feature_dim)
@@ -190,7 +190,7 @@ def test_classifier_smoke_writes_a_self_describing_model(classifier_runs, name):
     for part in ("plain", "tta"):
         assert 0.0 <= summary["results"][part]["test"]["accuracy"] <= 1.0
     # The resume checkpoint holds tensors and plain data only.
-    resume = torch.load(out / classifier.CHECKPOINT, map_location="cpu", weights_only=True)
+    resume = torch.load(out / models.CHECKPOINT, map_location="cpu", weights_only=True)
     assert resume["state"]["epoch"] == SMOKE_EPOCHS
 
 
@@ -220,7 +220,7 @@ def test_report_recipe_that_diverges_records_the_epoch(nih):
     losses = {r["epoch"]: r["train_loss"] for r in summary["history"]}
     first_bad = min(epoch for epoch, loss in losses.items() if not np.isfinite(loss))
     assert summary["diverged_at_epoch"] == first_bad
-    ckpt = torch.load(out / classifier.FINAL, map_location="cpu", weights_only=True)
+    ckpt = torch.load(out / models.FINAL, map_location="cpu", weights_only=True)
     assert ckpt["summary"]["diverged_at_epoch"] == first_bad
     # The log stays strict JSON: the non-finite loss is written as null, with an event.
     records = [_strict_json(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -254,7 +254,7 @@ GAN_RUNS = {
 
 @pytest.fixture(scope="module")
 def gan_runs(nih, classifier_runs) -> dict[str, Path]:
-    probe = str(classifier_runs["simple_cnn_report"] / classifier.FINAL)
+    probe = str(classifier_runs["simple_cnn_report"] / models.FINAL)
     outs = {}
     for name, (main, extra, _) in GAN_RUNS.items():
         outs[name] = nih["root"] / name
@@ -287,7 +287,7 @@ def test_gan_smoke_writes_logs_snapshots_and_a_model(gan_runs, name):
     assert {"config", "net", "state_dict", "classes", "state"} <= set(ckpt)
     assert tuple(ckpt["classes"]) == classes
     assert ckpt["config"] == {k: v for k, v in config.items() if k not in ("world_size", "device")}
-    net = rebuild_generator(ckpt)
+    net = models.rebuild(ckpt)
     assert not net.training
     z = torch.randn(2, net.z_dim)
     with torch.no_grad():
@@ -300,7 +300,7 @@ def test_gan_smoke_writes_logs_snapshots_and_a_model(gan_runs, name):
 def test_gan_rerun_resumes_instead_of_retraining(nih, gan_runs, classifier_runs, name, caplog):
     main, extra, _ = GAN_RUNS[name]
     out = gan_runs[name]
-    probe = str(classifier_runs["simple_cnn_report"] / classifier.FINAL)
+    probe = str(classifier_runs["simple_cnn_report"] / models.FINAL)
     added = _rerun_resumes(main, _argv(nih, out, *extra, "--classifier", probe), out, caplog)
     assert [r.get("event") for r in added] == ["done"]
     assert added[0]["iterations"] == SMOKE_ITERATIONS

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from malgan.augment import diff_augment, symmetry_augment
 from malgan.data import CLASSES
 from malgan.nets import CondGenerator, ProjectionDiscriminator
-from train import common
+from train import common, models
 from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
 
 
@@ -64,7 +64,7 @@ def net_spec(cfg: CGANConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"z_dim": cfg.z_dim, "num_classes": len(CLASSES)}
     if cfg.ch:
         kwargs["ch"] = cfg.ch
-    return {"arch": "cgan", "kwargs": kwargs}
+    return models.spec("cgan", **kwargs)
 
 
 def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Tensor) -> GANParts:
@@ -111,7 +111,7 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
             z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
             with torch.no_grad(), common.autocast(device, cfg.bf16):
                 fake = G(z, eye[fake_y]).float()
-            images = augment(torch.cat([common.to_unit_range(real[idx]), fake]))
+            images = augment(torch.cat([models.to_unit_range(real[idx]), fake]))
             logits, aux = judge(images, torch.cat([labels[idx], fake_y]))
             loss = F.relu(1 - logits[: cfg.batch]).mean() + F.relu(1 + logits[cfg.batch :]).mean()
             if aux is not None:
@@ -169,7 +169,7 @@ def train(cfg: CGANConfig) -> dict[str, Any]:
         splits = common.load_splits(
             cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke
         )
-        real = common.to_device_nchw(splits.train.images, run.device)
+        real = models.to_device_nchw(splits.train.images, run.device)
         labels = torch.from_numpy(splits.train.labels).to(run.device)
         parts = build(cfg, run, real, labels)
         summary = run_loop(run, cfg, parts, reference=splits.val)

@@ -303,26 +303,6 @@ def load_splits(
     return Splits(**parts, corrupt=loaded.corrupt, skipped=loaded.skipped)
 
 
-def to_device_nchw(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 NHWC numpy -> uint8 NCHW tensor resident on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
-
-
-def to_unit_range(batch_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float in [-1, 1]."""
-    return batch_uint8.float().div(127.5).sub(1.0)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Generator output in [-1, 1] -> uint8 pixels, same layout and device."""
-    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
-    """Generator output in [-1, 1] NCHW -> uint8 NHWC numpy."""
-    return to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
-
-
 @contextmanager
 def seeded_init(seed: int) -> Iterator[None]:
     """Initialise networks from ``seed``, leaving torch's global generator as it was.

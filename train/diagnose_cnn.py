@@ -29,9 +29,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from malgan import metrics
-from malgan.nets import SimpleCNN
-from train import common
-from train.classifier import network_input, predict
+from malgan.classifier_nets import SimpleCNN
+from train import common, models
 
 RAW_LR_SCALE = 255.0**2
 
@@ -76,15 +75,15 @@ def run_variant(
     torch_rng_state = torch.random.get_rng_state()
     net = SimpleCNN().to(device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr * lr_factor)
-    train_x = common.to_device_nchw(splits.train.images, device)
+    train_x = models.to_device_nchw(splits.train.images, device)
     train_y = torch.from_numpy(splits.train.labels).to(device)
     if cfg.max_train:
         keep = torch.randperm(len(train_x), generator=gen)[: cfg.max_train].to(device)
         train_x, train_y = train_x[keep], train_y[keep]
-    test_x = common.to_device_nchw(splits.test.images, device)
-    probe = network_input(test_x[:256], input_scale)
+    test_x = models.to_device_nchw(splits.test.images, device)
+    probe = models.network_input(test_x[:256], input_scale)
     with torch.no_grad():
-        logits0, _ = net(network_input(train_x[: cfg.batch], input_scale))
+        logits0, _ = net(models.network_input(train_x[: cfg.batch], input_scale))
     record: dict[str, Any] = {
         "input_scale": input_scale,
         "lr": cfg.lr * lr_factor,
@@ -100,7 +99,7 @@ def run_variant(
         batches = range(0, len(order) - cfg.batch + 1, cfg.batch)
         for start in tqdm(batches, desc=f"{input_scale} lr={cfg.lr * lr_factor:g} e{epoch + 1}"):
             idx = order[start : start + cfg.batch].to(device)
-            logits, _ = net(network_input(train_x[idx], input_scale))
+            logits, _ = net(models.network_input(train_x[idx], input_scale))
             loss = F.cross_entropy(logits, train_y[idx])
             opt.zero_grad()
             loss.backward()
@@ -113,7 +112,7 @@ def run_variant(
             losses.append(value)
             if not np.isfinite(value) and record["first_nonfinite_step"] is None:
                 record["first_nonfinite_step"] = step
-        proba, _ = predict(net, test_x, input_scale)
+        proba, _ = models.predict(net, test_x, input_scale)
         report = metrics.classification_report(proba, splits.test.labels)
         finite = [v for v in losses if np.isfinite(v)]
         record["epochs"].append(

@@ -25,20 +25,14 @@ import torch
 
 from malgan import latent, metrics
 from malgan.data import CLASSES
-from train import common
-from train.classifier import ClassifierConfig, fit, predict, rebuild
-from train.gan_loop import FINAL as GAN_FINAL
-from train.gan_loop import rebuild_generator
+from train import common, models
+from train.classifier_loop import FitOptions, fit
 
-EVAL_LOG = "eval.jsonl"
-REFERENCE = "reference.npz"
 # Seeds of evaluation draws; distinct from the dashboard's default seed so the shown cells are
 # not the ones measured.
 RECOVERY_SEED = 1000
 TSTR_SEED = 2000
-DIRECTION_SEED = 3000
 HIST_BINS = 20
-GEN_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -53,6 +47,10 @@ class EvalConfig:
     n_cells: int = field(default=1000, metadata={"help": "Generated cells per class."})
     tstr_per_class: int = 5000
     tstr_epochs: int = 10
+    tstr_arch: str = field(
+        default="resnet",
+        metadata={"choices": models.CLASSIFIER_ARCHS, "help": "Network of the TSTR classifier."},
+    )
     reference_dim: int = field(default=64, metadata={"help": "PCA size of the reference space."})
     privacy_percentile: float = 1.0
     ood_percentile: float = 99.0
@@ -64,45 +62,6 @@ class EvalConfig:
 def smoke_config(cfg: EvalConfig) -> EvalConfig:
     """A config that runs the whole path in seconds on a CPU."""
     return common.replace(cfg, n_cells=16, tstr_per_class=24, tstr_epochs=1, reference_dim=8)
-
-
-@dataclass
-class LoadedGenerator:
-    """A trained generator (one net, or one per class) ready to sample on a device."""
-
-    name: str
-    nets: dict[str, torch.nn.Module]
-    conditional: bool
-    z_dim: int
-
-    @torch.no_grad()
-    def generate(self, label: str, z: np.ndarray, device: torch.device) -> torch.Tensor:
-        """uint8 NCHW cells of one class from numpy latents."""
-        out = []
-        for start in range(0, len(z), GEN_BATCH):
-            zt = torch.from_numpy(z[start : start + GEN_BATCH]).to(device)
-            if self.conditional:
-                y = torch.zeros(len(zt), len(CLASSES), device=device)
-                y[:, CLASSES.index(label)] = 1
-                images = self.nets["*"](zt, y)
-            else:
-                images = self.nets[label](zt)
-            out.append(((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
-        return torch.cat(out)
-
-
-def load_generator_runs(runs: Path, name: str, device: torch.device) -> LoadedGenerator:
-    """Rebuild a generator from its final checkpoints (``cgan`` or the ``dcgan`` pair)."""
-    if name == "dcgan":
-        nets = {}
-        for label in CLASSES:
-            ckpt = common.load_checkpoint(runs / f"dcgan_{label.lower()}" / GAN_FINAL, device)
-            nets[label] = rebuild_generator(ckpt).to(device)
-        z_dim = next(iter(nets.values())).z_dim
-        return LoadedGenerator(name=name, nets=nets, conditional=False, z_dim=z_dim)
-    ckpt = common.load_checkpoint(runs / name / GAN_FINAL, device)
-    net = rebuild_generator(ckpt).to(device)
-    return LoadedGenerator(name=name, nets={"*": net}, conditional=True, z_dim=net.z_dim)
 
 
 def fit_reference(
@@ -136,7 +95,7 @@ def _histogram(values: np.ndarray) -> dict[str, list[float]]:
 
 
 def tstr_accuracy(
-    gen: LoadedGenerator,
+    gen: models.LoadedGenerator,
     cfg: EvalConfig,
     run: common.Run,
     test_x: torch.Tensor,
@@ -155,13 +114,10 @@ def tstr_accuracy(
     order = np.random.default_rng(cfg.seed).permutation(len(x))
     n_val = max(2, len(x) // 10)
     val_idx, train_idx = order[:n_val], order[n_val:]
-    clf_cfg = ClassifierConfig(
-        out=str(run.out / f"tstr_{gen.name}"),
-        epochs=cfg.tstr_epochs,
-        seed=cfg.seed,
-        batch=16 if cfg.smoke else 256,
+    clf_cfg = FitOptions(
+        arch=cfg.tstr_arch, epochs=cfg.tstr_epochs, seed=cfg.seed, batch=16 if cfg.smoke else 256
     )
-    sub = common.Run(out=Path(clf_cfg.out), device=device, rank=run.rank, world=1)
+    sub = common.Run(out=run.out / f"tstr_{gen.name}", device=device, rank=run.rank, world=1)
     sub.out.mkdir(parents=True, exist_ok=True)
     train_idx_t = torch.from_numpy(train_idx).to(device)
     net, _ = fit(
@@ -172,7 +128,7 @@ def tstr_accuracy(
         x[torch.from_numpy(val_idx).to(device)],
         y[val_idx],
     )
-    proba, _ = predict(net, test_x, clf_cfg.input_scale)
+    proba, _ = models.predict(net, test_x, clf_cfg.input_scale)
     report = metrics.classification_report(proba, test_labels)
     return {"accuracy": report["accuracy"], "auc": report["auc"], "n_train": len(train_idx)}
 
@@ -182,7 +138,7 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
     if cfg.smoke:
         cfg = smoke_config(cfg)
     runs = Path(cfg.runs)
-    out = Path(cfg.out or runs / "eval")
+    out = Path(cfg.out or runs / models.EVAL_DIR)
     with common.running(cfg, out) as run:
         device = run.device
         rng = np.random.default_rng(cfg.seed)
@@ -193,19 +149,22 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
 
         def emit(record: dict[str, Any]) -> None:
             records.append(record)
-            with open(out / EVAL_LOG, "a", encoding="utf-8") as fh:
+            with open(out / models.EVAL_LOG, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
 
-        (out / EVAL_LOG).unlink(missing_ok=True)
+        (out / models.EVAL_LOG).unlink(missing_ok=True)
 
         # Classifier on held-out patients.
-        ckpt = common.load_checkpoint(runs / cfg.classifier / "model.pt", device)
-        clf, scale, tta = rebuild(ckpt).to(device), ckpt["input_scale"], bool(ckpt["tta"])
+        ckpt = common.load_checkpoint(runs / cfg.classifier / models.FINAL, device)
+        clf, scale, tta = models.rebuild(ckpt).to(device), ckpt["input_scale"], bool(ckpt["tta"])
         tensors = {
-            k: common.to_device_nchw(getattr(splits, k).images, device)
+            k: models.to_device_nchw(getattr(splits, k).images, device)
             for k in ("train", "val", "test")
         }
-        outputs = {k: predict(clf, v, scale, tta=tta) for k, v in tensors.items()}
+        # Only the test patients' probabilities are reported; features come from the plain view.
+        outputs = {
+            k: models.predict(clf, v, scale, tta=tta and k == "test") for k, v in tensors.items()
+        }
         report = metrics.classification_report(outputs["test"][0], splits.test.labels)
         emit(
             {
@@ -224,7 +183,7 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
         # Reference for memorisation, privacy filtering and OOD warnings.
         heldout = np.concatenate([outputs["val"][1], outputs["test"][1]])
         reference = fit_reference(outputs["train"][1], heldout, cfg, rng)
-        np.savez(out / REFERENCE, **reference)
+        np.savez(out / models.REFERENCE, **reference)
         train_codes = reference["train_codes"].astype(np.float32)
         real_dist = reference["heldout_train_distances"]
 
@@ -237,13 +196,13 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
         emit({"metric": "fd_real_floor", **floor})
 
         for name in cfg.generators:
-            gen = load_generator_runs(runs, name, device)
+            gen = models.load_generator(runs, name, device)
             recovery, fd, hist, memo = {}, {}, {}, {}
             for label_idx, label in enumerate(CLASSES):
                 # Recovery, confidence and Fréchet distance.
                 z = latent.sample_z(RECOVERY_SEED + label_idx, cfg.n_cells, gen.z_dim)
                 images = gen.generate(label, z, device)
-                proba, feats = predict(clf, images, scale, tta=tta)
+                proba, feats = models.predict(clf, images, scale, tta=tta)
                 recovery[label] = metrics.recovery(proba, label_idx)
                 hist[label] = _histogram(proba[:, label_idx])
                 test_f = outputs["test"][1][splits.test.labels == label_idx]

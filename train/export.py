@@ -27,14 +27,11 @@ from malgan import latent, metrics
 from malgan.data import CLASSES
 from malgan.export import export_classifier, export_generator
 from malgan.runtime import Classifier, Generator, sha256_file
-from train import common
-from train.classifier import predict, rebuild
-from train.evaluate import DIRECTION_SEED, EVAL_LOG, REFERENCE, load_generator_runs
-from train.gan_loop import FINAL as GAN_FINAL
+from train import common, models
 from train.gan_loop import SNAPSHOT_DIR
 
-STAGES_FILE = "stages.json"
-DIAGNOSIS_FILE = "diagnose_cnn.json"
+# Latents of the direction fits; distinct from the evaluation's and the dashboard's seeds.
+DIRECTION_SEED = 3000
 # Display names and run folders of the classifiers in the comparison table.
 CLASSIFIER_RUNS = {
     "classifier": "ResNet (3,4,6), our recipe",
@@ -108,8 +105,7 @@ def generator_directions(
     for label in labels:
         y = eye[torch.full((n,), CLASSES.index(label), device=device)]
         images = net(zt, y) if conditional else net(zt)
-        pix = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        proba, _ = predict(clf, pix, input_scale)
+        proba, _ = models.predict(clf, models.to_uint8(images), input_scale)
         infection[label] = latent.attribute_direction(z, proba[:, 0]).tolist()
     return {"principal": principal.tolist(), "sigmas": sigmas.tolist(), "infection": infection}
 
@@ -133,166 +129,246 @@ def _thin(rows: list[dict[str, Any]], limit: int = MAX_HISTORY_POINTS) -> list[d
     return rows[::step] + ([rows[-1]] if rows and (len(rows) - 1) % step else [])
 
 
-def export_all(cfg: ExportConfig) -> dict[str, Any]:
-    """Write every model, the index and ``metrics.json``."""
-    if cfg.smoke:
-        cfg = smoke_config(cfg)
-    runs, out = Path(cfg.runs), Path(cfg.out)
-    eval_dir = Path(cfg.eval_dir or runs / "eval")
-    out.mkdir(parents=True, exist_ok=True)
-    device = common.pick_device()
-    commit = common.git_commit()
-    command = cfg.command or shlex.join(
-        [Path(sys.executable).name, "-m", "train.export", *sys.argv[1:]]
-    )
-    index: dict[str, Any] = {"smoke": cfg.smoke, "git_commit": commit, "generators": []}
+@dataclass
+class ExportRun:
+    """What every part of an export shares: folders, device, commit and its JSON-lines log."""
 
-    # Classifiers.
-    rows = []
+    cfg: ExportConfig
+    runs: Path
+    out: Path
+    device: torch.device
+    commit: str
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to the export log (``metrics.json`` is made from these lines)."""
+        with open(self.runs / models.EXPORT_LOG, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(common.finite_json(record)) + "\n")
+
+
+def classifier_row(name: str, file: str, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """One row of the classifier table, from a final classifier checkpoint."""
+    summary = ckpt["summary"]
+    results = summary["results"]
+    test = results["tta" if ckpt["tta"] else "plain"]["test"]
+    return {
+        "name": name,
+        "display_name": CLASSIFIER_RUNS[name],
+        "file": file,
+        "arch": summary["arch"],
+        "recipe": summary["recipe"],
+        "input_scale": summary["input_scale"],
+        "tta": summary["tta"],
+        "epochs": summary["epochs"],
+        "accuracy": test["accuracy"],
+        "auc": test["auc"],
+        "sensitivity": test["sensitivity"],
+        "specificity": test["specificity"],
+        "accuracy_without_tta": results["plain"]["test"]["accuracy"],
+        "accuracy_with_tta": results["tta"]["test"]["accuracy"],
+        "parameters": summary["parameters"],
+        "train_seconds": summary.get("train_seconds"),
+        "diverged_at_epoch": summary.get("diverged_at_epoch"),
+    }
+
+
+def export_classifiers(ex: ExportRun, index: dict[str, Any]) -> tuple[torch.nn.Module, str]:
+    """Export every trained classifier; return ours (the judge) and its input scale."""
     main_clf = None
-    for name, display in CLASSIFIER_RUNS.items():
-        path = runs / name / "model.pt"
+    index["classifiers"] = []
+    for name in CLASSIFIER_RUNS:
+        path = ex.runs / name / models.FINAL
         if not path.exists():
             continue
-        ckpt = common.load_checkpoint(path, device)
-        net = rebuild(ckpt)
+        ckpt = common.load_checkpoint(path, ex.device)
+        net = models.rebuild(ckpt)
         file = "classifier.onnx" if name == "classifier" else f"classifier_{name}.onnx"
         meta = export_classifier(
             net,
-            out / file,
+            ex.out / file,
             name=name,
-            display_name=display,
+            display_name=CLASSIFIER_RUNS[name],
             classes=list(CLASSES),
             input_scale=ckpt["input_scale"],
             provenance={
                 "source_checkpoint": str(path),
-                "git_commit": commit,
+                "git_commit": ex.commit,
                 "tta": ckpt["tta"],
                 "recipe": ckpt["summary"]["recipe"],
                 "arch": ckpt["summary"]["arch"],
             },
         )
-        summary = ckpt["summary"]
-        test = summary["results"]["tta" if ckpt["tta"] else "plain"]["test"]
-        rows.append(
-            {
-                "name": name,
-                "display_name": display,
-                "file": file,
-                "arch": summary["arch"],
-                "recipe": summary["recipe"],
-                "input_scale": summary["input_scale"],
-                "tta": summary["tta"],
-                "epochs": summary["epochs"],
-                "accuracy": test["accuracy"],
-                "auc": test["auc"],
-                "sensitivity": test["sensitivity"],
-                "specificity": test["specificity"],
-                "accuracy_without_tta": summary["results"]["plain"]["test"]["accuracy"],
-                "accuracy_with_tta": summary["results"]["tta"]["test"]["accuracy"],
-                "parameters": summary["parameters"],
-                "cpu_latency_ms": cpu_latency_ms(Classifier.load(out / file), cfg.latency_runs),
-                "onnx_bytes": meta["bytes"],
-                "train_seconds": summary.get("train_seconds"),
-                "diverged_at_epoch": summary.get("diverged_at_epoch"),
-            }
-        )
+        latency = cpu_latency_ms(Classifier.load(ex.out / file), ex.cfg.latency_runs)
+        row = {**classifier_row(name, file, ckpt), "cpu_latency_ms": latency}
+        ex.emit({"kind": "classifier", **row, "onnx_bytes": meta["bytes"]})
+        index["classifiers"].append({"name": name, "file": file})
         if name == "classifier":
-            main_clf = (net.to(device), ckpt["input_scale"])
+            main_clf = (net.to(ex.device), ckpt["input_scale"])
             index["classifier"] = {"name": name, "file": file}
-            (out / "history").mkdir(exist_ok=True)
-            (out / "history" / "classifier.json").write_text(json.dumps(summary["history"]))
+            (ex.out / "history").mkdir(exist_ok=True)
+            history = json.dumps(ckpt["summary"]["history"])
+            (ex.out / "history" / "classifier.json").write_text(history)
     if main_clf is None:
-        raise FileNotFoundError(f"No trained classifier in {runs / 'classifier'}.")
-    index["classifiers"] = [{"name": r["name"], "file": r["file"]} for r in rows]
+        raise FileNotFoundError(f"No trained classifier in {ex.runs / 'classifier'}.")
+    return main_clf
 
-    # Generators, with their latent directions.
-    models: dict[str, Any] = {}
+
+def export_generators(
+    ex: ExportRun, index: dict[str, Any], main_clf: tuple[torch.nn.Module, str]
+) -> None:
+    """Export every generator network with its latent directions."""
+    index["generators"] = []
     for name, display in GENERATOR_NAMES.items():
-        gen = load_generator_runs(runs, name, device)
-        if gen.conditional:
-            net = gen.nets["*"]
-            dirs = generator_directions(net, CLASSES, True, *main_clf, cfg, device)
-            file = f"{name}.onnx"
+        gen = models.load_generator(ex.runs, name, ex.device)
+        runs = models.generator_runs(name)
+        files = {}
+        for label, net in gen.nets.items():
+            classes = CLASSES if gen.conditional else (label,)
+            run = runs[label]
+            dirs = generator_directions(net, classes, gen.conditional, *main_clf, ex.cfg, ex.device)
+            files[label] = f"{run}.onnx"
             export_generator(
                 net,
-                out / file,
-                name=name,
-                display_name=display,
-                classes=list(CLASSES),
+                ex.out / files[label],
+                name=run,
+                display_name=display if gen.conditional else f"{display}: {label}",
+                classes=list(classes),
                 provenance={
-                    "source_checkpoint": str(runs / name / GAN_FINAL),
-                    "git_commit": commit,
+                    "source_checkpoint": str(ex.runs / run / models.FINAL),
+                    "git_commit": ex.commit,
                 },
                 directions=dirs,
             )
-            entry: dict[str, Any] = {"name": name, "display_name": display, "file": file}
-            latency = cpu_latency_ms(Generator.load(out / file), cfg.latency_runs)
+        entry: dict[str, Any] = {"name": name, "display_name": display}
+        if gen.conditional:
+            entry["file"] = files["*"]
         else:
-            files = {}
-            for label, net in gen.nets.items():
-                dirs = generator_directions(net, (label,), False, *main_clf, cfg, device)
-                file = f"{name}_{label.lower()}.onnx"
-                source = runs / f"{name}_{label.lower()}" / GAN_FINAL
-                export_generator(
-                    net,
-                    out / file,
-                    name=f"{name}_{label.lower()}",
-                    display_name=f"{display}: {label}",
-                    classes=[label],
-                    provenance={"source_checkpoint": str(source), "git_commit": commit},
-                    directions=dirs,
-                )
-                files[label] = file
-            entry = {"name": name, "display_name": display, "files": files}
-            latency = cpu_latency_ms(Generator.load(out / files[CLASSES[0]]), cfg.latency_runs)
+            entry["files"] = files
         index["generators"].append(entry)
-        models[name] = {"display_name": display, "cpu_latency_ms_one_cell": latency}
+        first = Generator.load(ex.out / next(iter(files.values())))
+        latency = cpu_latency_ms(first, ex.cfg.latency_runs)
+        ex.emit(
+            {
+                "kind": "generator",
+                "name": name,
+                "display_name": display,
+                "cpu_latency_ms_one_cell": latency,
+            }
+        )
 
-    # Training reference (privacy filter, OOD warnings).
-    shutil.copyfile(eval_dir / REFERENCE, out / REFERENCE)
-    index["reference"] = {"file": REFERENCE, "sha256": sha256_file(out / REFERENCE)}
 
-    # Snapshots and histories.
+def export_training(ex: ExportRun, index: dict[str, Any]) -> None:
+    """Copy each generator's snapshot grids and write its loss and probe histories."""
     index["snapshots"], index["history"] = {}, {"classifier": "history/classifier.json"}
-    run_dirs = {"cgan": ["cgan"], "dcgan": [f"dcgan_{c.lower()}" for c in CLASSES]}
-    for name, dirs in run_dirs.items():
-        dest = out / "snapshots" / name
+    for name in GENERATOR_NAMES:
+        dest = ex.out / "snapshots" / name
         if dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
         snaps, losses, probes, its = [], {}, {}, {}
-        for run_name in dirs:
-            for src in sorted((runs / run_name / SNAPSHOT_DIR).glob("*_iter_*.png")):
+        for run_name in models.generator_runs(name).values():
+            for src in sorted((ex.runs / run_name / SNAPSHOT_DIR).glob("*_iter_*.png")):
                 label, _, iteration = src.stem.rpartition("_iter_")
                 shutil.copyfile(src, dest / src.name)
-                snaps.append(
-                    {
-                        "class": label,
-                        "iteration": int(iteration),
-                        "file": f"snapshots/{name}/{src.name}",
-                    }
-                )
-            state = common.load_checkpoint(runs / run_name / GAN_FINAL)["state"]
+                file = f"snapshots/{name}/{src.name}"
+                snaps.append({"class": label, "iteration": int(iteration), "file": file})
+            state = common.load_checkpoint(ex.runs / run_name / models.FINAL)["state"]
             losses[run_name] = _thin(state["losses"])
             probes[run_name] = state["probes"]
             its[run_name] = {
                 "iterations": state["iteration"],
                 "train_seconds": state["train_seconds"],
                 "iterations_per_second": state["iteration"] / max(state["train_seconds"], 1e-9),
+                "selected_iteration": (state.get("best") or {}).get("iteration"),
             }
         index["snapshots"][name] = sorted(snaps, key=lambda s: (s["class"], s["iteration"]))
         history = {"losses": losses, "probes": probes}
-        (out / "history" / f"{name}.json").write_text(json.dumps(history))
+        (ex.out / "history" / f"{name}.json").write_text(json.dumps(history))
         index["history"][name] = f"history/{name}.json"
-        models[name]["training"] = its
+        ex.emit({"kind": "training", "name": name, "runs": its})
 
-    # Metrics, assembled from the evaluation's JSON lines.
-    records = [json.loads(line) for line in (eval_dir / EVAL_LOG).read_text().splitlines() if line]
-    stages_path = runs / STAGES_FILE
-    stages = json.loads(stages_path.read_text()) if stages_path.exists() else {}
-    result = assemble_metrics(records, models, rows)
-    diagnosis_path = runs / DIAGNOSIS_FILE
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (none when it is missing)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_profile(runs: Path) -> dict[str, Any]:
+    """The pipeline's record of the run: command, profile and seconds per stage."""
+    record: dict[str, Any] = {"stage_seconds": {}, "throughput": {}}
+    for line in read_jsonl(runs / models.STAGES_LOG):
+        if line.get("event") == "start":
+            record.update({k: v for k, v in line.items() if k != "event"})
+        elif "stage" in line:
+            seconds = record["stage_seconds"]
+            seconds[line["stage"]] = round(seconds.get(line["stage"], 0.0) + line["seconds"], 2)
+            if line.get("result"):
+                record[line["stage"]] = line["result"]
+    record["total_seconds"] = round(sum(record["stage_seconds"].values()), 2)
+    return record
+
+
+def export_all(cfg: ExportConfig) -> dict[str, Any]:
+    """Write every model, the index, histories and snapshots; return the index.
+
+    ``metrics.json`` is written afterwards by ``write_metrics``, from the JSON lines alone.
+    """
+    if cfg.smoke:
+        cfg = smoke_config(cfg)
+    ex = ExportRun(
+        cfg=cfg,
+        runs=Path(cfg.runs),
+        out=Path(cfg.out),
+        device=common.pick_device(),
+        commit=common.git_commit(),
+    )
+    ex.out.mkdir(parents=True, exist_ok=True)
+    (ex.runs / models.EXPORT_LOG).unlink(missing_ok=True)
+    eval_dir = Path(cfg.eval_dir or ex.runs / models.EVAL_DIR)
+    run = run_profile(ex.runs)
+    index: dict[str, Any] = {
+        "smoke": cfg.smoke,
+        "git_commit": ex.commit,
+        "profile": {
+            "name": run.get("profile", "smoke" if cfg.smoke else ""),
+            "train_minutes": round(run["total_seconds"] / 60, 1),
+            "hardware": common.hardware(),
+        },
+    }
+    main_clf = export_classifiers(ex, index)
+    export_generators(ex, index, main_clf)
+    # Training reference (privacy filter, OOD warnings).
+    shutil.copyfile(eval_dir / models.REFERENCE, ex.out / models.REFERENCE)
+    ref_hash = sha256_file(ex.out / models.REFERENCE)
+    index["reference"] = {"file": models.REFERENCE, "sha256": ref_hash}
+    export_training(ex, index)
+    (ex.out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return index
+
+
+def write_metrics(cfg: ExportConfig, command: str = "") -> dict[str, Any]:
+    """Write ``metrics.json`` from the evaluation, export and pipeline JSON lines."""
+    runs, out = Path(cfg.runs), Path(cfg.out)
+    eval_dir = Path(cfg.eval_dir or runs / models.EVAL_DIR)
+    exported = read_jsonl(runs / models.EXPORT_LOG)
+    run = run_profile(runs)
+    gen_models = {
+        r["name"]: {
+            "display_name": r["display_name"],
+            "cpu_latency_ms_one_cell": r["cpu_latency_ms_one_cell"],
+        }
+        for r in exported
+        if r["kind"] == "generator"
+    }
+    for r in exported:
+        if r["kind"] == "training":
+            gen_models[r["name"]]["training"] = r["runs"]
+    rows = [
+        {k: v for k, v in r.items() if k != "kind"} for r in exported if r["kind"] == "classifier"
+    ]
+    result = assemble_metrics(read_jsonl(eval_dir / models.EVAL_LOG), gen_models, rows)
+    diagnosis_path = runs / models.DIAGNOSIS_FILE
     if diagnosis_path.exists():
         diagnosis = json.loads(diagnosis_path.read_text())
         result["cnn_diagnosis"] = {
@@ -303,18 +379,18 @@ def export_all(cfg: ExportConfig) -> dict[str, Any]:
     result.update(
         {
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "git_commit": commit,
-            "command": stages.get("command", command),
-            "hardware": common.hardware(),
-            "stage_seconds": stages.get("stage_seconds", {}),
-            "throughput": stages.get("throughput", {}),
+            "git_commit": run.get("git_commit") or common.git_commit(),
+            "command": run.get("command") or command,
+            "profile": run.get("profile", "smoke" if cfg.smoke else ""),
+            "profile_summary": run.get("profile_summary", ""),
+            "hardware": run.get("hardware") or common.hardware(),
+            "stage_seconds": run["stage_seconds"],
+            "total_seconds": run["total_seconds"],
+            "throughput": run.get("throughput", {}),
             "smoke": cfg.smoke,
-            "placeholder": stages.get("placeholder", ""),
         }
     )
-    index["placeholder"] = stages.get("placeholder", "")
     (out / "metrics.json").write_text(json.dumps(common.finite_json(result), indent=2) + "\n")
-    (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return result
 
 
@@ -362,7 +438,9 @@ def assemble_metrics(
 
 def main(argv: list[str] | None = None) -> None:
     cfg = common.parse_config(ExportConfig, argv)
-    result = export_all(cfg)
+    export_all(cfg)
+    command = shlex.join([Path(sys.executable).name, "-m", "train.export", *sys.argv[1:]])
+    result = write_metrics(cfg, cfg.command or command)
     print(f"Exported to {cfg.out}: classifier accuracy {result['classifier']['test_accuracy']:.4f}")
 
 

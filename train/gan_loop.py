@@ -17,12 +17,8 @@ from tqdm import tqdm
 from malgan import metrics
 from malgan.data import CLASSES, CellSet
 from malgan.imaging import make_grid
-from malgan.nets import CondGenerator, DCGANGenerator
-from train import common
-from train.classifier import predict, rebuild
+from train import common, models
 
-CHECKPOINT = "checkpoint.pt"
-FINAL = "model.pt"
 BEST = "best.pt"
 SNAPSHOT_CELLS = 25
 SNAPSHOT_DIR = "snapshots"
@@ -138,16 +134,16 @@ class Probe:
         if not path or not Path(path).exists():
             return None
         ckpt = common.load_checkpoint(path, device)
-        net, scale = rebuild(ckpt).to(device), ckpt["input_scale"]
+        net, scale = models.rebuild(ckpt).to(device), ckpt["input_scale"]
         real_feats: dict[str, np.ndarray] = {}
         if reference is not None and len(reference):
-            _, feats = predict(net, common.to_device_nchw(reference.images, device), scale)
+            _, feats = models.predict(net, models.to_device_nchw(reference.images, device), scale)
             real_feats = {c: feats[reference.labels == i] for i, c in enumerate(CLASSES)}
         return cls(net=net, input_scale=scale, real_feats=real_feats)
 
     def measure(self, images: torch.Tensor, label: str) -> tuple[float, float | None]:
         """Recovery and Fréchet distance to real cells of ``label`` for generated [-1, 1] cells."""
-        proba, feats = predict(self.net, common.to_uint8(images), self.input_scale)
+        proba, feats = models.predict(self.net, models.to_uint8(images), self.input_scale)
         rate = metrics.recovery(proba, CLASSES.index(label))["rate"]
         real = self.real_feats.get(label)
         fd = metrics.frechet_distance(feats, real) if real is not None and len(real) > 1 else None
@@ -177,7 +173,7 @@ def run_loop(
         "train_seconds": 0.0,
         "best": None,
     }
-    ckpt_path = run.out / CHECKPOINT
+    ckpt_path = run.out / models.CHECKPOINT
 
     # Resume.
     if ckpt_path.exists():
@@ -217,7 +213,7 @@ def run_loop(
         was = sampler.training
         sampler.eval()
         for label, name in enumerate(parts.classes):
-            images = common.to_uint8_nhwc(parts.sample(snap_z, label))
+            images = models.to_uint8_nhwc(parts.sample(snap_z, label))
             grid = make_grid(images, ncol=5)
             Image.fromarray(grid).save(run.out / SNAPSHOT_DIR / f"{name}_iter_{iteration:06d}.png")
         sampler.train(was)
@@ -322,7 +318,7 @@ def run_loop(
                 "classes": list(parts.classes),
                 "state": state,
             },
-            run.out / FINAL,
+            run.out / models.FINAL,
         )
     timed = iteration - start - warm
     its = timed / max(state["train_seconds"], 1e-9) if timed > 0 else 0.0
@@ -343,25 +339,3 @@ def run_loop(
         }
     )
     return summary
-
-
-GENERATOR_ARCHS = {"dcgan": DCGANGenerator, "cgan": CondGenerator}
-
-
-def rebuild_generator(ckpt: dict[str, Any]) -> torch.nn.Module:
-    """Rebuild a generator from a self-describing final checkpoint (eval mode)."""
-    spec = ckpt["net"]
-    net = GENERATOR_ARCHS[spec["arch"]](**spec["kwargs"])
-    net.load_state_dict(ckpt["state_dict"])
-    return net.eval()
-
-
-def final_snapshots(out: Path) -> list[Path]:
-    """Snapshot grids of a run, sorted by class and iteration."""
-    return sorted((out / SNAPSHOT_DIR).glob("*_iter_*.png"))
-
-
-def probe_array(probes: list[dict[str, Any]], label: str) -> np.ndarray:
-    """[K, 2] (iteration, recovery) of one class from the probe history."""
-    rows = [(p["iteration"], p[label]) for p in probes if label in p]
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 2)

@@ -2,8 +2,9 @@
 the loop throughput comparison, evaluation and export.
 
 Usage:
-    python -m train.pipeline --data DIR --out exported/            # the release run (GPU)
-    python -m train.pipeline --data DIR --out exported/ --smoke    # every stage in minutes on CPU
+    python -m train.pipeline --data DIR --out exported/ --profile gpu    # the release run
+    python -m train.pipeline --data DIR --out exported/ --profile cpu    # two CPU cores, 90 min
+    python -m train.pipeline --data DIR --out exported/ --smoke          # every stage, minutes
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from malgan.data import CLASSES
-from train import cgan, classifier, common, diagnose_cnn, evaluate, export, seed_gan, throughput
+from train import (
+    cgan,
+    classifier,
+    common,
+    diagnose_cnn,
+    evaluate,
+    export,
+    models,
+    seed_gan,
+    throughput,
+)
+from train.profiles import PROFILES, Profile
 
 STAGES = (
     "classifier",
@@ -37,193 +49,139 @@ STAGES = (
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """Options of the whole run."""
+    """Options of the whole run; how long each stage trains comes from the profile."""
 
     data: str = field(default="", metadata={"help": "Folder in the NIH layout."})
     out: str = field(default="exported", metadata={"help": "Where the exported models go."})
     runs: str = field(default="runs", metadata={"help": "Folder for checkpoints and logs."})
+    profile: str = field(
+        default="gpu",
+        metadata={
+            "choices": tuple(PROFILES),
+            "help": "Stage configs: gpu (release), cpu (two cores, 90 minutes), smoke (tests).",
+        },
+    )
     cache_dir: str = ""
     seed: int = 0
-    seed_iterations: int = 15000
-    cgan_iterations: int = 15000
-    cgan_batch: int = 64
-    classifier_epochs: int = 24
-    cnn_epochs: int = field(
-        default=30, metadata={"help": "Epochs of the report's CNN (report: 30)."}
-    )
-    throughput_iterations: int = field(default=300, metadata={"help": "0 skips the comparison."})
-    diagnosis_epochs: int = field(
-        default=3, metadata={"help": "Epochs of each variant of the report's-CNN diagnosis."}
-    )
-    eval_cells: int = field(default=1000, metadata={"help": "Generated cells per class judged."})
-    tstr_per_class: int = 5000
-    tstr_epochs: int = 10
     stages: tuple[str, ...] = field(default=STAGES, metadata={"choices": STAGES})
-    smoke: bool = False
+    smoke: bool = field(default=False, metadata={"help": "The same as --profile smoke."})
+
+    @property
+    def chosen(self) -> Profile:
+        """The profile this run uses (``--smoke`` wins)."""
+        return PROFILES["smoke" if self.smoke else self.profile]
 
 
 def stage_runners(cfg: PipelineConfig) -> dict[str, Callable[[], Any]]:
-    """One callable per stage."""
+    """One callable per stage, each running its profile config with this run's paths."""
+    profile = cfg.chosen
     runs = Path(cfg.runs)
-    shared = {"data": cfg.data, "cache_dir": cfg.cache_dir, "seed": cfg.seed, "smoke": cfg.smoke}
-    probe = str(runs / "classifier" / classifier.FINAL)
+    paths = {"data": cfg.data, "cache_dir": cfg.cache_dir, "seed": cfg.seed}
+    probe = str(runs / "classifier" / models.FINAL)
 
-    def clf(name: str, **kwargs: Any) -> Callable[[], Any]:
-        return lambda: classifier.train(
-            classifier.ClassifierConfig(out=str(runs / name), **shared, **kwargs)
-        )
+    def clf(name: str) -> Callable[[], Any]:
+        stage_cfg = common.replace(profile.classifiers[name], out=str(runs / name), **paths)
+        return lambda: classifier.train(stage_cfg)
 
     def dcgans() -> None:
         for label in CLASSES:
             seed_gan.train(
-                seed_gan.SeedGANConfig(
-                    out=str(runs / f"dcgan_{label.lower()}"),
+                common.replace(
+                    profile.dcgan,
+                    out=str(runs / models.run_name("dcgan", label)),
                     class_name=label,
-                    iterations=cfg.seed_iterations,
                     classifier=probe,
-                    **shared,
+                    **paths,
                 )
             )
 
     def measure_throughput() -> dict[str, Any]:
-        if cfg.throughput_iterations <= 0:
+        opts = profile.throughput
+        if opts.iterations <= 0:
             return {}
         splits = common.load_splits(
-            cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke
+            cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=profile.smoke
         )
         cells = splits.train.images[splits.train.labels == 0]
-        iterations = 4 if cfg.smoke else cfg.throughput_iterations
-        # A smoke run only checks that both loops run: one untimed step each is enough.
         return throughput.measure(
-            cells,
-            iterations=iterations,
-            batch=8 if cfg.smoke else 32,
-            warmup=1 if cfg.smoke else throughput.WARMUP,
+            cells, iterations=opts.iterations, batch=opts.batch, warmup=opts.warmup
         ).as_dict()
 
     return {
-        "classifier": clf(
-            "classifier", arch="resnet", recipe="sound", epochs=cfg.classifier_epochs
-        ),
-        "resnet_plain": clf(
-            "resnet_plain", arch="resnet", recipe="plain", lr=1e-3, epochs=cfg.classifier_epochs
-        ),
-        "cnn_report": clf(
-            "cnn_report",
-            arch="simple_cnn",
-            recipe="report",
-            lr=0.01,
-            batch=32,
-            input_scale="raw",
-            epochs=cfg.cnn_epochs,
-            bf16=False,
-            select_best=False,
-            halt_on_nonfinite=False,
-        ),
-        "cnn_report_unit": clf(
-            "cnn_report_unit",
-            arch="simple_cnn",
-            recipe="report",
-            lr=0.01,
-            batch=32,
-            input_scale="unit",
-            epochs=cfg.cnn_epochs,
-            bf16=False,
-            select_best=False,
-            halt_on_nonfinite=False,
-        ),
-        "cnn_sound": clf("cnn_sound", arch="simple_cnn", recipe="sound", epochs=cfg.cnn_epochs),
+        **{name: clf(name) for name in profile.classifiers},
         "diagnose_cnn": lambda: diagnose_cnn.diagnose(
-            diagnose_cnn.DiagnoseConfig(
-                out=str(runs / export.DIAGNOSIS_FILE), epochs=cfg.diagnosis_epochs, **shared
-            )
+            common.replace(profile.diagnosis, out=str(runs / models.DIAGNOSIS_FILE), **paths)
         ),
         "dcgan": dcgans,
         "cgan": lambda: cgan.train(
-            cgan.CGANConfig(
-                out=str(runs / "cgan"),
-                iterations=cfg.cgan_iterations,
-                batch=cfg.cgan_batch,
-                classifier=probe,
-                **shared,
+            common.replace(
+                profile.cgan, out=str(runs / models.run_name("cgan")), classifier=probe, **paths
             )
         ),
         "throughput": measure_throughput,
         "evaluate": lambda: evaluate.evaluate(
-            evaluate.EvalConfig(
-                runs=str(runs),
-                n_cells=cfg.eval_cells,
-                tstr_per_class=cfg.tstr_per_class,
-                tstr_epochs=cfg.tstr_epochs,
-                **shared,
-            )
+            common.replace(profile.evaluate, runs=str(runs), **paths)
         ),
         "export": lambda: export.export_all(
-            export.ExportConfig(runs=str(runs), out=cfg.out, seed=cfg.seed, smoke=cfg.smoke)
+            common.replace(profile.export, runs=str(runs), out=cfg.out, seed=cfg.seed)
         ),
     }
 
 
-def placeholder_reason(cfg: PipelineConfig) -> str:
-    """Why models from this config are not release models ("" when they are)."""
-    if cfg.smoke:
-        return ""  # the index's smoke flag says it
-    defaults = PipelineConfig()
-    reduced = [
-        f"{getattr(cfg, name):,} {what} instead of {getattr(defaults, name):,}"
-        for name, what in (
-            ("seed_iterations", "DCGAN iterations"),
-            ("cgan_iterations", "conditional-GAN iterations"),
-            ("classifier_epochs", "classifier epochs"),
-            ("cnn_epochs", "simple-CNN epochs"),
-        )
-        if getattr(cfg, name) < getattr(defaults, name)
-    ]
-    if not reduced:
-        return ""
-    return (
-        "These models are **previews trained at reduced size** ("
-        + "; ".join(reduced)
-        + "). Their figures are real measurements of these previews, not of the release models."
-    )
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(common.finite_json(record)) + "\n")
 
 
 def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
-    """Run the chosen stages in order, recording each one's wall time in ``stages.json``."""
+    """Run the chosen stages in order, one JSON line per finished stage in ``stages.jsonl``.
+
+    A run started again with the same command appends to the log, skips the stages it finished
+    and resumes the interrupted one from its checkpoints (the seconds of every attempt count);
+    another command starts a new log.
+    With the export stage, ``metrics.json`` is written last, from the JSON lines alone.
+
+    Returns:
+        The run's record: command, profile and seconds per stage.
+    """
     runs = Path(cfg.runs)
     runs.mkdir(parents=True, exist_ok=True)
-    stages_path = runs / export.STAGES_FILE
-    record: dict[str, Any] = {"command": command, "stage_seconds": {}, "throughput": {}}
-    record["placeholder"] = placeholder_reason(cfg)
-    if stages_path.exists():
-        previous = json.loads(stages_path.read_text())
-        if previous.get("command") == command:
-            record = {**previous, "placeholder": record["placeholder"]}
+    log_path = runs / models.STAGES_LOG
+    previous = export.read_jsonl(log_path)
+    if not previous or previous[0].get("command") != command:
+        log_path.unlink(missing_ok=True)
+    profile = cfg.chosen
+    _append(
+        log_path,
+        {
+            "event": "start",
+            "command": command,
+            "profile": profile.name,
+            "profile_summary": profile.summary,
+            "git_commit": common.git_commit(),
+            "hardware": common.hardware(),
+        },
+    )
     runners = stage_runners(cfg)
-    started = time.perf_counter()
+    finished = {line["stage"] for line in export.read_jsonl(log_path) if "stage" in line}
     for name in STAGES:
         if name not in cfg.stages:
             continue
+        if name in finished:
+            common.log.info("Stage %s finished before this resumption", name)
+            continue
         common.log.info("Stage %s", name)
         t0 = time.perf_counter()
-        if name == "export":
-            record["stage_seconds"]["total_before_export"] = sum(record["stage_seconds"].values())
-            stages_path.write_text(json.dumps(record, indent=2))
         result = runners[name]()
-        record["stage_seconds"][name] = round(time.perf_counter() - t0, 2)
+        line: dict[str, Any] = {"stage": name, "seconds": round(time.perf_counter() - t0, 2)}
         if name == "throughput":
-            record["throughput"] = result
-        stages_path.write_text(json.dumps(record, indent=2))
-    record["total_seconds"] = round(time.perf_counter() - started, 2)
-    stages_path.write_text(json.dumps(record, indent=2))
-    metrics_path = Path(cfg.out) / "metrics.json"
-    if "export" in cfg.stages and metrics_path.exists():
-        # Export writes metrics.json before its own time is known; add it now.
-        written = json.loads(metrics_path.read_text())
-        written["stage_seconds"] = record["stage_seconds"]
-        written["total_seconds"] = record["total_seconds"]
-        metrics_path.write_text(json.dumps(written, indent=2) + "\n")
-    return record
+            line["result"] = result
+        _append(log_path, line)
+    if "export" in cfg.stages:
+        export.write_metrics(
+            common.replace(profile.export, runs=str(runs), out=cfg.out), command=command
+        )
+    return export.run_profile(runs)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from malgan.data import CLASSES
 from malgan.nets import DCGANDiscriminator, DCGANGenerator
-from train import common
+from train import common, models
 from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
 
 
@@ -97,7 +97,7 @@ def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
             fake = G(z).float()
         G.train()
         # Update D on real, then on fake.
-        loss_real = d_update(common.to_unit_range(real[idx]), ones)
+        loss_real = d_update(models.to_unit_range(real[idx]), ones)
         loss_fake = d_update(fake, zeros)
         # Update G through the frozen D.
         with keras_frozen(D), common.autocast(device, cfg.bf16):
@@ -118,7 +118,7 @@ def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
         losses=losses,
         loss_names=("d_real", "d_fake", "g"),
         sample=sample,
-        net_spec={"arch": "dcgan", "kwargs": {"z_dim": cfg.z_dim}},
+        net_spec=models.spec("dcgan", z_dim=cfg.z_dim),
         classes=(cfg.class_name,),
         generators=[gen],
     )
@@ -133,7 +133,7 @@ def train(cfg: SeedGANConfig) -> dict[str, Any]:
             cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke
         )
         cells = splits.train.subset(splits.train.labels == CLASSES.index(cfg.class_name))
-        real = common.to_device_nchw(cells.images, run.device)
+        real = models.to_device_nchw(cells.images, run.device)
         parts = build(cfg, run, real)
         summary = run_loop(run, cfg, parts, reference=splits.val)
     return summary

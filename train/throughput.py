@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from malgan.nets import DCGANDiscriminator, DCGANGenerator
-from train import common
+from train import common, models
 from train.seed_gan import SeedGANConfig, build
 
 WARMUP = 10
@@ -90,7 +90,7 @@ def project_loop(
     """
     cfg = SeedGANConfig(batch=batch, bf16=bf16)
     run = common.Run(out=common.Path("."), device=device)
-    parts = build(cfg, run, common.to_device_nchw(images, device))
+    parts = build(cfg, run, models.to_device_nchw(images, device))
     step, warm = common.graphed(parts.step, device, True, generators=parts.generators)
     for _ in range(max(0, warmup - warm)):
         step()

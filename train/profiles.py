@@ -1,0 +1,162 @@
+"""Training profiles: one frozen set of stage configs per kind of machine (smoke, cpu, gpu).
+
+``train.pipeline --profile NAME`` runs every stage with the configs of one profile. Paths, the
+data folder and the seed are filled in by the pipeline; everything that decides how long and
+how well a stage trains is here, so a profile is read in one place.
+
+- ``gpu``: the release run on one lent GPU: the report's schedules (15,000 DCGAN iterations at
+  batch 32, 30 CNN epochs) and a full-width conditional GAN.
+- ``cpu``: real models on two CPU cores in at most 90 minutes: wall-time budgets instead of
+  iteration counts for the GANs (the report's two DCGANs together get the conditional GAN's
+  minutes), a narrow conditional GAN, and as many classifier epochs as fit.
+- ``smoke``: every code path in a few minutes on tiny data, for tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from train.cgan import CGANConfig
+from train.classifier import ClassifierConfig
+from train.diagnose_cnn import DiagnoseConfig
+from train.evaluate import EvalConfig
+from train.export import ExportConfig
+from train.seed_gan import SeedGANConfig
+
+
+@dataclass(frozen=True)
+class ThroughputOptions:
+    """The naive-versus-project loop comparison (0 iterations skips it)."""
+
+    iterations: int = 300
+    batch: int = 32
+    warmup: int = 10
+
+
+# The report's CNN, trained the report's way: Keras SGD 0.01 without momentum, batch 32, fp32,
+# the last epoch kept and a NaN loss trained through.
+REPORT_CNN = ClassifierConfig(
+    arch="simple_cnn",
+    recipe="report",
+    lr=0.01,
+    batch=32,
+    input_scale="raw",
+    epochs=30,
+    bf16=False,
+    select_best=False,
+    halt_on_nonfinite=False,
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every stage's config for one kind of machine.
+
+    Attributes:
+        name: The profile's name on the command line.
+        summary: One line for the README and ``metrics.json``.
+        classifiers: Configs of the classifier runs, by run name; ``classifier`` is ours and
+            judges every generator.
+        diagnosis: The report's-CNN diagnosis.
+        dcgan: The report's DCGAN, trained once per class with this config; with a wall-time
+            budget, ``minutes`` is each class's share.
+        cgan: The conditional GAN.
+        throughput: The loop comparison.
+        evaluate: Evaluation on held-out patients.
+        export: ONNX export and the dashboard's files.
+    """
+
+    name: str
+    summary: str
+    classifiers: dict[str, ClassifierConfig]
+    diagnosis: DiagnoseConfig
+    dcgan: SeedGANConfig
+    cgan: CGANConfig
+    throughput: ThroughputOptions = field(default_factory=ThroughputOptions)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    @property
+    def smoke(self) -> bool:
+        """Whether this profile trains on the tiny smoke subset."""
+        return self.cgan.smoke
+
+
+def _classifiers(*, ours: int, plain: int, report: int, sound: int) -> dict[str, ClassifierConfig]:
+    """The classifier table's runs with their epochs."""
+    return {
+        "classifier": ClassifierConfig(arch="resnet", recipe="sound", epochs=ours),
+        "resnet_plain": ClassifierConfig(arch="resnet", recipe="plain", lr=1e-3, epochs=plain),
+        "cnn_report": replace(REPORT_CNN, epochs=report),
+        "cnn_report_unit": replace(REPORT_CNN, epochs=report, input_scale="unit"),
+        "cnn_sound": ClassifierConfig(arch="simple_cnn", recipe="sound", epochs=sound),
+    }
+
+
+GPU = Profile(
+    name="gpu",
+    summary="The release run on one GPU: the report's schedules and a full-width conditional GAN.",
+    classifiers=_classifiers(ours=24, plain=24, report=30, sound=30),
+    diagnosis=DiagnoseConfig(epochs=3),
+    dcgan=SeedGANConfig(iterations=15000),
+    cgan=CGANConfig(iterations=15000, batch=64),
+)
+
+CPU_GAN_MINUTES = 24.0
+
+
+def _cpu_schedule(iterations_per_minute: float) -> dict[str, object]:
+    """Logs, probes, snapshots and checkpoints of a GAN at about this many iterations a minute:
+    a probe every 2 minutes, a snapshot and a checkpoint every 4."""
+    per = round(iterations_per_minute)
+    return {
+        "log_every": max(1, per // 4),
+        "probe_every": 2 * per,
+        "probe_cells": 500,
+        "snapshot_every": 4 * per,
+        "checkpoint_every": 4 * per,
+        "cuda_graph": False,
+    }
+
+
+CPU = Profile(
+    name="cpu",
+    summary=(
+        "Real models on two CPU cores in at most 90 minutes: GANs trained to a wall-time "
+        "budget, the report's two DCGANs together given the conditional GAN's minutes."
+    ),
+    classifiers=_classifiers(ours=5, plain=2, report=6, sound=8),
+    diagnosis=DiagnoseConfig(epochs=1),
+    dcgan=SeedGANConfig(
+        iterations=15000, minutes=CPU_GAN_MINUTES / 2, bf16=True, **_cpu_schedule(60)
+    ),
+    cgan=CGANConfig(
+        iterations=100000,
+        minutes=CPU_GAN_MINUTES,
+        batch=32,
+        d_steps=1,
+        ch=16,
+        augment="translation",
+        aux_weight=1.0,
+        **_cpu_schedule(240),
+    ),
+    throughput=ThroughputOptions(iterations=10, batch=32, warmup=2),
+    evaluate=EvalConfig(n_cells=1000, tstr_per_class=2000, tstr_epochs=3),
+)
+
+SMOKE = Profile(
+    name="smoke",
+    summary="Every code path in minutes on 24 cells per class and split (for tests).",
+    classifiers={
+        name: replace(cfg, smoke=True)
+        for name, cfg in _classifiers(ours=2, plain=2, report=2, sound=2).items()
+    },
+    diagnosis=DiagnoseConfig(smoke=True),
+    dcgan=SeedGANConfig(smoke=True),
+    cgan=CGANConfig(smoke=True),
+    throughput=ThroughputOptions(iterations=4, batch=8, warmup=1),
+    evaluate=EvalConfig(smoke=True),
+    export=ExportConfig(smoke=True),
+)
+
+PROFILES = {p.name: p for p in (SMOKE, CPU, GPU)}
