@@ -2,6 +2,9 @@
 
 import streamlit as st
 
+from malgan import ui
+
+# Each page's title and icon are written here only: the frame below draws them for the page.
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon="🔬", default=True),
     st.Page("pages/sample.py", title="Sample", icon="🧫"),
@@ -15,5 +18,6 @@ PAGES = [
     st.Page("pages/synthetic_dataset.py", title="Synthetic dataset", icon="📦"),
 ]
 
-st.set_page_config(page_title="malgan", page_icon="🔬", layout="wide")
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+ui.page_setup(page.title, page.icon)
+page.run()

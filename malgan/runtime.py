@@ -411,6 +411,19 @@ def dihedral_view(x: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(x[..., ::-1] if k >= 4 else x)
 
 
+def predicted_class(proba_row: np.ndarray, classes: Sequence[str] = CLASSES) -> str:
+    """The classifier's verdict on one cell: the class of the largest probability.
+
+    This is the app's one decision rule; with two classes it is P >= 0.5, a tie going to the
+    first class.
+
+    Args:
+        proba_row: float [len(classes)] probabilities.
+        classes: The class of each column.
+    """
+    return classes[int(np.argmax(proba_row))]
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float64 (a row with NaN or infinite logits gives NaN)."""
     shifted = np.asarray(logits, np.float64)

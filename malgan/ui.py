@@ -2,40 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import streamlit as st
 
-from malgan import artifacts, explore, imaging, latent, runtime
+from malgan import artifacts, decode, runtime, uploads
 from malgan.charts import CLASS_COLOURS
 from malgan.data import CLASSES
-from malgan.errors import ModelError
+from malgan.errors import DataError, ModelError
 from malgan.reference import Reference
 
 T = TypeVar("T")
-CELL_PX = 64
 DEFAULT_SEED = 7
 DEFAULT_MODEL = "cgan"
 APP_NAME = "malgan"
+APP_ICON = "🔬"
 TITLE_SEPARATOR = " · "
 NOT_CLINICAL = (
     "Research software. The images are synthetic and the classifier is not a medical device: "
     "**not for clinical use.**"
 )
+# The app's Streamlit config, which also holds the decoding pixel limit of uploads.
+APP_CONFIG = Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml"
+# Cached verdicts kept per process: each entry holds the prepared cells of one upload set.
+CACHED_UPLOAD_SETS = 16
 
 
 # Cached resources: one ONNX Runtime session per model, shared by every user (sessions are
 # thread-safe for concurrent ``run`` calls).
 @st.cache_resource(show_spinner="Loading model…")
-def _generator(exported: Path, name: str) -> runtime.CellGenerator:
+def cached_generator(exported: Path, name: str) -> runtime.CellGenerator:
+    """A generator of a models folder, loaded once per process."""
     return artifacts.load_generator(exported, name)
 
 
 @st.cache_resource(show_spinner="Loading classifier…")
-def _classifier(exported: Path, name: str | None) -> runtime.Classifier:
+def cached_classifier(exported: Path, name: str | None) -> runtime.Classifier:
+    """The classifier (or a named one) of a models folder, loaded once per process."""
     return artifacts.load_classifier(exported, name)
 
 
@@ -90,12 +96,13 @@ def metrics() -> dict[str, Any] | None:
 
 def generator(name: str) -> runtime.CellGenerator | None:
     """A generator by index name, or None after showing why it is unavailable."""
-    return _guarded(lambda: _generator(artifacts.exported_dir(), name), f"The generator {name!r}")
+    exported = artifacts.exported_dir()
+    return _guarded(lambda: cached_generator(exported, name), f"The generator {name!r}")
 
 
 def classifier(name: str | None = None) -> runtime.Classifier | None:
     """The classifier (or a named one of the comparison), or None after showing why."""
-    return _guarded(lambda: _classifier(artifacts.exported_dir(), name), "The classifier")
+    return _guarded(lambda: cached_classifier(artifacts.exported_dir(), name), "The classifier")
 
 
 def reference() -> Reference | None:
@@ -109,23 +116,6 @@ def generator_choices() -> dict[str, str]:
     return {} if idx is None else artifacts.generator_names(idx)
 
 
-# Cached pure results.
-@st.cache_data(show_spinner=False, max_entries=256)
-def sample_cells(
-    exported: Path, name: str, label: str, seed: int, n: int, truncation: float | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cells ``0..n-1`` of a seed and their classifier probabilities.
-
-    Returns:
-        ``(images uint8 [n, 64, 64, 3], proba float32 [n, 2])``.
-    """
-    gen = _generator(exported, name)
-    z = latent.sample_z(seed, n, gen.z_dim, truncation=truncation)
-    images = gen.generate(z, label)
-    return images, _classifier(exported, None).predict_proba(images)
-
-
-# The page frame.
 def placeholder_notice() -> str | None:
     """Why the committed models are placeholders, or None for release models (or no index)."""
     idx = _quiet(lambda: _index(artifacts.exported_dir()))
@@ -144,32 +134,7 @@ def measured_recovery(name: str) -> dict[str, float]:
     return {} if data is None else artifacts.measured_recovery(data, name)
 
 
-class CountingGenerator:
-    """A generator that counts the cells it draws per class, for progress text.
-
-    Everything but ``generate`` is the wrapped generator's own.
-    """
-
-    def __init__(
-        self, generator: runtime.CellGenerator, on_batch: Callable[[], None] | None = None
-    ) -> None:
-        """Wrap ``generator``; ``on_batch`` is called after each batch it draws."""
-        self._generator = generator
-        self._on_batch = on_batch
-        self.drawn = dict.fromkeys(CLASSES, 0)
-
-    def generate(self, z: np.ndarray, label: str) -> np.ndarray:
-        """The wrapped generator's cells, counted under ``label``."""
-        images = self._generator.generate(z, label)
-        self.drawn[label] = self.drawn.get(label, 0) + len(images)
-        if self._on_batch is not None:
-            self._on_batch()
-        return images
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._generator, name)
-
-
+# The page frame.
 def _leave_folder_navigation() -> None:
     """Hand a first visit that arrived on a page link over to ``streamlit_app.py``'s navigation.
 
@@ -193,19 +158,60 @@ def page_title(title: str) -> str:
     return f"{title}{TITLE_SEPARATOR}{APP_NAME}"
 
 
-def page_setup(title: str, icon: str, intro: str = "") -> None:
-    """Tab title, heading, placeholder banner and shared sidebar of every page."""
-    _leave_folder_navigation()
-    # Later calls override only what they name, so the app's wide layout stays.
-    st.set_page_config(page_title=page_title(title), page_icon=icon)
-    st.title(f"{icon} {title}")
+def page_setup(title: str, icon: str) -> None:
+    """The frame of every page, drawn by ``streamlit_app.py`` from the page's ``st.Page``.
+
+    Sets the wide layout and the browser tab's title, then draws the heading, the placeholder
+    banner and the shared sidebar.
+    """
+    st.set_page_config(page_title=page_title(title), page_icon=icon or APP_ICON, layout="wide")
+    st.title(f"{icon} {title}".strip())
     notice = placeholder_notice()
     if notice:
         st.warning(notice, icon="🚧")
-    if intro:
-        st.caption(intro)
     with st.sidebar:
         st.caption(NOT_CLINICAL)
+
+
+def page_intro(intro: str) -> None:
+    """The first line of every page script: what the page is for, under the frame's heading."""
+    _leave_folder_navigation()
+    st.caption(intro)
+
+
+def choose_generator(key: str, where: Any = st, *, purpose: str, label: str = "Model") -> str:
+    """The generator picker that opens the generation pages.
+
+    Seeds ``st.session_state[key]`` from the URL and draws a select box of the index's
+    generators in ``where``. When the index lists none, the page stops after saying so.
+
+    Args:
+        key: The widget and URL key.
+        where: The container of the select box (``st``, a column, ...).
+        purpose: What the page would do, to end the sentence "so there is nothing to ...".
+        label: The select box's label.
+
+    Returns:
+        The chosen generator's index name.
+    """
+    choices = generator_choices()
+    if not choices:
+        st.error(
+            f"No generator is listed in the model index, so there is nothing to {purpose}.",
+            icon="⚠️",
+        )
+        st.stop()
+    url_choice(key, DEFAULT_MODEL, list(choices))
+    return where.selectbox(label, list(choices), format_func=choices.get, key=key)
+
+
+def require_generator(name: str) -> runtime.CellGenerator:
+    """The generator ``name`` with the classifier loaded; the page stops after showing why
+    either is unavailable."""
+    gen = generator(name)
+    if gen is None or classifier() is None:
+        st.stop()
+    return gen
 
 
 # URL state: every control can live in the query string so a view can be shared.
@@ -262,12 +268,57 @@ def sync_url(*keys: str) -> None:
             st.query_params[key] = f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def class_label(index: int) -> str:
-    """Class name of a label index."""
-    return CLASSES[index]
+# Uploads: every page decodes and checks uploaded cells the same way.
+def upload_pixel_limit() -> int:
+    """The decoding pixel limit of uploads, from the app's config (the default after a warning
+    when the setting is unusable)."""
+    try:
+        return decode.max_pixels_from_config(APP_CONFIG)
+    except DataError as err:
+        st.warning(f"{err}. Using the default limit of {decode.MAX_PIXELS:,} pixels.", icon="⚠️")
+        return decode.MAX_PIXELS
 
 
-# Shared look of the generation pages.
+@st.cache_data(show_spinner="Classifying…", max_entries=CACHED_UPLOAD_SETS)
+def _classified(
+    exported: Path,
+    files: tuple[tuple[str, bytes], ...],
+    max_pixels: int,
+    _classifier: runtime.Classifier,
+    _reference: Reference | None,
+) -> list[uploads.UploadResult]:
+    """Verdicts on an upload set, cached by models folder, file contents and pixel limit."""
+    return uploads.classify_files(
+        files, _classifier, _reference, max_pixels=max_pixels, size=_classifier.img_size
+    )
+
+
+def classify_uploads(
+    files: Sequence[tuple[str, bytes]],
+    classifier: runtime.Classifier,
+    reference: Reference | None,
+) -> list[uploads.UploadResult]:
+    """Uploaded files decoded, classified and checked for being out of distribution.
+
+    Args:
+        files: ``(name, bytes)`` of each upload.
+        classifier: The classifier; its ``img_size`` is the size the cells are prepared at.
+        reference: The training reference, or None for the background check alone.
+
+    Returns:
+        One ``uploads.UploadResult`` per file (see ``uploads.classify_files``).
+    """
+    exported = artifacts.exported_dir()
+    return _classified(exported, tuple(files), upload_pixel_limit(), classifier, reference)
+
+
+def warn_if_unusual(result: uploads.UploadResult) -> None:
+    """Say so under an uploaded cell that does not look like the cells of the training set."""
+    if result.ok and result.ood:
+        st.warning(f"**{uploads.OOD_WARNING.capitalize()}:** {result.ood_reason}.", icon="⚠️")
+
+
+# The look of the cells.
 CLASS_ICONS = {"Parasitized": "🟣", "Uninfected": "🔵"}
 MAX_SEED = 2**31 - 1
 # Truncation sliders (BigGAN threshold): their top value means "no truncation".
@@ -279,21 +330,20 @@ TRUNCATION_HELP = (
     "more typical, less varied cells. Values above about 2.5 change almost nothing; "
     f"{TRUNCATION_OFF:g} (the default) means no truncation."
 )
+# Cells are shown at this integer multiple of their size (nearest neighbour).
+VIEW_SCALE = 2
+# Cells per row of a grid.
+GRID_COLUMNS = 8
+# Space between the images of one ``st.image`` list (Streamlit lays them out edge to edge).
+IMAGE_GAP_PX = 8
+# Verdict marks: an upright multiplication cross, since the ballot X (U+2717) is drawn slanted.
+AGREE_MARK = "✓"
+DISAGREE_MARK = "✕"
 
 
 def truncation_value(slider: float) -> float | None:
     """The truncation a slider position stands for (None at its top: no truncation)."""
     return None if slider >= TRUNCATION_OFF else round(float(slider), 2)
-
-
-# Cells are shown at this integer multiple of their 64 px (nearest neighbour).
-VIEW_SCALE = 2
-# Cells per row of a grid.
-GRID_COLUMNS = 8
-
-
-# Space between the images of one ``st.image`` list (Streamlit lays them out edge to edge).
-IMAGE_GAP_PX = 8
 
 
 def spaced_images(key: str, gap_px: int = IMAGE_GAP_PX) -> Any:
@@ -315,6 +365,22 @@ def upscale(image: np.ndarray, scale: int = VIEW_SCALE) -> np.ndarray:
     return np.asarray(image, np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
 
 
+def show_cells(
+    cells: np.ndarray | Sequence[np.ndarray], where: Any = st, *, scale: int = VIEW_SCALE, **kw
+) -> None:
+    """Show one cell [H, W, 3] or a row of cells [N, H, W, 3], each ``scale`` times its size.
+
+    Args:
+        cells: uint8 cells.
+        where: The container (``st``, a column, ...).
+        scale: Integer enlargement (nearest neighbour).
+        **kw: More arguments of ``st.image`` (``caption``, ``output_format``).
+    """
+    cells = np.asarray(cells, np.uint8)
+    shown = [upscale(c, scale) for c in cells] if cells.ndim == 4 else upscale(cells, scale)
+    where.image(shown, width=cells.shape[-2] * scale, **kw)
+
+
 def coloured(text: str, label: str) -> str:
     """HTML of ``text`` in the colour of a class, for ``st.markdown(unsafe_allow_html=True)``."""
     colour = CLASS_COLOURS.get(label, "inherit")
@@ -331,6 +397,7 @@ def randomise_seed(key: str) -> None:
     st.session_state[key] = new_seed()
 
 
+# The classifier's verdicts, all by ``runtime.predicted_class``.
 def verdict(proba_row: np.ndarray, label: str) -> tuple[bool, float]:
     """Whether the classifier agrees that a cell is of ``label``, and its P(label).
 
@@ -341,22 +408,27 @@ def verdict(proba_row: np.ndarray, label: str) -> tuple[bool, float]:
     Returns:
         ``(agrees, probability of label)``.
     """
-    proba_row = np.asarray(proba_row, np.float64)
-    index = CLASSES.index(label)
-    return int(np.argmax(proba_row)) == index, float(proba_row[index])
-
-
-# Verdict marks: an upright multiplication cross, since the ballot X (U+2717) is drawn slanted.
-AGREE_MARK = "✓"
-DISAGREE_MARK = "✕"
+    agrees = runtime.predicted_class(proba_row) == label
+    return agrees, float(np.asarray(proba_row, np.float64)[CLASSES.index(label)])
 
 
 def verdict_caption(proba_row: np.ndarray, label: str) -> str:
     """The classifier's verdict on a cell meant to be ``label``: the class it predicts and its
     probability, e.g. ``"✓ Parasitized 0.97"`` or, when it disagrees, ``"✕ Uninfected 0.88"``."""
-    predicted = int(np.argmax(proba_row))
-    mark = AGREE_MARK if CLASSES[predicted] == label else DISAGREE_MARK
-    return f"{mark} {CLASSES[predicted]} {float(proba_row[predicted]):.2f}"
+    predicted = runtime.predicted_class(proba_row)
+    mark = AGREE_MARK if predicted == label else DISAGREE_MARK
+    return f"{mark} {predicted} {float(proba_row[CLASSES.index(predicted)]):.2f}"
+
+
+def verdict_markdown(proba_row: np.ndarray) -> str:
+    """The predicted class, in its colour, with P(parasitized), e.g. "Uninfected · P(…) 12.0%"."""
+    predicted = runtime.predicted_class(proba_row)
+    return f"{coloured(predicted, predicted)} · P(parasitized) {float(proba_row[0]):.1%}"
+
+
+def recognised_count(proba: np.ndarray, label: str) -> int:
+    """How many cells the classifier assigns to ``label`` (rows of float [N, 2])."""
+    return sum(runtime.predicted_class(row) == label for row in np.asarray(proba))
 
 
 def points_delta(change: float, suffix: str = "", *, colour: str = "normal") -> dict[str, str]:
@@ -376,115 +448,3 @@ def points_delta(change: float, suffix: str = "", *, colour: str = "normal") -> 
     if points == 0:
         return {"delta": f"±0.0 pts{tail}", "delta_color": "off", "delta_arrow": "off"}
     return {"delta": f"{points:+.1f} pts{tail}", "delta_color": colour, "delta_arrow": "auto"}
-
-
-def recognised_count(proba: np.ndarray, label: str) -> int:
-    """How many cells the classifier assigns to ``label`` (argmax of float [N, 2])."""
-    proba = np.asarray(proba)
-    if len(proba) == 0:
-        return 0
-    return int((np.argmax(proba, axis=1) == CLASSES.index(label)).sum())
-
-
-def cell_file_names(model: str, label: str, seed: int, n: int) -> list[str]:
-    """File names of the cells of a grid, e.g. ``cgan_Parasitized_seed7_03.png``."""
-    width = max(2, len(str(max(n - 1, 0))))
-    return [f"{model}_{label}_seed{seed}_{i:0{width}d}.png" for i in range(n)]
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def sample_files(
-    exported: Path, name: str, label: str, seed: int, n: int, truncation: float | None
-) -> tuple[bytes, bytes]:
-    """The downloads of a ``sample_cells`` grid.
-
-    Returns:
-        ``(grid PNG at display scale, ZIP of the cells as 64 px PNGs)``; the cells are named by
-        ``cell_file_names``.
-    """
-    images, _ = sample_cells(exported, name, label, seed, n, truncation)
-    grid = imaging.make_grid(images, ncol=min(n, GRID_COLUMNS), scale=VIEW_SCALE)
-    names = cell_file_names(name, label, seed, n)
-    return imaging.png_bytes(grid), imaging.cells_zip(images, names)
-
-
-# Cached generation for the explorer pages.
-@st.cache_data(show_spinner=False, max_entries=512)
-def explore_cell(
-    exported: Path,
-    name: str,
-    label: str,
-    z: np.ndarray,
-    amounts: tuple[float, ...],
-    infection: float,
-) -> tuple[np.ndarray, float]:
-    """One cell edited along its class's directions (see ``explore.edit_latent``).
-
-    Args:
-        exported: The models folder.
-        name: Generator name.
-        label: Class of the cell.
-        z: float32 [z_dim] start latent.
-        amounts: Steps along the principal directions, in sigma units.
-        infection: Step along the infection direction, in sigma units.
-
-    Returns:
-        ``(image uint8 [64, 64, 3], P(parasitized))``.
-    """
-    gen = _generator(exported, name)
-    dirs = explore.directions_for(gen.directions, label)
-    edited = explore.edit_latent(z, dirs, amounts, infection)
-    image = gen.generate(edited[None], label)
-    return image[0], float(_classifier(exported, None).predict_proba(image)[0, 0])
-
-
-@st.cache_data(show_spinner=False, max_entries=512)
-def infection_strip(
-    exported: Path,
-    name: str,
-    label: str,
-    z: np.ndarray,
-    amounts: tuple[float, ...],
-    infections: tuple[float, ...],
-) -> tuple[np.ndarray, np.ndarray]:
-    """One cell at several steps along the infection direction, in one generator batch.
-
-    Args:
-        exported: The models folder.
-        name: Generator name.
-        label: Class of the cell.
-        z: float32 [z_dim] start latent.
-        amounts: Steps along the principal directions, in sigma units (the same for every cell).
-        infections: Steps along the infection direction, in sigma units, one per cell.
-
-    Returns:
-        ``(images uint8 [K, 64, 64, 3], P(parasitized) float32 [K])``.
-    """
-    gen = _generator(exported, name)
-    dirs = explore.directions_for(gen.directions, label)
-    edited = np.stack([explore.edit_latent(z, dirs, amounts, step) for step in infections])
-    images = gen.generate(edited, label)
-    return images, _classifier(exported, None).predict_proba(images)[:, 0]
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def interpolation_frames(
-    exported: Path,
-    name: str,
-    seed_a: int,
-    label_a: str,
-    seed_b: int,
-    label_b: str,
-    steps: int,
-    method: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames of a morph between cell 0 of two seeds, and P(parasitized) of each.
-
-    Returns:
-        ``(t float64 [steps], frames uint8 [steps, 64, 64, 3], p_parasitized float32 [steps])``.
-    """
-    gen = _generator(exported, name)
-    z_a = latent.sample_z(seed_a, 1, gen.z_dim)[0]
-    z_b = latent.sample_z(seed_b, 1, gen.z_dim)[0]
-    t, frames = explore.interpolate_cells(gen, z_a, z_b, label_a, label_b, steps, method)
-    return t, frames, _classifier(exported, None).predict_proba(frames)[:, 0]

@@ -16,6 +16,7 @@ import numpy as np
 from malgan import decode, metrics
 from malgan.data import CLASSES
 from malgan.errors import DataError, ImageDecodeError
+from malgan.runtime import predicted_class
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ _PREDICATE_STARTS = ("is ", "has ", "does ", "uses ", "cannot ")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Characters that Streamlit's Markdown would read as formatting, links, HTML or LaTeX.
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>|~$#])")
+# File types the upload widgets accept: the extensions malgan decodes.
+UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in decode.IMAGE_EXTENSIONS)
 CSV_COLUMNS = (
     "file",
     "status",
@@ -65,7 +68,7 @@ class CellClassifier(Protocol):
     classes: tuple[str, ...]
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(proba [N, classes], features [N, F])`` for uint8 images [N, 64, 64, 3]."""
+        """``(proba [N, classes], features [N, F])`` for uint8 images [N, S, S, 3]."""
         ...
 
 
@@ -77,7 +80,7 @@ class UploadResult:
         name: The uploaded file name.
         ok: Whether the file was decoded and classified.
         message: One human sentence: the verdict, or what is wrong with the file.
-        image: The prepared cell, uint8 [64, 64, 3], or None when the file could not be read.
+        image: The prepared cell, uint8 [S, S, 3], or None when the file could not be read.
         original_size: ``(width, height)`` of the file as stored, or None.
         proba: Class probabilities in ``CLASSES`` order, or None.
         label: The predicted class, or None.
@@ -114,12 +117,14 @@ def failure_message(name: str, reason: str) -> str:
     return f"{name}: {reason}."
 
 
-def _decode(name: str, payload: bytes, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
+def _decode(
+    name: str, payload: bytes, max_pixels: int, size: int
+) -> tuple[np.ndarray, tuple[int, int]]:
     """open_image + prepare_image (the steps of decode.decode_image), keeping the stored size."""
     with decode.open_image(payload, name=name, max_pixels=max_pixels) as img:
-        size = (int(img.size[0]), int(img.size[1]))
+        stored = (int(img.size[0]), int(img.size[1]))
         try:
-            return decode.prepare_image(img), size
+            return decode.prepare_image(img, size=size), stored
         except ImageDecodeError as err:
             raise ImageDecodeError(name, err.reason) from None
 
@@ -136,7 +141,7 @@ def ood_reasons(image: np.ndarray, score: float | None, threshold: float | None)
     """Why an image does not look like a segmented NIH cell (empty when it does).
 
     Args:
-        image: uint8 [64, 64, 3].
+        image: uint8 [S, S, 3].
         score: Mahalanobis distance of its features from the training cells, or None.
         threshold: The reference's out-of-distribution threshold, or None.
     """
@@ -182,6 +187,7 @@ def classify_files(
     reference: Any | None,
     *,
     max_pixels: int = decode.MAX_PIXELS,
+    size: int = decode.IMG_SIZE,
 ) -> list[UploadResult]:
     """Decode every file and classify the readable ones in one batch.
 
@@ -193,10 +199,11 @@ def classify_files(
 
     Args:
         files: ``(name, bytes)`` pairs, in the order to report them.
-        classifier: Gives ``(proba, features)`` for uint8 [N, 64, 64, 3] images.
+        classifier: Gives ``(proba, features)`` for uint8 [N, S, S, 3] images.
         reference: The training reference (``ood_mean``, ``ood_precision``, ``ood_threshold``)
             for the Mahalanobis check, or None to use the background check only.
         max_pixels: Largest width * height decoded (decompression-bomb guard).
+        size: Side of the prepared cells: the classifier's ``img_size``.
 
     Returns:
         One result per file, in input order.
@@ -206,7 +213,7 @@ def classify_files(
     for i, (name, payload) in enumerate(files):
         name = str(name) or f"file {i + 1}"
         try:
-            decoded[i] = _decode(name, bytes(payload), max_pixels)
+            decoded[i] = _decode(name, bytes(payload), max_pixels, size)
         except ImageDecodeError as err:
             results[i] = UploadResult(name, False, failure_message(name, err.reason))
         except DataError as err:
@@ -216,7 +223,7 @@ def classify_files(
             results[i] = UploadResult(name, False, failure_message(name, GENERIC_FAILURE))
     if decoded:
         rows = sorted(decoded)
-        images = np.stack([decoded[i][0] for i in rows])  # [N, 64, 64, 3]
+        images = np.stack([decoded[i][0] for i in rows])  # [N, S, S, 3]
         proba, features = classifier.predict(images)
         proba = np.asarray(proba, np.float64)
         scores = _ood_scores(np.asarray(features, np.float64), reference)
@@ -247,8 +254,8 @@ def _verdict(
         )
     # Probabilities in CLASSES order, whatever order the classifier declares.
     ordered = tuple(float(proba[classes.index(c)]) for c in CLASSES)
-    best = int(np.argmax(ordered))
-    label, confidence = CLASSES[best], ordered[best]
+    label = predicted_class(ordered)
+    confidence = ordered[CLASSES.index(label)]
     reasons = ood_reasons(image, score, threshold)
     message = f"{label} ({confidence:.1%} confidence)"
     if reasons:

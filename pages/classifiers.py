@@ -11,9 +11,7 @@ PUBLISHED_MARK = ", as published"
 # The table's columns on the page; the source and recipe already show in the names.
 SHOWN_COLUMNS = tuple(c for c in tables.TABLE_COLUMNS if c not in ("source", "recipe"))
 
-ui.page_setup(
-    "Classifiers",
-    "🧪",
+ui.page_intro(
     "The report's ResNet reached 94.89% and its simple CNN 52–55%. Here the same architectures "
     "are retrained on a patient-level split, with the report's recipe and with a sound one.",
 )

@@ -2,58 +2,36 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-from malgan import artifacts, charts, decode, ui, uploads
-from malgan.errors import DataError
+from malgan import charts, ui, uploads
 
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp", "gif"]
 # Cards per row; rows of at most WIDE_CARDS cards lay each card out sideways.
 CELLS_PER_ROW = 3
 WIDE_CARDS = 2
-# The app's Streamlit config, which also holds the decoding pixel limit.
-CONFIG = Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml"
 CSV_NAME = "malgan_classifications.csv"
-# Cached verdicts kept per process: each entry holds the prepared 64x64 cells of one upload set.
-CACHED_UPLOAD_SETS = 16
 
 
-@st.cache_data(show_spinner="Classifying…", max_entries=CACHED_UPLOAD_SETS)
-def classify(
-    exported: str,
-    files: tuple[tuple[str, bytes], ...],
-    max_pixels: int,
-    _classifier,
-    _reference,
-) -> list[uploads.UploadResult]:
-    """Verdicts on an upload set, cached by models folder, file contents and pixel limit."""
-    return uploads.classify_files(files, _classifier, _reference, max_pixels=max_pixels)
-
-
-ui.page_setup(
-    "Classify",
-    "🩸",
+ui.page_intro(
     "Upload photographs of single segmented red blood cells; the classifier says whether each "
     "looks Parasitized or Uninfected and warns when an image does not look like the cells it "
     "was trained on.",
 )
-st.caption(
-    "Every image goes through `malgan.decode.prepare_image`, like the training cells: first frame, "
-    "EXIF orientation, RGB (transparency on black), then a bicubic resize to 64×64 pixels."
-)
-
 classifier = ui.classifier()
 if classifier is None:
     st.stop()
+size = classifier.img_size
+st.caption(
+    "Every image goes through `malgan.decode.prepare_image`, like the training cells: first frame, "
+    f"EXIF orientation, RGB (transparency on black), then a bicubic resize to {size}×{size} pixels."
+)
 reference = ui.reference()
 if reference is None:
     st.caption("Without the training reference only the background check flags odd images.")
 
 uploaded = st.file_uploader(
     "Cell images",
-    type=UPLOAD_TYPES,
+    type=uploads.UPLOAD_TYPES,
     accept_multiple_files=True,
     key="c_uploads",
     help="PNG, JPEG, TIFF, WebP, BMP or GIF; one cell per image, ideally on a black background.",
@@ -62,14 +40,7 @@ if not uploaded:
     st.info("Drop one or more cell images above to classify them.", icon="⬆️")
     st.stop()
 
-try:
-    max_pixels = decode.max_pixels_from_config(CONFIG)
-except DataError as err:
-    st.warning(f"{err}. Using the default limit of {decode.MAX_PIXELS:,} pixels.", icon="⚠️")
-    max_pixels = decode.MAX_PIXELS
-
-files = tuple((f.name, f.getvalue()) for f in uploaded)
-results = classify(artifacts.exported_dir(), files, max_pixels, classifier, reference)
+results = ui.classify_uploads([(f.name, f.getvalue()) for f in uploaded], classifier, reference)
 good = [r for r in results if r.ok]
 
 # Summary.
@@ -92,7 +63,7 @@ for start in range(0, len(good), per_row):
         with col.container(border=True):
             wide = per_row <= WIDE_CARDS
             beside = st.container(horizontal=wide, gap="medium" if wide else "small")
-            beside.image(ui.upscale(r.image), width=ui.CELL_PX * ui.VIEW_SCALE)
+            ui.show_cells(r.image, beside)
             with beside.container():
                 size = f" · {r.original_size[0]}×{r.original_size[1]} px" if r.original_size else ""
                 st.caption(f"{uploads.escape_markdown(r.name)}{size}")
@@ -105,8 +76,7 @@ for start in range(0, len(good), per_row):
                 )
                 st.markdown(charts.probability_bar_html(r.proba), unsafe_allow_html=True)
                 st.caption(charts.probability_legend_html(r.proba), unsafe_allow_html=True)
-            if r.ood:
-                st.warning(f"**{uploads.OOD_WARNING.capitalize()}:** {r.ood_reason}.", icon="⚠️")
+            ui.warn_if_unusual(r)
 if not good:
     st.caption("No file could be classified.")
 

@@ -8,14 +8,10 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from malgan import artifacts, data, decode, imaging, invert, latent, ui, uploads
-from malgan.errors import DataError, ImageDecodeError
+from malgan import artifacts, imaging, invert, latent, runtime, ui, uploads
 
 KEYS = ("e_model", "e_amount")
 RESULT_KEY = "e_found"
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp", "gif"]
-# The app's Streamlit config, which also holds the decoding pixel limit.
-CONFIG = Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml"
 # Infection slider, in standard deviations along the infection direction.
 AMOUNT_MIN = -3.0
 AMOUNT_MAX = 3.0
@@ -24,96 +20,71 @@ AMOUNT_STEP = 0.25
 SEARCH_SEED = 0
 # Side-by-side cells are shown larger than grid cells, yet fit a third of the narrow layout.
 VIEW_SCALE = 3
-VIEW_PX = ui.CELL_PX * VIEW_SCALE
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def decode_upload(payload: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """The uploaded file as a 64x64 RGB cell (raises ImageDecodeError)."""
-    return decode.decode_image(payload, name=name, max_pixels=max_pixels)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def p_parasitized(exported: str, images: np.ndarray, _classifier) -> np.ndarray:
-    """The classifier's P(parasitized) of uint8 cells [N, 64, 64, 3]."""
-    return _classifier.predict_proba(images)[:, 0]
+def probabilities(
+    exported: Path, images: np.ndarray, _classifier: runtime.Classifier
+) -> np.ndarray:
+    """The classifier's class probabilities of uint8 cells [N, S, S, 3]: float32 [N, 2]."""
+    return _classifier.predict_proba(images)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def edited_cell(
-    exported: str,
+    exported: Path,
     model: str,
     z: np.ndarray,
     class_weights: np.ndarray,
     amount: float,
     _result: invert.InversionResult,
-    _generator,
+    _generator: runtime.CellGenerator,
 ) -> np.ndarray:
     """The inverted cell moved ``amount`` standard deviations along the infection direction."""
     return invert.edit(_result, _generator, amount)
 
 
-def verdict_markdown(p: float) -> str:
-    """The classifier's verdict on a cell, coloured by class."""
-    label = data.CLASSES[0] if p >= 0.5 else data.CLASSES[1]
-    return f"{ui.coloured(label, label)} · P(parasitized) {p:.1%}"
-
-
-ui.page_setup(
-    "Edit a real cell",
-    "🪄",
+ui.page_intro(
     "Upload a photograph of one segmented red blood cell. The page searches the generator's "
     "latent space for the cell it can draw that looks most like yours, then lets you move that "
     "cell along the learned infection direction.",
 )
 
-choices = ui.generator_choices()
-if not choices:
-    st.error("No generator is listed in the model index, so there is nothing to search.", icon="⚠️")
-    st.stop()
-
 # Controls, seeded from the URL.
-ui.url_choice("e_model", ui.DEFAULT_MODEL, list(choices))
 ui.url_float("e_amount", 0.0, AMOUNT_MIN, AMOUNT_MAX)
 top = st.columns([2, 3])
-top[0].selectbox("Model", list(choices), format_func=choices.get, key="e_model")
+model = ui.choose_generator("e_model", top[0], purpose="search")
+generator = ui.require_generator(model)
+classifier = ui.classifier()
+size = classifier.img_size
 uploaded = top[1].file_uploader(
     "One cell image",
-    type=UPLOAD_TYPES,
+    type=uploads.UPLOAD_TYPES,
     key="e_upload",
     help="PNG, JPEG, TIFF, WebP, BMP or GIF; one cell, ideally on a black background like the "
-    "training cells. It is resized to 64×64 pixels.",
+    f"training cells. It is resized to {size}×{size} pixels.",
 )
 ui.sync_url(*KEYS)
 st.caption(
     "The page address keeps the model and the infection amount. An uploaded image cannot travel "
     "in a link: after opening a shared link, upload the cell again."
 )
-
-model = st.session_state["e_model"]
-generator = ui.generator(model)
-classifier = ui.classifier()
-if generator is None or classifier is None:
-    st.stop()
 if uploaded is None:
     st.info("Upload one cell image above to start.", icon="⬆️")
     st.stop()
 
-# Decode the upload.
-try:
-    max_pixels = decode.max_pixels_from_config(CONFIG)
-except DataError as err:
-    st.warning(f"{err}. Using the default limit of {decode.MAX_PIXELS:,} pixels.", icon="⚠️")
-    max_pixels = decode.MAX_PIXELS
+# The upload goes through the checks of the Classify page, the out-of-distribution one included.
 payload = uploaded.getvalue()
-try:
-    cell = decode_upload(payload, uploaded.name, max_pixels)
-except ImageDecodeError as err:
-    st.error(f"**This file cannot be used.** {uploads.escape_markdown(str(err))}", icon="🚫")
+(checked,) = ui.classify_uploads([(uploaded.name, payload)], classifier, ui.reference())
+if not checked.ok:
+    message = uploads.escape_markdown(checked.message)
+    st.error(f"**This file cannot be used.** {message}", icon="🚫")
     st.stop()
+ui.warn_if_unusual(checked)
+cell = checked.image
+p_original = np.asarray(checked.proba, np.float32)
 exported = artifacts.exported_dir()
 digest = hashlib.sha256(payload).hexdigest()
-p_original = float(p_parasitized(exported, cell[None], classifier)[0])
 
 # The search.
 st.subheader("Find the cell in the latent space")
@@ -153,34 +124,34 @@ current = (
 )
 if not current:
     left, right = st.columns([1, 3])
-    left.image(ui.upscale(cell, VIEW_SCALE), width=VIEW_PX, caption="Your cell, 64×64")
-    right.markdown(f"Classifier: {verdict_markdown(p_original)}", unsafe_allow_html=True)
+    ui.show_cells(cell, left, scale=VIEW_SCALE, caption=f"Your cell, {size}×{size}")
+    right.markdown(f"Classifier: {ui.verdict_markdown(p_original)}", unsafe_allow_html=True)
     right.info("Press **Find this cell** to search the generator for it.", icon="🔍")
     st.stop()
 
 result: invert.InversionResult = stored["result"]
-p_reconstruction = float(p_parasitized(exported, result.reconstruction[None], classifier)[0])
+p_reconstruction = probabilities(exported, result.reconstruction[None], classifier)[0]
 
 # Original and reconstruction.
 st.subheader("Original and reconstruction")
 cols = st.columns([1, 1, 1])
 with cols[0]:
-    st.image(ui.upscale(cell, VIEW_SCALE), width=VIEW_PX, caption="Your cell")
-    st.markdown(verdict_markdown(p_original), unsafe_allow_html=True)
+    ui.show_cells(cell, scale=VIEW_SCALE, caption="Your cell")
+    st.markdown(ui.verdict_markdown(p_original), unsafe_allow_html=True)
 with cols[1]:
-    st.image(ui.upscale(result.reconstruction, VIEW_SCALE), width=VIEW_PX, caption="Reconstruction")
-    st.markdown(verdict_markdown(p_reconstruction), unsafe_allow_html=True)
+    ui.show_cells(result.reconstruction, scale=VIEW_SCALE, caption="Reconstruction")
+    st.markdown(ui.verdict_markdown(p_reconstruction), unsafe_allow_html=True)
 with cols[2]:
     st.metric(
         "SSIM to your cell",
         f"{result.ssim:.3f}",
         help="Structural similarity, 1 for identical images.",
     )
-    st.metric("P(parasitized), your cell", f"{p_original:.1%}")
+    st.metric("P(parasitized), your cell", f"{p_original[0]:.1%}")
     st.metric(
         "P(parasitized), reconstruction",
-        f"{p_reconstruction:.1%}",
-        **ui.points_delta(p_reconstruction - p_original, "vs your cell", colour="off"),
+        f"{p_reconstruction[0]:.1%}",
+        **ui.points_delta(p_reconstruction[0] - p_original[0], "vs your cell", colour="off"),
     )
 weights = ", ".join(
     f"{name} {w:.2f}" for name, w in zip(generator.classes, result.class_weights, strict=True)
@@ -210,18 +181,18 @@ try:
 except ValueError as err:
     st.warning(f"**Editing is unavailable for this model.** {err}", icon="⚠️")
     st.stop()
-p_edited = float(p_parasitized(exported, edited[None], classifier)[0])
+p_edited = probabilities(exported, edited[None], classifier)[0]
 cols = st.columns([1, 1, 1])
 with cols[0]:
-    st.image(ui.upscale(result.reconstruction, VIEW_SCALE), width=VIEW_PX, caption="Reconstruction")
+    ui.show_cells(result.reconstruction, scale=VIEW_SCALE, caption="Reconstruction")
 with cols[1]:
-    st.image(ui.upscale(edited, VIEW_SCALE), width=VIEW_PX, caption=f"Edited, {amount:+g} σ")
-    st.markdown(verdict_markdown(p_edited), unsafe_allow_html=True)
+    ui.show_cells(edited, scale=VIEW_SCALE, caption=f"Edited, {amount:+g} σ")
+    st.markdown(ui.verdict_markdown(p_edited), unsafe_allow_html=True)
 with cols[2]:
     st.metric(
         "P(parasitized), edited",
-        f"{p_edited:.1%}",
-        **ui.points_delta(p_edited - p_reconstruction, "vs reconstruction"),
+        f"{p_edited[0]:.1%}",
+        **ui.points_delta(p_edited[0] - p_reconstruction[0], "vs reconstruction"),
     )
 
 # Downloads.

@@ -3,12 +3,11 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from malgan import artifacts, explore, imaging, ui
+from malgan import artifacts, explore, imaging, ui, views
 from malgan.data import CLASSES
 
 DEFAULT_STEPS = 9
 DEFAULT_SEED_B = ui.DEFAULT_SEED + 1
-FRAME_PX = ui.CELL_PX * ui.VIEW_SCALE
 # Width the strip of frames may take; frames shrink to keep the whole path on one row.
 STRIP_PX = 960
 MIN_FRAME_PX = 56
@@ -21,21 +20,15 @@ METHOD_NAMES = {
     "lerp": "Linear (lerp): a straight line through the latent space",
 }
 
-ui.page_setup(
-    "Interpolate",
-    "🔀",
+ui.page_intro(
     "Walk from one generated cell to another through the latent space and watch the classifier "
     "change its mind. With the conditional GAN an uninfected cell can morph into a parasitized "
     "one: the class weights move from one class to the other along the way.",
 )
 
-choices = ui.generator_choices()
-if not choices:
-    st.error("No generator is listed in the model index, so there is nothing to morph.", icon="⚠️")
-    st.stop()
-
 # Controls, seeded from the URL.
-ui.url_choice("ip_model", ui.DEFAULT_MODEL, list(choices))
+top = st.columns([3, 2, 3])
+model = ui.choose_generator("ip_model", top[0], purpose="morph")
 ui.url_int("ip_seed_a", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
 ui.url_choice("ip_class_a", "Uninfected", CLASSES)
 ui.url_int("ip_seed_b", DEFAULT_SEED_B, 0, ui.MAX_SEED)
@@ -43,15 +36,10 @@ ui.url_choice("ip_class_b", "Parasitized", CLASSES)
 ui.url_int("ip_steps", DEFAULT_STEPS, explore.MIN_STEPS, explore.MAX_STEPS)
 ui.url_choice("ip_method", explore.METHODS[0], explore.METHODS)
 
-top = st.columns([3, 2, 3])
-top[0].selectbox("Model", list(choices), format_func=choices.get, key="ip_model")
 top[1].slider("Steps", explore.MIN_STEPS, explore.MAX_STEPS, key="ip_steps")
 top[2].radio("Path", explore.METHODS, format_func=METHOD_NAMES.get, key="ip_method")
 
-model = st.session_state["ip_model"]
-gen = ui.generator(model)
-if gen is None or ui.classifier() is None:
-    st.stop()
+gen = ui.require_generator(model)
 cross = gen.conditional
 if not cross and st.session_state["ip_class_b"] != st.session_state["ip_class_a"]:
     # A per-class generator pair cannot blend classes: the second cell follows the first.
@@ -84,17 +72,18 @@ seed_b = int(st.session_state["ip_seed_b"])
 steps = int(st.session_state["ip_steps"])
 method = st.session_state["ip_method"]
 
-t, frames, p_parasitized = ui.interpolation_frames(
+t, frames, p_parasitized = views.interpolation_frames(
     artifacts.exported_dir(), model, seed_a, label_a, seed_b, label_b, steps, method
 )
 
-# The frames.
+# The frames, at display scale unless the whole path would not fit on one row.
+frame_px = gen.img_size * ui.VIEW_SCALE
 st.subheader(f"{label_a} → {label_b}")
 with ui.spaced_images("ip_frames"):
     st.image(
         [ui.upscale(frame) for frame in frames],
         caption=[f"t = {x:.2f}" for x in t],
-        width=max(MIN_FRAME_PX, min(FRAME_PX, STRIP_PX // len(frames) - ui.IMAGE_GAP_PX)),
+        width=max(MIN_FRAME_PX, min(frame_px, STRIP_PX // len(frames) - ui.IMAGE_GAP_PX)),
         output_format="PNG",
     )
 

@@ -2,11 +2,10 @@
 
 import streamlit as st
 
-from malgan import artifacts, explore, latent, ui
+from malgan import artifacts, explore, latent, runtime, ui, views
 from malgan.data import CLASSES
 
 SLIDER_STEP = 0.1
-DECISION_LINE = 0.5
 BIG_SCALE = 4
 # The strip beside the cell: the same cell this many sigma either side along the infection axis.
 STRIP_STEP = 2.0
@@ -17,19 +16,12 @@ LOADED_KEY = "le_loaded"
 LOADED_ID_KEY = "le_loaded_id"
 LOAD_ERROR_KEY = "le_load_error"
 
-ui.page_setup(
-    "Latent explorer",
-    "🎚️",
+ui.page_intro(
     "Start from one generated cell and move its latent vector along the generator's main axes "
     "of variation (GANSpace principal directions) and along an infection direction fitted to "
     "the classifier (InterFaceGAN). Steps are in standard deviations (σ) of the latent along "
     "each axis.",
 )
-
-choices = ui.generator_choices()
-if not choices:
-    st.error("No generator is listed in the model index, so there is nothing to explore.", icon="⚠️")
-    st.stop()
 
 
 def reset_sliders() -> None:
@@ -50,7 +42,6 @@ def randomise() -> None:
 
 
 # Controls, seeded from the URL.
-ui.url_choice("le_model", ui.DEFAULT_MODEL, list(choices))
 ui.url_choice("le_class", CLASSES[0], CLASSES)
 ui.url_int("le_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
 for key in (*PRINCIPAL_KEYS, "le_inf"):
@@ -59,18 +50,15 @@ for key in (*PRINCIPAL_KEYS, "le_inf"):
 controls, view = st.columns([5, 4], gap="large")
 with controls:
     pick = st.columns([3, 2, 2])
-    pick[0].selectbox("Model", list(choices), format_func=choices.get, key="le_model")
+    model = ui.choose_generator("le_model", pick[0], purpose="explore")
     pick[1].radio("Class", CLASSES, horizontal=True, key="le_class")
     pick[2].number_input(
         "Seed", min_value=0, max_value=ui.MAX_SEED, step=1, key="le_seed", on_change=forget_loaded
     )
 
-model = st.session_state["le_model"]
 label = st.session_state["le_class"]
 seed = int(st.session_state["le_seed"])
-gen = ui.generator(model)
-if gen is None or ui.classifier() is None:
-    st.stop()
+gen = ui.require_generator(model)
 dirs = explore.directions_for(gen.directions, label)
 
 with controls:
@@ -143,7 +131,9 @@ if loaded_entry is not None:
 amounts = tuple(round(float(st.session_state[k]), 2) for k in PRINCIPAL_KEYS[: dirs.count])
 infection = round(float(st.session_state["le_inf"]), 2) if dirs.infection is not None else 0.0
 exported = artifacts.exported_dir()
-image, p_parasitized = ui.explore_cell(exported, model, label, start_z, amounts, infection)
+images, probas = views.edited_cells(exported, model, label, start_z, amounts, (infection,))
+image, proba = images[0], probas[0]
+p_parasitized = float(proba[0])
 edited = explore.edit_latent(start_z, dirs, amounts, infection)
 
 save_slot.download_button(
@@ -153,13 +143,8 @@ save_slot.download_button(
     mime="application/octet-stream",
 )
 with view:
-    st.image(
-        ui.upscale(image, BIG_SCALE),
-        caption=f"{label} · {source}",
-        width=ui.CELL_PX * BIG_SCALE,
-        output_format="PNG",
-    )
-    verdict = CLASSES[0] if p_parasitized >= DECISION_LINE else CLASSES[1]
+    ui.show_cells(image, scale=BIG_SCALE, caption=f"{label} · {source}", output_format="PNG")
+    verdict = runtime.predicted_class(proba)
     st.markdown(f"Classifier verdict: {ui.coloured(verdict, verdict)}", unsafe_allow_html=True)
     st.progress(
         min(1.0, max(0.0, p_parasitized)),
@@ -167,7 +152,8 @@ with view:
     )
     if dirs.infection is not None:
         steps = tuple(round(infection + offset, 2) for offset in STRIP_OFFSETS)
-        strip, strip_p = ui.infection_strip(exported, model, label, start_z, amounts, steps)
+        strip, strip_proba = views.edited_cells(exported, model, label, start_z, amounts, steps)
+        strip_p = strip_proba[:, 0]  # P(parasitized) of each cell
         st.markdown(
             f"**Along the infection direction** ({STRIP_STEP:g} σ either side)",
             help="The same cell moved along the infection direction, with the classifier's "
@@ -178,10 +164,9 @@ with view:
             for offset in STRIP_OFFSETS
         ]
         with ui.spaced_images("le_strip"):
-            st.image(
-                [ui.upscale(cell) for cell in strip],
+            ui.show_cells(
+                strip,
                 caption=[f"{name}: {p:.0%}" for name, p in zip(names, strip_p, strict=True)],
-                width=ui.CELL_PX * ui.VIEW_SCALE,
                 output_format="PNG",
             )
 st.caption(

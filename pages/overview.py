@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from malgan import artifacts, imaging, tables, ui
+from malgan import artifacts, imaging, tables, ui, views
 from malgan.data import CLASSES
 
 STRIP_MODEL = "cgan"
@@ -12,9 +12,7 @@ STRIP_CELLS = 8
 NIH_PATIENTS = 200
 PATIENTS_USED = 180
 
-ui.page_setup(
-    "Overview",
-    "🔬",
+ui.page_intro(
     "Synthetic malaria blood-cell images from generative adversarial networks, judged by a "
     "classifier trained on real cells of other patients.",
 )
@@ -37,7 +35,7 @@ if strip_model is None:
     st.error("No generator is available, so no cells can be shown.", icon="⚠️")
 elif ui.generator(strip_model) is not None and ui.classifier() is not None:
     for label in CLASSES:
-        images, _ = ui.sample_cells(
+        images, _ = views.sample_cells(
             artifacts.exported_dir(), strip_model, label, STRIP_SEED, STRIP_CELLS, None
         )
         st.markdown(f"{ui.CLASS_ICONS[label]} " + ui.coloured(label, label), unsafe_allow_html=True)

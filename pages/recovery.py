@@ -12,9 +12,7 @@ MIN_CELLS, MAX_CELLS, DEFAULT_CELLS, CELL_STEP = 16, 2000, 200, 16
 LIVE_STATE = "r_live_result"
 
 
-ui.page_setup(
-    "Recovery rates",
-    "📊",
+ui.page_intro(
     "Recovery is the share of generated cells that the classifier assigns to the class they were "
     "generated as. The report's DCGANs recovered only 30% of their Parasitized cells.",
 )

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from malgan import artifacts, ui
+from malgan import artifacts, ui, views
 from malgan.data import CLASSES
 
 MAX_CELLS = 64
@@ -11,28 +11,20 @@ KEYS = ("s_model", "s_class", "s_n", "s_seed", "s_trunc")
 # One line under each cell, with room before the next row of cells.
 VERDICT_STYLE = "font-size:0.85rem;white-space:nowrap;font-style:normal;margin-bottom:0.9rem"
 
-ui.page_setup(
-    "Sample",
-    "🧫",
+ui.page_intro(
     "Draw cells of one class from a generator. Each cell carries the classifier's verdict: "
     f"{ui.AGREE_MARK} when it recognises the intended class, {ui.DISAGREE_MARK} when it predicts "
     "the other one, with the probability of the predicted class.",
 )
 
-choices = ui.generator_choices()
-if not choices:
-    st.error("No generator is listed in the model index, so there is nothing to sample.", icon="⚠️")
-    st.stop()
-
 # Controls, seeded from the URL.
-ui.url_choice("s_model", ui.DEFAULT_MODEL, list(choices))
+top = st.columns([3, 2, 2])
+model = ui.choose_generator("s_model", top[0], purpose="sample")
 ui.url_choice("s_class", CLASSES[0], CLASSES)
 ui.url_int("s_n", DEFAULT_CELLS, 1, MAX_CELLS)
 ui.url_int("s_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
 ui.url_float("s_trunc", ui.TRUNCATION_OFF, ui.TRUNCATION_MIN, ui.TRUNCATION_OFF)
 
-top = st.columns([3, 2, 2])
-top[0].selectbox("Model", list(choices), format_func=choices.get, key="s_model")
 top[1].radio("Class", CLASSES, horizontal=True, key="s_class")
 top[2].slider("Number of cells", 1, MAX_CELLS, key="s_n")
 bottom = st.columns([2, 1, 4], vertical_alignment="bottom")
@@ -55,7 +47,6 @@ bottom[2].slider(
 )
 ui.sync_url(*KEYS)
 
-model = st.session_state["s_model"]
 label = st.session_state["s_class"]
 n = int(st.session_state["s_n"])
 seed = int(st.session_state["s_seed"])
@@ -65,12 +56,11 @@ st.caption(
     f"cells 0–{n - 1} of seed {seed}"
 )
 
-if ui.generator(model) is None or ui.classifier() is None:
-    st.stop()
+ui.require_generator(model)
 
 # The grid.
 exported = artifacts.exported_dir()
-images, proba = ui.sample_cells(exported, model, label, seed, n, truncation)
+images, proba = views.sample_cells(exported, model, label, seed, n, truncation)
 recognised = ui.recognised_count(proba, label)
 summary = st.columns([1, 3], vertical_alignment="center")
 summary[0].metric(f"Recognised as {label}", f"{recognised} / {n}", help="Classifier argmax.")
@@ -86,12 +76,12 @@ for start in range(0, n, columns):
         with row[i - start]:
             agrees, _ = ui.verdict(proba[i], label)
             colour_of = label if agrees else next(c for c in CLASSES if c != label)
-            st.image(ui.upscale(images[i]), width=ui.CELL_PX * ui.VIEW_SCALE, output_format="PNG")
+            ui.show_cells(images[i], output_format="PNG")
             caption = ui.coloured(ui.verdict_caption(proba[i], label), colour_of)
             st.markdown(f'<div style="{VERDICT_STYLE}">{caption}</div>', unsafe_allow_html=True)
 
 # Downloads, side by side.
-grid_png, cells_zip = ui.sample_files(exported, model, label, seed, n, truncation)
+grid_png, cells_zip = views.sample_files(exported, model, label, seed, n, truncation)
 stem = f"{model}_{label}_seed{seed}"
 with st.container(horizontal=True, gap="small"):
     st.download_button("⬇️ Grid (PNG)", grid_png, file_name=f"{stem}_grid.png", mime="image/png")

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from malgan import artifacts, imaging, synth, synth_files, synth_filters, ui
+from malgan import artifacts, imaging, synth, synth_files, synth_filters, ui, views
 from malgan.charts import CLASS_COLOURS
 from malgan.data import CLASSES
 from malgan.errors import SynthError
@@ -75,20 +75,12 @@ def preview_cells(folder: Path, n: int) -> dict[str, np.ndarray]:
     return out
 
 
-ui.page_setup(
-    "Synthetic dataset",
-    "📦",
+ui.page_intro(
     "Export a labelled set of synthetic cells in the NIH folder layout, ready to train on or "
     "share. Every cell is checked by the classifier and by a privacy filter before it is kept.",
 )
 
-choices = ui.generator_choices()
-if not choices:
-    st.error("No generator is listed in the model index, so no dataset can be made.", icon="⚠️")
-    st.stop()
-
 # Controls.
-ui.url_choice("d_model", ui.DEFAULT_MODEL, list(choices))
 ui.url_int("d_n", DEFAULT_CELLS, 1, MAX_CELLS)
 ui.url_int("d_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
 ui.url_float("d_trunc", ui.TRUNCATION_OFF, ui.TRUNCATION_MIN, ui.TRUNCATION_OFF)
@@ -98,8 +90,8 @@ ui.url_value("d_privacy", True, parse_flag)
 
 reference = ui.reference()
 left, right = st.columns(2)
+model = ui.choose_generator("d_model", left, purpose="export", label="Generator")
 with left:
-    st.selectbox("Generator", list(choices), format_func=choices.get, key="d_model")
     st.number_input(
         "Cells per class",
         min_value=1,
@@ -154,7 +146,6 @@ with right:
         )
 ui.sync_url("d_model", "d_n", "d_seed", "d_trunc", "d_conf", "d_class", "d_privacy")
 
-model = st.session_state["d_model"]
 n_per_class = int(st.session_state["d_n"])
 config = synth.SynthConfig(
     n_per_class=n_per_class,
@@ -182,9 +173,8 @@ if config.class_filter and ui.smoke_models():
         icon="🚧",
     )
 if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
-    generator, classifier = ui.generator(model), ui.classifier()
-    if generator is None or classifier is None:
-        st.stop()
+    generator = ui.require_generator(model)
+    classifier = ui.classifier()
     bar = st.progress(0.0, text="Generating and filtering cells…")
     started = time.perf_counter()
     accepted = {"done": 0, "total": 2 * n_per_class}
@@ -204,7 +194,7 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
         accepted.update(done=done, total=total)
         show_progress()
 
-    counting = ui.CountingGenerator(generator, on_batch=show_progress)
+    counting = views.CountingGenerator(generator, on_batch=show_progress)
     st.session_state.pop(RESULT_KEY, None)
     with tempfile.TemporaryDirectory(prefix="malgan-synth-") as tmp:
         folder = Path(tmp) / "dataset"
@@ -233,6 +223,7 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
                 "zip": synth_files.zip_folder(folder, top=top),
                 "file_name": f"{top}.zip",
                 "preview": preview_cells(folder, PREVIEW_CELLS),
+                "img_size": generator.img_size,
                 "manifest": synth_files.read_manifest(folder)[:MANIFEST_ROWS],
             }
     bar.empty()
@@ -270,9 +261,10 @@ st.download_button(
     icon="⬇️",
     type="primary",
 )
+size = result["img_size"]
 st.caption(
-    "The archive holds `Parasitized/` and `Uninfected/` folders of 64×64 PNGs named like the "
-    "NIH cells (so malgan and other NIH loaders read them back), `manifest.csv` (one row per "
+    f"The archive holds `Parasitized/` and `Uninfected/` folders of {size}×{size} PNGs named like "
+    "the NIH cells (so malgan and other NIH loaders read them back), `manifest.csv` (one row per "
     "cell: model, its sha256, seed, latent index, truncation, classifier probability and "
     "distance to the nearest training cell) and `summary.json` (settings and filter counts). "
     "The seed and latent index in the manifest reproduce any cell on the other pages."

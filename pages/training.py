@@ -9,8 +9,8 @@ from malgan import artifacts, charts, tables, ui
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 
-# Snapshot grids are shown at their own size (64 px cells): as many per row as fit in the
-# content width of the wide layout at 1440 px, at most MAX_SNAPSHOTS_PER_ROW.
+# Snapshot grids are shown at their own size (cells at their pixel size): as many per row as fit in
+# the content width of the wide layout at 1440 px, at most MAX_SNAPSHOTS_PER_ROW.
 MAX_SNAPSHOTS_PER_ROW = 2
 ROW_PX = 960
 COLUMN_GAP_PX = 16
@@ -45,9 +45,7 @@ def read_history(name: str):
         return None
 
 
-ui.page_setup(
-    "Training",
-    "📈",
+ui.page_intro(
     "How the generators learned: sample grids saved during training (as in the report's "
     "figures), the losses, and the classifier's epochs.",
 )
@@ -56,16 +54,9 @@ index = ui.index()
 if index is None:
     st.stop()
 metrics = ui.metrics()
+model = ui.choose_generator("t_model", st.columns([1, 2])[0], purpose="show")
 choices = ui.generator_choices()
-if not choices:
-    st.info("The model index lists no generator.")
-    st.stop()
-
-ui.url_choice("t_model", ui.DEFAULT_MODEL, list(choices))
 ui.url_choice("t_class", CLASSES[0], list(CLASSES))
-model = st.columns([1, 2])[0].selectbox(
-    "Model", list(choices), format_func=choices.get, key="t_model"
-)
 
 # Length and speed of the runs that produced the exported model.
 runs = (((metrics or {}).get("models") or {}).get(model) or {}).get("training") or {}
@@ -96,7 +87,7 @@ else:
     for tab, label in zip(tabs, labels, strict=True):
         with tab:
             entries = snapshots[label]
-            # As many grids per row as fit at their own size, so no cell drops below 64 px.
+            # As many grids per row as fit at their own size, so no cell shrinks below its pixels.
             widest = max((image_width(str(path)) for _, path in entries), default=0)
             per_row = max(1, min(MAX_SNAPSHOTS_PER_ROW, ROW_PX // (widest + COLUMN_GAP_PX)))
             for start in range(0, len(entries), per_row):

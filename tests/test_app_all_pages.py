@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from app_pages import app_page, served_app
 from streamlit.testing.v1 import AppTest
 
 from malgan import artifacts
@@ -59,12 +60,12 @@ def _fresh_caches():
 
 
 def run_target(path: Path) -> AppTest:
-    """Run a page (or the app, which opens its default page) once with default settings."""
+    """Run a page through the app (or the app alone, which opens its default page) once."""
     if path == APP:
         missing = [p for p in NAVIGATION if not (REPO_ROOT / p).is_file()]
         if missing:
             pytest.skip(f"streamlit_app.py lists pages that do not exist yet: {missing}")
-    at = AppTest.from_file(str(path), default_timeout=TIMEOUT_S)
+    at = served_app(timeout=TIMEOUT_S) if path == APP else app_page(path, timeout=TIMEOUT_S)
     at.run()
     return at
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from app_pages import app_page
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, explore, invert, latent, metrics, runtime
+from malgan import artifacts, explore, invert, latent, metrics, runtime, uploads
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "edit_cell.py")
 TIMEOUT_S = 60
@@ -201,7 +203,7 @@ def page(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(invert, "DEFAULT_TIME_BUDGET_S", 1.0)
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S)
+    at = app_page(PAGE, timeout=TIMEOUT_S)
     yield at
     st.cache_resource.clear()
     st.cache_data.clear()
@@ -258,3 +260,15 @@ def test_page_reports_a_bad_upload(page: AppTest):
     assert page.error and "cannot be used" in page.error[0].value
     assert "cell.png" in page.error[0].value
     assert not page.image
+
+
+def test_page_checks_an_upload_like_the_classify_page(page: AppTest):
+    page.run()
+    photo = io.BytesIO()
+    Image.new("RGB", (100, 100), (240, 235, 230)).save(photo, format="PNG")
+    page.file_uploader[0].set_value(("photo.png", photo.getvalue(), "image/png"))
+    page.run()
+    assert not page.exception and not page.error
+    # The same out-of-distribution check as on the Classify page, then the search as usual.
+    assert any(uploads.OOD_WARNING.capitalize() in w.value for w in page.warning)
+    assert any("Find this cell" in i.value for i in page.info)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from app_pages import app_page
 from conftest import REPO_ROOT
 from streamlit.testing.v1 import AppTest
 
@@ -82,7 +83,7 @@ def clear_caches() -> None:
 
 def run_page(page: Path) -> AppTest:
     clear_caches()
-    at = AppTest.from_file(str(page), default_timeout=PAGE_TIMEOUT_S)
+    at = app_page(page, timeout=PAGE_TIMEOUT_S)
     at.run()
     return at
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from app_pages import app_page
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, explore, latent, report, tables, ui
+from malgan import artifacts, explore, latent, report, runtime, tables, ui, views
 from malgan.data import CLASSES
 from malgan.directions import Directions
 
@@ -35,7 +36,7 @@ def _committed_models(monkeypatch: pytest.MonkeyPatch):
 
 def open_page(name: str, **query: str) -> AppTest:
     """Run a page once, optionally opened with query parameters."""
-    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT_S)
+    at = app_page(PAGES / f"{name}.py", timeout=TIMEOUT_S)
     at.query_params.update(query)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -99,7 +100,7 @@ def test_overview_without_metrics_keeps_intro_and_strip(tmp_path, monkeypatch):
 
 # Sample.
 def test_sample_shows_n_cells_with_verdicts_and_summary():
-    at = AppTest.from_file(str(PAGES / "sample.py"), default_timeout=TIMEOUT_S)
+    at = app_page(PAGES / "sample.py", timeout=TIMEOUT_S)
     at.run()
     at.slider(key="s_n").set_value(5).run()
 
@@ -167,8 +168,8 @@ def test_sample_new_seed_and_truncation_change_cells():
 
 def test_sample_downloads_match_cells():
     exported = artifacts.exported_dir()
-    grid, archive = ui.sample_files(exported, "cgan", "Parasitized", 11, 3, None)
-    images, _ = ui.sample_cells(exported, "cgan", "Parasitized", 11, 3, None)
+    grid, archive = views.sample_files(exported, "cgan", "Parasitized", 11, 3, None)
+    images, _ = views.sample_cells(exported, "cgan", "Parasitized", 11, 3, None)
 
     assert Image.open(io.BytesIO(grid)).format == "PNG"
     with zipfile.ZipFile(io.BytesIO(archive)) as zf:
@@ -192,7 +193,7 @@ def test_latent_explorer_shows_one_cell_and_probability():
     # The strip shows the cell either side of it along the infection direction.
     assert len(strip.value) == 3 and strip.captions[1].startswith("this cell: ")
     assert strip.captions[0].startswith("−2 σ: ") and strip.captions[2].startswith("+2 σ: ")
-    generator = ui._generator(artifacts.exported_dir(), "cgan")
+    generator = ui.cached_generator(artifacts.exported_dir(), "cgan")
     count = explore.directions_for(generator.directions, "Parasitized").count
     assert len(at.slider) == count + 1
     assert at.query_params["le_seed"] == str(ui.DEFAULT_SEED)
@@ -432,8 +433,8 @@ def test_interpolate_cells_uses_class_blend_only_when_conditional():
 
 
 def test_edit_latent_with_real_generator_directions():
-    cgan = ui._generator(artifacts.exported_dir(), "cgan")
-    generator = ui._generator(artifacts.exported_dir(), "dcgan")
+    cgan = ui.cached_generator(artifacts.exported_dir(), "cgan")
+    generator = ui.cached_generator(artifacts.exported_dir(), "dcgan")
     # Only the conditional GAN morphs a cell across classes; both give directions per class.
     assert cgan.conditional and not generator.conditional
     assert set(cgan.directions) == set(generator.directions) == set(CLASSES)
@@ -451,8 +452,13 @@ def test_verdicts_and_counts():
     assert ui.verdict_caption(proba[1], "Parasitized") == "✕ Uninfected 0.88"
     assert ui.verdict(proba[1], "Uninfected") == (True, pytest.approx(0.88))
     assert ui.recognised_count(proba, "Parasitized") == 2
+    # One rule everywhere: the class of the largest probability, a tie going to the first class.
+    predicted = [runtime.predicted_class(row) for row in proba]
+    assert predicted == ["Parasitized", "Uninfected", "Parasitized"]
+    shown = ui.verdict_markdown(proba[1])
+    assert "Uninfected" in shown and shown.endswith("P(parasitized) 12.0%")
     assert ui.recognised_count(np.zeros((0, 2)), "Uninfected") == 0
-    assert ui.cell_file_names("cgan", "Uninfected", 7, 2) == [
+    assert views.cell_file_names("cgan", "Uninfected", 7, 2) == [
         "cgan_Uninfected_seed7_00.png",
         "cgan_Uninfected_seed7_01.png",
     ]
@@ -481,7 +487,7 @@ def test_page_title_and_points_delta():
 def test_counting_generator_counts_cells_per_class():
     inner = RecordingGenerator(conditional=True)
     batches = []
-    counting = ui.CountingGenerator(inner, on_batch=lambda: batches.append(dict(counting.drawn)))
+    counting = views.CountingGenerator(inner, on_batch=lambda: batches.append(dict(counting.drawn)))
     z = latent.sample_z(1, 3, Z_DIM)
     assert counting.generate(z, "Parasitized").shape == (3, 64, 64, 3)
     counting.generate(z[:2], "Uninfected")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from app_pages import app_page
 from conftest import draw_fake_cell
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -31,7 +32,7 @@ def _committed_models(monkeypatch: pytest.MonkeyPatch):
 
 
 def page(name: str) -> AppTest:
-    at = AppTest.from_file(str(REPO_ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT_S)
+    at = app_page(REPO_ROOT / "pages" / f"{name}.py", timeout=TIMEOUT_S)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -136,7 +137,7 @@ def test_recovery_shows_the_comparison_and_measures_live() -> None:
 
 
 def test_recovery_reads_its_controls_from_the_url() -> None:
-    at = AppTest.from_file(str(REPO_ROOT / "pages" / "recovery.py"), default_timeout=TIMEOUT_S)
+    at = app_page(REPO_ROOT / "pages" / "recovery.py", timeout=TIMEOUT_S)
     at.query_params["r_model"] = "dcgan"
     at.query_params["r_n"] = "48"
     at.query_params["r_seed"] = "99"
@@ -170,7 +171,7 @@ def test_training_shows_snapshots_and_curves() -> None:
 
 
 def test_training_class_tab_comes_from_the_url() -> None:
-    at = AppTest.from_file(str(REPO_ROOT / "pages" / "training.py"), default_timeout=TIMEOUT_S)
+    at = app_page(REPO_ROOT / "pages" / "training.py", timeout=TIMEOUT_S)
     at.query_params["t_class"] = "Uninfected"
     at.run()
     assert not at.exception

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_pages import app_page
 from conftest import REPO_ROOT
 from hostile_files import GOOD_COLOUR, HostileFile, good_cell_png, hostile_files, one_bit_png
 from PIL import Image
@@ -191,7 +192,7 @@ def page_name(case: HostileFile) -> str:
 
 def classify_page_with(case: HostileFile) -> AppTest:
     """The Classify page after uploading the case together with one good cell."""
-    at = AppTest.from_file(str(CLASSIFY_PAGE), default_timeout=PAGE_TIMEOUT_S)
+    at = app_page(CLASSIFY_PAGE, timeout=PAGE_TIMEOUT_S)
     at.run()
     assert not at.exception
     uploader = at.file_uploader(key="c_uploads")
@@ -235,7 +236,7 @@ def check_classify_page(at: AppTest, case: HostileFile) -> None:
 
 
 def test_uploader_takes_only_what_the_decoder_reads() -> None:
-    at = AppTest.from_file(str(CLASSIFY_PAGE), default_timeout=PAGE_TIMEOUT_S)
+    at = app_page(CLASSIFY_PAGE, timeout=PAGE_TIMEOUT_S)
     at.run()
     allowed = {f".{t.lstrip('.').lower()}" for t in at.file_uploader(key="c_uploads").allowed_type}
     assert allowed and allowed <= IMAGE_EXTENSIONS

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from app_pages import app_page
 from streamlit.testing.v1 import AppTest
 
 from malgan import artifacts, latent, synth, synth_cli, synth_files, synth_filters
@@ -447,7 +448,7 @@ def test_zip_folder_holds_the_dataset(tmp_path: Path, models) -> None:
 def app() -> AppTest:
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_file(PAGE, default_timeout=60)
+    at = app_page(PAGE)
     at.query_params["d_n"] = "2"
     at.query_params["d_seed"] = str(SEED)
     return at.run()

@@ -1,0 +1,131 @@
+"""Cached cells of the generation pages: sample grids and their files, edits, strips and morphs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from malgan import explore, imaging, latent, runtime
+from malgan.data import CLASSES
+from malgan.ui import GRID_COLUMNS, VIEW_SCALE, cached_classifier, cached_generator
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def sample_cells(
+    exported: Path, name: str, label: str, seed: int, n: int, truncation: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cells ``0..n-1`` of a seed and their classifier probabilities.
+
+    Returns:
+        ``(images uint8 [n, S, S, 3], proba float32 [n, 2])``.
+    """
+    gen = cached_generator(exported, name)
+    z = latent.sample_z(seed, n, gen.z_dim, truncation=truncation)
+    images = gen.generate(z, label)
+    return images, cached_classifier(exported, None).predict_proba(images)
+
+
+def cell_file_names(model: str, label: str, seed: int, n: int) -> list[str]:
+    """File names of the cells of a grid, e.g. ``cgan_Parasitized_seed7_03.png``."""
+    width = max(2, len(str(max(n - 1, 0))))
+    return [f"{model}_{label}_seed{seed}_{i:0{width}d}.png" for i in range(n)]
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def sample_files(
+    exported: Path, name: str, label: str, seed: int, n: int, truncation: float | None
+) -> tuple[bytes, bytes]:
+    """The downloads of a ``sample_cells`` grid.
+
+    Returns:
+        ``(grid PNG at display scale, ZIP of the cells as PNGs at their own size)``; the cells
+        are named by ``cell_file_names``.
+    """
+    images, _ = sample_cells(exported, name, label, seed, n, truncation)
+    grid = imaging.make_grid(images, ncol=min(n, GRID_COLUMNS), scale=VIEW_SCALE)
+    names = cell_file_names(name, label, seed, n)
+    return imaging.png_bytes(grid), imaging.cells_zip(images, names)
+
+
+class CountingGenerator:
+    """A generator that counts the cells it draws per class, for progress text.
+
+    Everything but ``generate`` is the wrapped generator's own.
+    """
+
+    def __init__(
+        self, generator: runtime.CellGenerator, on_batch: Callable[[], None] | None = None
+    ) -> None:
+        """Wrap ``generator``; ``on_batch`` is called after each batch it draws."""
+        self._generator = generator
+        self._on_batch = on_batch
+        self.drawn = dict.fromkeys(CLASSES, 0)
+
+    def generate(self, z: np.ndarray, label: str) -> np.ndarray:
+        """The wrapped generator's cells, counted under ``label``."""
+        images = self._generator.generate(z, label)
+        self.drawn[label] = self.drawn.get(label, 0) + len(images)
+        if self._on_batch is not None:
+            self._on_batch()
+        return images
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._generator, name)
+
+
+# The explorer pages.
+@st.cache_data(show_spinner=False, max_entries=512)
+def edited_cells(
+    exported: Path,
+    name: str,
+    label: str,
+    z: np.ndarray,
+    amounts: tuple[float, ...],
+    infections: tuple[float, ...],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One cell edited along its class's directions, at several infection steps, in one batch.
+
+    Args:
+        exported: The models folder.
+        name: Generator name.
+        label: Class of the cell.
+        z: float32 [z_dim] start latent.
+        amounts: Steps along the principal directions, in sigma units (the same for every cell).
+        infections: Steps along the infection direction, in sigma units, one per cell.
+
+    Returns:
+        ``(images uint8 [K, S, S, 3], class probabilities float32 [K, 2])``; see
+        ``explore.edit_latent``.
+    """
+    gen = cached_generator(exported, name)
+    dirs = explore.directions_for(gen.directions, label)
+    edited = np.stack([explore.edit_latent(z, dirs, amounts, step) for step in infections])
+    images = gen.generate(edited, label)
+    return images, cached_classifier(exported, None).predict_proba(images)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def interpolation_frames(
+    exported: Path,
+    name: str,
+    seed_a: int,
+    label_a: str,
+    seed_b: int,
+    label_b: str,
+    steps: int,
+    method: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames of a morph between cell 0 of two seeds, and P(parasitized) of each.
+
+    Returns:
+        ``(t float64 [steps], frames uint8 [steps, S, S, 3], p_parasitized float32 [steps])``.
+    """
+    gen = cached_generator(exported, name)
+    z_a = latent.sample_z(seed_a, 1, gen.z_dim)[0]
+    z_b = latent.sample_z(seed_b, 1, gen.z_dim)[0]
+    t, frames = explore.interpolate_cells(gen, z_a, z_b, label_a, label_b, steps, method)
+    return t, frames, cached_classifier(exported, None).predict_proba(frames)[:, 0]

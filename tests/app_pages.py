@@ -1,0 +1,64 @@
+"""Opens a dashboard page the way a visitor gets it: through ``streamlit_app.py``'s navigation.
+
+The app draws each page's frame (title, icon, placeholder banner) from its ``st.Page``, so a
+page script run on its own has no title; tests run it inside the app instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest, app_test
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+APP = REPO_ROOT / "streamlit_app.py"
+PAGE_TIMEOUT_S = 60
+
+
+class _AfterFirstVisit(PagesManager):
+    """Streamlit's page registry as a running server has it after its first visit.
+
+    A server decides once whether the legacy ``pages/`` folder navigation is on; the first
+    visit's ``st.navigation`` (or ``ui._leave_folder_navigation``) turns it off for good.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+
+class ServedApp(AppTest):
+    """AppTest of the app as a running server serves it.
+
+    AppTest decides afresh at every run whether the folder navigation is on (it is, with a
+    ``pages/`` folder beside the app), so every run would be a server's first visit, whose
+    hand-over to the app's navigation reruns the page and drops the run's button clicks.
+    """
+
+    def _run(self, widget_state=None, timeout=None) -> AppTest:
+        with mock.patch.object(app_test, "PagesManager", _AfterFirstVisit):
+            return super()._run(widget_state, timeout)
+
+
+def served_app(*, timeout: float = PAGE_TIMEOUT_S) -> AppTest:
+    """The app on its default page, not yet run."""
+    return ServedApp(APP, default_timeout=timeout)
+
+
+def app_page(page: str | Path, *, timeout: float = PAGE_TIMEOUT_S) -> AppTest:
+    """The app opened on one page, not yet run.
+
+    Args:
+        page: The page script: a path, or a path relative to the repository (``pages/x.py``).
+        timeout: Seconds each run may take.
+
+    Returns:
+        An AppTest whose runs show that page; set query parameters before the first run.
+    """
+    path = Path(page)
+    relative = path.resolve().relative_to(REPO_ROOT) if path.is_absolute() else path
+    at = served_app(timeout=timeout)
+    at.switch_page(relative.as_posix())
+    return at
