@@ -32,6 +32,8 @@ from train import (
 )
 from train.profiles import PROFILES, Profile
 
+# Fewer GAN minutes than this would leave nothing worth evaluating.
+MIN_GAN_MINUTES = 1.0
 STAGES = (
     "classifier",
     "resnet_plain",
@@ -72,8 +74,12 @@ class PipelineConfig:
         return PROFILES["smoke" if self.smoke else self.profile]
 
 
-def stage_runners(cfg: PipelineConfig) -> dict[str, Callable[[], Any]]:
-    """One callable per stage, each running its profile config with this run's paths."""
+def stage_runners(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+    """One callable per stage, each running its profile config with this run's paths.
+
+    ``plan["gan_minutes"]``, when set by the time a GAN stage starts, is the conditional GAN's
+    wall-time budget; the report's two DCGANs share the same minutes.
+    """
     profile = cfg.chosen
     runs = Path(cfg.runs)
     paths = {"data": cfg.data, "cache_dir": cfg.cache_dir, "seed": cfg.seed}
@@ -83,11 +89,15 @@ def stage_runners(cfg: PipelineConfig) -> dict[str, Callable[[], Any]]:
         stage_cfg = common.replace(profile.classifiers[name], out=str(runs / name), **paths)
         return lambda: classifier.train(stage_cfg)
 
+    def budget(stage_cfg: Any, share: float) -> Any:
+        minutes = plan.get("gan_minutes")
+        return stage_cfg if minutes is None else common.replace(stage_cfg, minutes=minutes * share)
+
     def dcgans() -> None:
         for label in CLASSES:
             seed_gan.train(
                 common.replace(
-                    profile.dcgan,
+                    budget(profile.dcgan, 1 / len(CLASSES)),
                     out=str(runs / models.run_name("dcgan", label)),
                     class_name=label,
                     classifier=probe,
@@ -115,7 +125,10 @@ def stage_runners(cfg: PipelineConfig) -> dict[str, Callable[[], Any]]:
         "dcgan": dcgans,
         "cgan": lambda: cgan.train(
             common.replace(
-                profile.cgan, out=str(runs / models.run_name("cgan")), classifier=probe, **paths
+                budget(profile.cgan, 1.0),
+                out=str(runs / models.run_name("cgan")),
+                classifier=probe,
+                **paths,
             )
         ),
         "throughput": measure_throughput,
@@ -126,6 +139,17 @@ def stage_runners(cfg: PipelineConfig) -> dict[str, Callable[[], Any]]:
             common.replace(profile.export, runs=str(runs), out=cfg.out, seed=cfg.seed)
         ),
     }
+
+
+def gan_minutes(profile: Profile, spent_seconds: float) -> float:
+    """Minutes for the conditional GAN (and for the two DCGANs together) that keep the whole run
+    within the profile's budget, at most the profile's own GAN minutes.
+
+    What the stages before the GANs took is measured; what comes after them is the profile's
+    reserve.
+    """
+    left = profile.budget_minutes - spent_seconds / 60 - profile.reserve_minutes
+    return round(max(MIN_GAN_MINUTES, min(profile.cgan.minutes, left / len(models.GENERATORS))), 2)
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
@@ -162,14 +186,23 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
             "hardware": common.hardware(),
         },
     )
-    runners = stage_runners(cfg)
-    finished = {line["stage"] for line in export.read_jsonl(log_path) if "stage" in line}
+    plan: dict[str, Any] = {}
+    runners = stage_runners(cfg, plan)
+    logged = export.read_jsonl(log_path)
+    finished = {line["stage"] for line in logged if "stage" in line}
+    for line in logged:
+        if line.get("event") == "gan_minutes":
+            plan["gan_minutes"] = line["minutes"]
     for name in STAGES:
         if name not in cfg.stages:
             continue
         if name in finished:
             common.log.info("Stage %s finished before this resumption", name)
             continue
+        if name in models.GENERATORS and "gan_minutes" not in plan and profile.budget_minutes:
+            plan["gan_minutes"] = gan_minutes(profile, export.run_profile(runs)["total_seconds"])
+            _append(log_path, {"event": "gan_minutes", "minutes": plan["gan_minutes"]})
+            common.log.info("GAN budget: %.1f minutes each", plan["gan_minutes"])
         common.log.info("Stage %s", name)
         t0 = time.perf_counter()
         result = runners[name]()

@@ -38,7 +38,7 @@ def naive_loop(
     """
     if len(images) < batch:
         raise ValueError(f"{len(images)} cells are fewer than one batch of {batch}.")
-    data = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    data = models.to_unit_range(torch.from_numpy(images).permute(0, 3, 1, 2))
     loader = DataLoader(TensorDataset(data), batch_size=batch, shuffle=True, drop_last=True)
     G, D = DCGANGenerator().to(device), DCGANDiscriminator().to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))

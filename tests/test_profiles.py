@@ -1,0 +1,143 @@
+"""Training profiles: their stage configs, the CPU profile's time budget, and pipeline resume."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch")
+
+from conftest import write_fake_nih_tree
+
+from malgan.data import CLASSES, load_dataset
+from train import cgan, common, export, models, pipeline, seed_gan
+from train.profiles import CPU, GPU, PROFILES, SMOKE
+
+CLASSIFIER_TABLE = {"classifier", "resnet_plain", "cnn_report", "cnn_report_unit", "cnn_sound"}
+
+
+def test_every_profile_trains_every_model_the_dashboard_shows():
+    assert set(PROFILES) == {"smoke", "cpu", "gpu"}
+    for profile in PROFILES.values():
+        assert set(profile.classifiers) == CLASSIFIER_TABLE
+        assert set(pipeline.STAGES) <= {
+            *profile.classifiers,
+            "diagnose_cnn",
+            "dcgan",
+            "cgan",
+            "throughput",
+            "evaluate",
+            "export",
+        }
+        # Paths, data and seeds are the pipeline's: a profile only says how stages train.
+        for cfg in (*profile.classifiers.values(), profile.dcgan, profile.cgan):
+            assert cfg.data == "" and cfg.seed == 0
+
+
+def test_the_report_cnn_is_trained_the_report_way_in_every_profile():
+    for profile in PROFILES.values():
+        for name, scale in (("cnn_report", "raw"), ("cnn_report_unit", "unit")):
+            cfg = profile.classifiers[name]
+            assert (cfg.arch, cfg.recipe, cfg.lr, cfg.batch) == ("simple_cnn", "report", 0.01, 32)
+            assert cfg.input_scale == scale and not cfg.bf16 and not cfg.select_best
+
+
+def test_only_the_smoke_profile_trains_on_the_smoke_subset():
+    assert SMOKE.smoke and not CPU.smoke and not GPU.smoke
+    smoke_flags = [c.smoke for c in SMOKE.classifiers.values()]
+    assert all(smoke_flags) and SMOKE.evaluate.smoke and SMOKE.export.smoke
+    assert not any(c.smoke for c in CPU.classifiers.values())
+
+
+def test_gpu_profile_keeps_the_report_schedule():
+    assert GPU.dcgan.iterations == 15000 and GPU.dcgan.batch == 32
+    assert GPU.budget_minutes == 0 and GPU.cgan.minutes == 0
+
+
+def test_cpu_profile_gives_the_dcgan_pair_the_conditional_gan_minutes():
+    assert CPU.budget_minutes <= 90
+    assert CPU.dcgan.minutes * len(CLASSES) == CPU.cgan.minutes
+    # The report's loop and hyperparameters; only the wall time bounds it.
+    assert (CPU.dcgan.batch, CPU.dcgan.lr, CPU.dcgan.beta1) == (32, 2e-4, 0.5)
+    assert not CPU.dcgan.keep_best and CPU.cgan.keep_best
+
+
+def test_smoke_flag_is_an_alias_of_the_smoke_profile():
+    assert common.parse_config(pipeline.PipelineConfig, ["--smoke"]).chosen is SMOKE
+    assert common.parse_config(pipeline.PipelineConfig, ["--profile", "smoke"]).chosen is SMOKE
+    assert common.parse_config(pipeline.PipelineConfig, ["--profile", "cpu"]).chosen is CPU
+    assert common.parse_config(pipeline.PipelineConfig, []).chosen is GPU
+    with pytest.raises(SystemExit):
+        common.parse_config(pipeline.PipelineConfig, ["--profile", "laptop"])
+
+
+@pytest.mark.parametrize("spent_minutes", [0, 20, 35, 50, 70, 90, 200])
+def test_gan_minutes_keep_the_run_within_its_budget(spent_minutes):
+    minutes = pipeline.gan_minutes(CPU, spent_minutes * 60)
+    assert pipeline.MIN_GAN_MINUTES <= minutes <= CPU.cgan.minutes
+    if minutes > pipeline.MIN_GAN_MINUTES:
+        total = spent_minutes + 2 * minutes + CPU.reserve_minutes
+        assert total <= CPU.budget_minutes + 1e-6
+
+
+def test_gan_minutes_shrink_as_earlier_stages_take_longer():
+    values = [pipeline.gan_minutes(CPU, m * 60) for m in range(0, 100, 5)]
+    assert values == sorted(values, reverse=True)
+    assert values[0] == CPU.cgan.minutes and values[-1] == pipeline.MIN_GAN_MINUTES
+
+
+def test_budgeted_gan_stages_share_the_same_minutes(monkeypatch, tmp_path):
+    seen: dict[str, list[Any]] = {"dcgan": [], "cgan": []}
+    monkeypatch.setattr(seed_gan, "train", lambda cfg: seen["dcgan"].append(cfg))
+    monkeypatch.setattr(cgan, "train", lambda cfg: seen["cgan"].append(cfg))
+    cfg = pipeline.PipelineConfig(data="d", runs=str(tmp_path), profile="cpu")
+    runners = pipeline.stage_runners(cfg, {"gan_minutes": 10.0})
+    runners["dcgan"]()
+    runners["cgan"]()
+    assert [c.class_name for c in seen["dcgan"]] == list(CLASSES)
+    assert sum(c.minutes for c in seen["dcgan"]) == pytest.approx(seen["cgan"][0].minutes)
+    assert seen["cgan"][0].minutes == 10.0
+    probe = str(tmp_path / "classifier" / models.FINAL)
+    assert all(c.classifier == probe for c in (*seen["dcgan"], *seen["cgan"]))
+    # Without a plan the profile's own minutes stand.
+    unplanned = pipeline.stage_runners(cfg, {})
+    unplanned["cgan"]()
+    assert seen["cgan"][-1].minutes == CPU.cgan.minutes
+
+
+@pytest.fixture(scope="module")
+def nih(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("profiles")
+    data = write_fake_nih_tree(root / "nih")
+    load_dataset(data, cache_dir=root / "cache", progress=False)
+    return {"data": data, "cache": root / "cache", "root": root}
+
+
+def test_a_resumed_pipeline_skips_finished_stages_and_counts_every_attempt(nih):
+    runs = nih["root"] / "runs"
+    argv = ["--data", str(nih["data"]), "--cache-dir", str(nih["cache"]), "--smoke"]
+    argv += ["--runs", str(runs), "--out", str(nih["root"] / "out"), "--stages", "cnn_sound"]
+    cfg = common.parse_config(pipeline.PipelineConfig, argv)
+    first = pipeline.run_pipeline(cfg, "cmd")
+    model = runs / "cnn_sound" / models.FINAL
+    written = model.stat().st_mtime_ns
+    again = pipeline.run_pipeline(cfg, "cmd")
+    assert model.stat().st_mtime_ns == written, "a finished stage ran again"
+    assert again["stage_seconds"] == first["stage_seconds"]
+    lines = export.read_jsonl(runs / models.STAGES_LOG)
+    assert [line.get("event") for line in lines if "event" in line] == ["start", "start"]
+    assert again["profile"] == "smoke"
+    # Another command starts a new log (and runs the stage again).
+    pipeline.run_pipeline(replace(cfg), "another command")
+    lines = export.read_jsonl(runs / models.STAGES_LOG)
+    assert lines[0]["command"] == "another command" and len(lines) == 2
+
+
+def test_profile_configs_are_frozen():
+    with pytest.raises(AttributeError):
+        CPU.cgan.minutes = 1  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        CPU.budget_minutes = 1000  # type: ignore[misc]
