@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from malgan import imaging, latent, runtime
+from malgan import artifacts, imaging, latent, runtime
 from malgan.data import CLASSES
 from malgan.metrics import summarize_latencies
 from tests import browser_harness as h
@@ -79,10 +79,10 @@ def grid(gen: Any, classifier: runtime.Classifier) -> Callable[[int], Any]:
 
 def runtime_figures(exported: Path, cell_repeats: int, grid_repeats: int) -> dict[str, Any]:
     """(a) and (b): in-process latencies through ``malgan.runtime`` for every generator."""
-    classifier = runtime.load_classifier(exported)
+    classifier = artifacts.load_classifier(exported)
     figures: dict[str, Any] = {"classifier_tta": classifier.tta}
     for name in MODELS:
-        gen = runtime.load_generator(exported, name)
+        gen = artifacts.load_generator(exported, name)
         figures[name] = {
             "one_cell": summarize_latencies(time_calls(one_cell(gen, classifier), cell_repeats)),
             "grid_16": summarize_latencies(time_calls(grid(gen, classifier), grid_repeats)),

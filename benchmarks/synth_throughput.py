@@ -9,7 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from malgan import runtime, synth
+from malgan import artifacts, synth
+from malgan.errors import ModelError
 
 DEFAULT_N = 5000
 # Repeats by default: a few for small sets, one for sets that take minutes.
@@ -37,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the result as JSON")
     args = parser.parse_args(argv)
 
-    exported = Path(args.exported) if args.exported else synth.default_exported()
+    exported = Path(args.exported) if args.exported else artifacts.exported_dir()
     try:
-        generator, classifier, reference = synth.load_models(exported, args.model)
-        smoke = bool(runtime.load_index(exported).get("smoke"))
-    except runtime.ModelError as err:
+        generator, classifier, reference = artifacts.load_models(exported, args.model)
+        smoke = bool(artifacts.load_index(exported).get("smoke"))
+    except ModelError as err:
         print(f"error: {err}", file=sys.stderr)
         return synth.EXIT_BAD_INPUT
     class_filter = {"on": True, "off": False, "auto": not smoke}[args.class_filter]
