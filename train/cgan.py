@@ -24,6 +24,9 @@ from malgan.nets import CondGenerator, ProjectionDiscriminator
 from train import common, models
 from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
 
+# EMA ramp-up: the decay at step t is min(ema_decay, (1 + t) / (EMA_RAMP + t)).
+EMA_RAMP = 10.0
+
 
 @dataclass(frozen=True)
 class CGANConfig(GANLoopOptions):
@@ -139,7 +142,13 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
         opt_g.step()
         # Update EMA.
         with torch.no_grad():
-            torch._foreach_lerp_(ema_params, g_params, 1.0 - cfg.ema_decay)
+            # Ramp-up: early on, average over the steps taken so far rather than over 1/(1-decay)
+            # steps that mostly hold the initial weights; a short run needs it.
+            step_count = opt_g.state[g_params[0]]["step"].to(device)
+            weight = 1 - torch.clamp((1 + step_count) / (EMA_RAMP + step_count), max=cfg.ema_decay)
+            deltas = torch._foreach_sub(g_params, ema_params)
+            torch._foreach_mul_(deltas, weight)
+            torch._foreach_add_(ema_params, deltas)
             for b_ema, b in zip(ema_buffers, g_buffers, strict=True):
                 b_ema.copy_(b)
         losses.add_(torch.stack([d_loss, g_loss.detach()]))
