@@ -94,6 +94,10 @@ CONTENT_HEIGHT_JS = """() => Math.max(
   }))"""
 # Whether every image on the page has loaded (for screenshots).
 IMAGES_LOADED_JS = """() => Array.from(document.images).every(img => img.complete)"""
+# Whether every image has loaded and every Plotly chart has drawn its plot (its SVG).
+RENDERED_JS = """() => Array.from(document.images).every(img => img.complete)
+  && Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+       .every(chart => !!chart.querySelector('.main-svg'))"""
 
 
 @dataclass(frozen=True)
@@ -371,6 +375,48 @@ def wait_for_idle(page: Any, timeout_ms: float = ACTION_TIMEOUT_MS) -> None:
         if now > deadline:
             raise TimeoutError(f"The app was still running after {timeout_ms / 1000:.0f} s.")
         page.wait_for_timeout(POLL_MS)
+
+
+def rendered_at(page: Any, timeout_ms: float = ACTION_TIMEOUT_MS) -> float:
+    """Wait until the page has finished rendering; when it did, on ``time.perf_counter``'s clock.
+
+    Finished means idle (see ``wait_for_idle``) with every image loaded and every chart drawn.
+    The returned time is the first poll of the idle spell that lasted ``IDLE_SETTLE_MS``, so
+    the settling wait itself is not counted.
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    idle_since: float | None = None
+    while True:
+        now = time.perf_counter()
+        if page.evaluate(IDLE_JS) and page.evaluate(RENDERED_JS):
+            idle_since = idle_since or now
+            if now - idle_since >= IDLE_SETTLE_MS / 1000:
+                return idle_since
+        else:
+            idle_since = None
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"The page was still rendering after {timeout_ms / 1000:.0f} s.")
+        page.wait_for_timeout(POLL_MS)
+
+
+def click_nav_and_time(page: Any, app_page: AppPage, timeout_ms: float = PAGE_TIMEOUT_MS) -> float:
+    """Click a page's sidebar link; seconds until that page has finished rendering.
+
+    The clock starts at the click and stops when the new page's title is shown and the page is
+    idle with its images loaded (``rendered_at``).
+    """
+    previous = page.inner_text(TITLE).strip()
+    link = page.locator(NAV_LINK, has_text=app_page.title).first
+    start = time.perf_counter()
+    link.click()
+    page.wait_for_function(
+        "([sel, old]) => { const t = document.querySelector(sel);"
+        " return !!t && t.innerText.trim() !== old; }",
+        arg=[TITLE, previous],
+        timeout=timeout_ms,
+        polling=POLL_MS,
+    )
+    return rendered_at(page, timeout_ms) - start
 
 
 def open_page(page: Any, server: StreamlitServer, app_page: AppPage, timeout_ms: float) -> str:
