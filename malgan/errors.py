@@ -29,5 +29,9 @@ class ImageDecodeError(DataError):
         return type(self), (self.name, self.reason)
 
 
+class LatentError(ValueError):
+    """A latent file that cannot be used; the message says why in words a user can act on."""
+
+
 class SynthError(ValueError):
     """A synthetic-dataset export cannot start or finish; the message says why and what to do."""

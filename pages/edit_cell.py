@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from malgan import artifacts, imaging, invert, latent, runtime, ui, uploads
+from malgan import artifacts, imaging, invert, latent_files, runtime, ui, uploads
 
 KEYS = ("e_model", "e_amount")
 RESULT_KEY = "e_found"
@@ -200,7 +200,7 @@ stem = f"{model}_{result.label}_edit"
 with st.container(horizontal=True, gap="small"):
     st.download_button(
         "⬇️ Latent (.npy)",
-        latent.latent_to_npy(result.z),
+        latent_files.latent_to_npy(result.z),
         file_name=f"{model}_latent.npy",
         mime="application/octet-stream",
         key="e_npy",

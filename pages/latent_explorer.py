@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from malgan import artifacts, explore, latent, runtime, ui, views
+from malgan import artifacts, explore, latent, latent_files, runtime, ui, views
 from malgan.data import CLASSES
+from malgan.errors import LatentError
 
 SLIDER_STEP = 0.1
 BIG_SCALE = 4
@@ -72,8 +73,8 @@ with controls:
     elif uploaded.file_id != st.session_state.get(LOADED_ID_KEY):
         st.session_state[LOADED_ID_KEY] = uploaded.file_id
         try:
-            loaded = latent.latent_from_npy(uploaded.getvalue(), z_dim=gen.z_dim)
-        except latent.LatentError as err:
+            loaded = latent_files.latent_from_npy(uploaded.getvalue(), z_dim=gen.z_dim)
+        except LatentError as err:
             st.session_state[LOAD_ERROR_KEY] = f"**{uploaded.name} cannot be used.** {err}"
             forget_loaded()
         else:
@@ -138,7 +139,7 @@ edited = explore.edit_latent(start_z, dirs, amounts, infection)
 
 save_slot.download_button(
     "💾 Save this latent (.npy)",
-    latent.latent_to_npy(edited[None]),
+    latent_files.latent_to_npy(edited[None]),
     file_name=f"{model}_{label}_seed{seed}_edited.npy",
     mime="application/octet-stream",
 )

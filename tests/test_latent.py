@@ -8,18 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from malgan.errors import LatentError
 from malgan.latent import (
-    LatentError,
     attribute_direction,
     interpolate,
-    latent_from_npy,
-    latent_to_npy,
     lerp,
     move,
     principal_directions,
     sample_z,
     slerp,
 )
+from malgan.latent_files import latent_from_npy, latent_to_npy
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None)
 ATOL = 1e-9

@@ -15,7 +15,7 @@ from app_pages import app_page
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, explore, latent, report, runtime, tables, ui, views
+from malgan import artifacts, explore, latent, latent_files, report, runtime, tables, ui, views
 from malgan.data import CLASSES
 from malgan.directions import Directions
 
@@ -246,12 +246,13 @@ def test_latent_explorer_upload_bad_and_good_latents():
     assert any("bad.npy" in e.value and ".npy" in e.value for e in at.error)
     assert image_urls(at) == start
 
-    wrong = latent.latent_to_npy(np.zeros((1, 3), np.float32))
+    wrong = latent_files.latent_to_npy(np.zeros((1, 3), np.float32))
     at.file_uploader[0].set_value(("wrong.npy", wrong, "application/octet-stream")).run()
     assert any("128" in e.value for e in at.error)
 
     z = latent.sample_z(99, 1, 128)
-    at.file_uploader[0].set_value(("mine.npy", latent.latent_to_npy(z), "application/octet-stream"))
+    npy = latent_files.latent_to_npy(z)
+    at.file_uploader[0].set_value(("mine.npy", npy, "application/octet-stream"))
     at.run()
     assert not at.error
     assert "uploaded mine.npy" in at.image[0].captions[0]
