@@ -33,7 +33,7 @@ case "${1:-}" in
     extra=()
     [ "${SMOKE:-0}" = 1 ] && extra+=(--smoke)
     nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv 2>/dev/null | tee "$OUT/gpu.txt" || true
-    python3 -m train.pipeline --data "$DATA" --out "$WORK/exported" --runs "$WORK/runs" \
+    python3 -m train.pipeline --profile gpu --data "$DATA" --out "$WORK/exported" --runs "$WORK/runs" \
       --cache-dir "$WORK/cache" "${extra[@]}" 2>&1 | tee "$OUT/train.log"
     tar -czf - -C "$WORK" exported | split -b "$PART_BYTES" - "$OUT/exported.tgz.part-"
     ls -la "$OUT"

@@ -51,6 +51,10 @@ class EvalConfig:
         default="resnet",
         metadata={"choices": models.CLASSIFIER_ARCHS, "help": "Network of the TSTR classifier."},
     )
+    second_judges: tuple[str, ...] = field(
+        default=("cnn_sound",),
+        metadata={"help": "Other classifier runs that also judge recovery (when trained)."},
+    )
     reference_dim: int = field(default=64, metadata={"help": "PCA size of the reference space."})
     privacy_percentile: float = 1.0
     ood_percentile: float = 99.0
@@ -195,15 +199,27 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
             floor[label] = metrics.frechet_distance(val_f, test_f)
         emit({"metric": "fd_real_floor", **floor})
 
+        # Independent judges: recovery by classifiers of another architecture and recipe.
+        judges = {}
+        for judge in cfg.second_judges:
+            path = runs / judge / models.FINAL
+            if path.exists():
+                judge_ckpt = common.load_checkpoint(path, device)
+                judges[judge] = (models.rebuild(judge_ckpt).to(device), judge_ckpt["input_scale"])
+
         for name in cfg.generators:
             gen = models.load_generator(runs, name, device)
             recovery, fd, hist, memo = {}, {}, {}, {}
+            by_judge: dict[str, dict[str, Any]] = {judge: {} for judge in judges}
             for label_idx, label in enumerate(CLASSES):
                 # Recovery, confidence and Fréchet distance.
                 z = latent.sample_z(RECOVERY_SEED + label_idx, cfg.n_cells, gen.z_dim)
                 images = gen.generate(label, z, device)
                 proba, feats = models.predict(clf, images, scale, tta=tta)
                 recovery[label] = metrics.recovery(proba, label_idx)
+                for judge, (judge_net, judge_scale) in judges.items():
+                    judge_proba, _ = models.predict(judge_net, images, judge_scale)
+                    by_judge[judge][label] = metrics.recovery(judge_proba, label_idx)
                 hist[label] = _histogram(proba[:, label_idx])
                 test_f = outputs["test"][1][splits.test.labels == label_idx]
                 fd[label] = metrics.frechet_distance(feats, test_f)
@@ -214,6 +230,8 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
                     gen_dist, real_dist, percentile=cfg.privacy_percentile
                 )
             emit({"metric": "recovery", "model": name, **recovery})
+            for judge, rates in by_judge.items():
+                emit({"metric": "recovery_by", "model": name, "judge": judge, **rates})
             emit({"metric": "confidence_histogram", "model": name, **hist})
             emit({"metric": "fd", "model": name, **fd})
             emit({"metric": "memorization", "model": name, **memo})

@@ -395,10 +395,10 @@ def write_metrics(cfg: ExportConfig, command: str = "") -> dict[str, Any]:
 
 
 def assemble_metrics(
-    records: list[dict[str, Any]], models: dict[str, Any], classifier_rows: list[dict[str, Any]]
+    records: list[dict[str, Any]], generators: dict[str, Any], classifier_rows: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Turn evaluation records into the ``metrics.json`` layout the dashboard reads."""
-    result: dict[str, Any] = {"models": {k: dict(v) for k, v in models.items()}}
+    result: dict[str, Any] = {"models": {k: dict(v) for k, v in generators.items()}}
     floor: dict[str, float] = {}
     for rec in records:
         kind = rec["metric"]
@@ -426,6 +426,9 @@ def assemble_metrics(
             if kind == "tstr":
                 model["tstr_accuracy"] = body["accuracy"]
                 model["tstr"] = body
+            elif kind == "recovery_by":
+                judge = body.pop("judge")
+                model.setdefault("recovery_by", {})[judge] = body
             else:
                 model[kind] = body
     for model in result["models"].values():
