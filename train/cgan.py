@@ -12,6 +12,7 @@ Usage: python -m train.cgan --data DIR --out runs/cgan [--smoke]
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 
 from malgan.augment import diff_augment, symmetry_augment
 from malgan.data import CLASSES
+from malgan.export import pixels_for
 from malgan.nets import CondGenerator, ProjectionDiscriminator
 from train import common, models
 from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
@@ -51,6 +53,16 @@ class CGANConfig(GANLoopOptions):
             "cells, G is rewarded when D classifies its cells as their class; 0 is off."
         },
     )
+    guide: str = field(
+        default="",
+        metadata={
+            "help": "A trained classifier's model.pt whose verdict on generated cells G also "
+            "learns from (frozen); recovery must then be judged by another classifier."
+        },
+    )
+    guide_weight: float = field(
+        default=0.0, metadata={"help": "Weight of the guide's cross-entropy in G's loss."}
+    )
     augment: str = field(
         default="color,translation,cutout", metadata={"help": "DiffAugment policy."}
     )
@@ -68,6 +80,25 @@ def net_spec(cfg: CGANConfig) -> dict[str, Any]:
     if cfg.ch:
         kwargs["ch"] = cfg.ch
     return models.spec("cgan", **kwargs)
+
+
+def load_guide(
+    cfg: CGANConfig, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The frozen guide classifier as a differentiable map from [-1, 1] images to logits."""
+    if not cfg.guide or cfg.guide_weight <= 0:
+        return None
+    ckpt = common.load_checkpoint(cfg.guide, device)
+    net = common.channels_last(models.rebuild(ckpt).to(device)).requires_grad_(False)
+    pixels = pixels_for(ckpt["input_scale"])
+
+    def logits(images: torch.Tensor) -> torch.Tensor:
+        # The guide reads pixels scaled as its sidecar says; no rounding keeps the gradient.
+        x = (images + 1) * 127.5 * pixels["scale"] + pixels["offset"]
+        with common.autocast(device, cfg.bf16):
+            return net(x)[0].float()
+
+    return logits
 
 
 def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Tensor) -> GANParts:
@@ -91,6 +122,7 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
     g_params, ema_params = list(G.parameters()), list(G_ema.parameters())
     g_buffers, ema_buffers = list(G.buffers()), list(G_ema.buffers())
     n = len(real)
+    guide = load_guide(cfg, device)
 
     def augment(x: torch.Tensor) -> torch.Tensor:
         x = symmetry_augment(x, gen)
@@ -135,6 +167,8 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
         g_loss = -logits.mean()
         if aux is not None:
             g_loss = g_loss + cfg.aux_weight * F.cross_entropy(aux, fake_y)
+        if guide is not None:
+            g_loss = g_loss + cfg.guide_weight * F.cross_entropy(guide(augment(fake)), fake_y)
         D.requires_grad_(True)
         opt_g.zero_grad(set_to_none=False)
         g_loss.backward()
