@@ -168,7 +168,9 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
         if aux is not None:
             g_loss = g_loss + cfg.aux_weight * F.cross_entropy(aux, fake_y)
         if guide is not None:
-            g_loss = g_loss + cfg.guide_weight * F.cross_entropy(guide(augment(fake)), fake_y)
+            # The guide sees flips and rotations only: a cutout could erase the parasite.
+            guided = guide(symmetry_augment(fake, gen))
+            g_loss = g_loss + cfg.guide_weight * F.cross_entropy(guided, fake_y)
         D.requires_grad_(True)
         opt_g.zero_grad(set_to_none=False)
         g_loss.backward()
