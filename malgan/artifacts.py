@@ -6,6 +6,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,21 @@ SMOKE_NOTICE = (
     "every stage. Their images and figures are not meaningful yet; the release models come from "
     "the GPU training run."
 )
+# The training profiles of ``python -m train.pipeline --profile`` that the banner names.
+SMOKE_PROFILE, CPU_PROFILE, GPU_PROFILE = "smoke", "cpu", "gpu"
+
+
+@dataclass(frozen=True)
+class ModelsNotice:
+    """What the page frame says about the models in the folder.
+
+    Attributes:
+        text: The banner's Markdown.
+        warning: Shown as a warning (the smoke-test placeholders) rather than as information.
+    """
+
+    text: str
+    warning: bool = False
 
 
 def exported_dir() -> Path:
@@ -60,12 +76,54 @@ def generator_names(index: Mapping[str, Any]) -> dict[str, str]:
     return {g["name"]: g.get("display_name", g["name"]) for g in index["generators"]}
 
 
-def placeholder_notice(index: Mapping[str, Any]) -> str | None:
-    """Why the index's models are placeholders, or None for release models."""
-    if index.get("smoke"):
-        return SMOKE_NOTICE
-    if index.get("placeholder"):
-        return str(index["placeholder"])
+def _counted(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def profile_name(index: Mapping[str, Any]) -> str:
+    """The training profile that made the index's models: "smoke", "cpu", "gpu" or ""."""
+    profile = index.get("profile")
+    name = profile.get("name") if isinstance(profile, Mapping) else None
+    if index.get("smoke") or name == SMOKE_PROFILE:
+        return SMOKE_PROFILE
+    return name if isinstance(name, str) else ""
+
+
+def models_notice(index: Mapping[str, Any]) -> ModelsNotice | None:
+    """What the banner says about the index's models, from its training profile.
+
+    Smoke-test models get the placeholder warning; CPU-trained models say how long they trained
+    on how many cores and that a GPU release will replace them; GPU models say they are that
+    release, with their minutes and GPU. Models of no known profile get no banner.
+    """
+    name = profile_name(index)
+    if name == SMOKE_PROFILE:
+        return ModelsNotice(SMOKE_NOTICE, warning=True)
+    profile = index.get("profile")
+    profile = profile if isinstance(profile, Mapping) else {}
+    hardware = profile.get("hardware")
+    hardware = hardware if isinstance(hardware, Mapping) else {}
+    minutes = profile.get("train_minutes")
+    took = (
+        _counted(round(minutes), "minute")
+        if isinstance(minutes, int | float) and math.isfinite(minutes)
+        else None
+    )
+    if name == CPU_PROFILE:
+        cores = hardware.get("cpu_count")
+        on = f"on {_counted(cores, 'CPU core')}" if isinstance(cores, int) else "on the CPU"
+        trained = f"{took} {on}" if took else f"trained {on}"
+        return ModelsNotice(f"CPU-trained models: {trained}. A GPU release will replace them.")
+    if name == GPU_PROFILE:
+        gpu = hardware.get("gpu")
+        details = " ".join(
+            part
+            for part in (f"in {took}" if took else "", f"on {gpu}" if isinstance(gpu, str) else "")
+            if part
+        )
+        return ModelsNotice(
+            "These are the GPU release models" + (f", trained {details}." if details else ".")
+        )
     return None
 
 

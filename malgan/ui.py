@@ -116,16 +116,17 @@ def generator_choices() -> dict[str, str]:
     return {} if idx is None else artifacts.generator_names(idx)
 
 
-def placeholder_notice() -> str | None:
-    """Why the committed models are placeholders, or None for release models (or no index)."""
+def models_notice() -> artifacts.ModelsNotice | None:
+    """What the banner says about the models (see ``artifacts.models_notice``); None without
+    an index."""
     idx = _quiet(lambda: _index(artifacts.exported_dir()))
-    return None if idx is None else artifacts.placeholder_notice(idx)
+    return None if idx is None else artifacts.models_notice(idx)
 
 
 def smoke_models() -> bool:
     """Whether the index marks the models as smoke-test placeholders (False when unreadable)."""
     idx = _quiet(lambda: _index(artifacts.exported_dir()))
-    return bool(idx and idx.get("smoke"))
+    return idx is not None and artifacts.profile_name(idx) == artifacts.SMOKE_PROFILE
 
 
 def measured_recovery(name: str) -> dict[str, float]:
@@ -161,14 +162,17 @@ def page_title(title: str) -> str:
 def page_setup(title: str, icon: str) -> None:
     """The frame of every page, drawn by ``streamlit_app.py`` from the page's ``st.Page``.
 
-    Sets the wide layout and the browser tab's title, then draws the heading, the placeholder
-    banner and the shared sidebar.
+    Sets the wide layout and the browser tab's title, then draws the heading, the banner that
+    says which models these are (smoke-test placeholders, CPU-trained or the GPU release) and
+    the shared sidebar.
     """
     st.set_page_config(page_title=page_title(title), page_icon=icon or APP_ICON, layout="wide")
     st.title(f"{icon} {title}".strip())
-    notice = placeholder_notice()
-    if notice:
-        st.warning(notice, icon="🚧")
+    notice = models_notice()
+    if notice is not None and notice.warning:
+        st.warning(notice.text, icon="🚧")
+    elif notice is not None:
+        st.info(notice.text, icon="ℹ️")
     with st.sidebar:
         st.caption(NOT_CLINICAL)
 

@@ -6,7 +6,10 @@ page script run on its own has no title; tests run it inside the app instead.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 from streamlit.runtime.pages_manager import PagesManager
@@ -14,7 +17,17 @@ from streamlit.testing.v1 import AppTest, app_test
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APP = REPO_ROOT / "streamlit_app.py"
+EXPORTED = REPO_ROOT / "exported"
 PAGE_TIMEOUT_S = 60
+# The index's "profile" of a run of each training profile, as train/export.py writes it.
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {"train_minutes": 0.9, "hardware": {"cpu_count": 2, "cuda": False}},
+    "cpu": {"train_minutes": 88.6, "hardware": {"cpu_count": 2, "cuda": False}},
+    "gpu": {
+        "train_minutes": 41.2,
+        "hardware": {"cpu_count": 16, "cuda": True, "gpu": "NVIDIA H100"},
+    },
+}
 
 
 class _AfterFirstVisit(PagesManager):
@@ -62,3 +75,21 @@ def app_page(page: str | Path, *, timeout: float = PAGE_TIMEOUT_S) -> AppTest:
     at = served_app(timeout=timeout)
     at.switch_page(relative.as_posix())
     return at
+
+
+def models_copy(root: Path, profile: str) -> Path:
+    """A copy of the committed models whose index says a run of ``profile`` made them.
+
+    Args:
+        root: The folder to create (it must not exist).
+        profile: ``"smoke"``, ``"cpu"`` or ``"gpu"`` (see ``PROFILES``).
+
+    Returns:
+        ``root``, to name in ``$MALGAN_EXPORTED``.
+    """
+    shutil.copytree(EXPORTED, root)
+    path = root / "index.json"
+    index = json.loads(path.read_text(encoding="utf-8"))
+    index.update(smoke=profile == "smoke", profile={"name": profile, **PROFILES[profile]})
+    path.write_text(json.dumps(index, indent=2), encoding="utf-8")
+    return root

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import ast
-import json
 from pathlib import Path
 
 import pytest
 import streamlit as st
-from app_pages import app_page, served_app
+from app_pages import app_page, models_copy, served_app
 from streamlit.testing.v1 import AppTest
 
 from malgan import artifacts
+from malgan.errors import ModelError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APP = REPO_ROOT / "streamlit_app.py"
 PAGES = sorted((REPO_ROOT / "pages").glob("*.py"))
 TIMEOUT_S = 60
-PLACEHOLDER_TEXT = "smoke-test placeholders"
+# Words that only the models banner uses, one per training profile.
+BANNER_MARKERS = ("smoke-test placeholders", "CPU-trained models", "GPU release models")
 
 
 def navigation() -> dict[str, tuple[str, str]]:
@@ -42,12 +43,24 @@ NAVIGATION = navigation()
 TARGETS = [*PAGES, APP]
 
 
-def committed_smoke_models() -> bool:
-    """Whether ``exported/`` holds the smoke-test placeholders (whose banner the pages show)."""
+def committed_notice() -> artifacts.ModelsNotice | None:
+    """The banner that the training profile of the committed models calls for."""
     try:
-        return bool(json.loads((artifacts.DEFAULT_EXPORTED / "index.json").read_text())["smoke"])
-    except (OSError, ValueError, KeyError):
-        return False
+        return artifacts.models_notice(artifacts.load_index(artifacts.DEFAULT_EXPORTED))
+    except ModelError:
+        return None
+
+
+def banners(at: AppTest) -> list[str]:
+    """The models banners a page shows (warnings and information lines)."""
+    return [a.value for a in (*at.warning, *at.info) if any(m in a.value for m in BANNER_MARKERS)]
+
+
+def shown_text(at: AppTest) -> list[str]:
+    """Every text a page shows: Markdown, captions, alerts, metric labels and values."""
+    kinds = ("markdown", "caption", "warning", "info", "error", "success", "subheader")
+    texts = [str(element.value) for kind in kinds for element in at.get(kind)]
+    return texts + [f"{m.label} {m.value}" for m in at.metric]
 
 
 @pytest.fixture(autouse=True)
@@ -88,9 +101,10 @@ def test_page_runs_on_committed_models(path: Path, monkeypatch: pytest.MonkeyPat
     title, icon = NAVIGATION.get(page, ("", ""))
     shown = at.title[0].value
     assert title.lower() in shown.lower() or (icon and icon in shown), (title, shown)
-    if committed_smoke_models():
-        banners = [w.value for w in at.warning if PLACEHOLDER_TEXT in w.value]
-        assert banners, "the placeholder banner is missing"
+    notice = committed_notice()
+    if notice is not None:
+        alerts = at.warning if notice.warning else at.info
+        assert notice.text in [a.value for a in alerts], "the models banner is missing"
 
 
 @pytest.mark.parametrize("path", TARGETS, ids=lambda p: p.name)
@@ -101,4 +115,31 @@ def test_page_reports_missing_models(path: Path, tmp_path: Path, monkeypatch: py
     assert not at.exception, [e.value for e in at.exception]
     assert at.title, "the page title is missing"
     assert at.error, "no error is shown for the missing models"
-    assert not [w for w in at.warning if PLACEHOLDER_TEXT in w.value]
+    assert not banners(at)
+
+
+EXPECTED_BANNERS = {
+    "cpu": "CPU-trained models: 89 minutes on 2 CPU cores. A GPU release will replace them.",
+    "gpu": "These are the GPU release models, trained in 41 minutes on NVIDIA H100.",
+}
+
+
+@pytest.fixture(scope="module", params=sorted(EXPECTED_BANNERS))
+def profile_models(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A copy of the committed models whose index says a ``cpu`` or ``gpu`` run made them."""
+    root = tmp_path_factory.mktemp(request.param) / "exported"
+    return request.param, models_copy(root, request.param)
+
+
+@pytest.mark.parametrize("path", TARGETS, ids=lambda p: p.name)
+def test_pages_name_cpu_and_gpu_models_without_placeholder_wording(
+    path: Path, profile_models: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+):
+    name, root = profile_models
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(root))
+    at = run_target(path)
+
+    assert not at.exception, [e.value for e in at.exception]
+    assert [a.value for a in at.info if a.value == EXPECTED_BANNERS[name]], banners(at)
+    assert banners(at) == [EXPECTED_BANNERS[name]]
+    assert not [t for t in shown_text(at) if "placeholder" in t.lower()]

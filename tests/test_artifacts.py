@@ -26,9 +26,42 @@ def test_index_facts_for_the_pages() -> None:
         "smoke": True,
     }
     assert artifacts.generator_names(index) == {"cgan": "Conditional", "dcgan": "dcgan"}
-    assert "smoke-test placeholders" in artifacts.placeholder_notice(index)
-    assert artifacts.placeholder_notice({"placeholder": "Early models."}) == "Early models."
-    assert artifacts.placeholder_notice({}) is None
+
+
+def profile_index(name: str, minutes: float, **hardware: object) -> dict[str, object]:
+    """An index as ``train/export.py`` writes it for a run of one training profile."""
+    return {
+        "smoke": name == "smoke",
+        "profile": {"name": name, "train_minutes": minutes, "hardware": hardware},
+    }
+
+
+def test_models_notice_follows_the_training_profile() -> None:
+    smoke = artifacts.models_notice(profile_index("smoke", 0.9, cpu_count=2, cuda=False))
+    assert smoke.warning and "smoke-test placeholders" in smoke.text
+    # An index of before the profiles, marked smoke only.
+    assert artifacts.models_notice({"smoke": True}) == smoke
+
+    cpu = artifacts.models_notice(profile_index("cpu", 88.6, cpu_count=2, cuda=False))
+    assert cpu == artifacts.ModelsNotice(
+        "CPU-trained models: 89 minutes on 2 CPU cores. A GPU release will replace them."
+    )
+    one = artifacts.models_notice(profile_index("cpu", 1.2, cpu_count=1))
+    assert one.text.startswith("CPU-trained models: 1 minute on 1 CPU core.")
+
+    gpu = artifacts.models_notice(
+        profile_index("gpu", 61.4, cpu_count=16, cuda=True, gpu="NVIDIA H100 80GB HBM3")
+    )
+    assert not gpu.warning
+    assert gpu.text == (
+        "These are the GPU release models, trained in 61 minutes on NVIDIA H100 80GB HBM3."
+    )
+    for notice in (cpu, gpu):
+        assert "placeholder" not in notice.text.lower()
+
+    # No profile, or one the app does not know: no banner.
+    assert artifacts.models_notice({}) is None
+    assert artifacts.models_notice(profile_index("", 3.0)) is None
 
 
 def test_measured_recovery_keeps_finite_rates_of_known_classes() -> None:

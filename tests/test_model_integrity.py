@@ -4,7 +4,7 @@ Each case damages one file of a copy of ``exported/``. The runtime must raise Mo
 message naming the file and the fault. Then every page (found by glob) runs on the damaged copy.
 Which files a page reads is observed, not listed by hand: an audit hook records the files each
 page opens on an intact copy. A page that reads the damaged file must show an error (or lose
-nothing but the placeholder banner) and no exception, and at least one such page must name the
+nothing but the models banner) and no exception, and at least one such page must name the
 file; every other page must render exactly as on the intact copy.
 """
 
@@ -29,7 +29,6 @@ from malgan import artifacts, runtime
 EXPORTED = REPO_ROOT / "exported"
 PAGES = sorted((REPO_ROOT / "pages").glob("*.py"))
 PAGE_TIMEOUT_S = 60
-PLACEHOLDER_TEXT = "smoke-test placeholders"
 pytestmark = pytest.mark.skipif(
     not (EXPORTED / artifacts.INDEX_NAME).is_file(), reason="no exported models to damage"
 )
@@ -265,9 +264,15 @@ BREAKAGES = (
 )
 
 
-def without_banner(shown: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """A page's rendering without the placeholder banner (which needs the index)."""
-    return [(kind, text) for kind, text in shown if PLACEHOLDER_TEXT not in text]
+def models_banner(exported: Path) -> str | None:
+    """The banner that the training profile in a models folder's index calls for."""
+    notice = artifacts.models_notice(artifacts.load_index(exported))
+    return None if notice is None else notice.text
+
+
+def without_banner(shown: list[tuple[str, str]], banner: str | None) -> list[tuple[str, str]]:
+    """A page's rendering without the models banner (which needs the index)."""
+    return [(kind, text) for kind, text in shown if banner is None or text != banner]
 
 
 def unescaped(text: str) -> str:
@@ -288,7 +293,7 @@ def test_every_page_works_on_intact_models(baselines: dict[str, Baseline]) -> No
     assert set(baselines) == {page.name for page in PAGES} and PAGES
     broken = {name: b.problems for name, b in baselines.items() if b.problems}
     assert not broken, broken
-    # The audit sees reads: every page reads at least the index (for the placeholder banner).
+    # The audit sees reads: every page reads at least the index (for the models banner).
     assert all("index.json" in b.reads for b in baselines.values()), baselines
 
 
@@ -310,8 +315,9 @@ def test_broken_model_file(
     expected = case.message.replace("{root}", re.escape(str(root)))
     assert re.match(expected, str(err.value)), str(err.value)
 
-    # Pages reading the file say so (or lose only the placeholder banner); the others render
+    # Pages reading the file say so (or lose only the models banner); the others render
     # exactly as on intact models.
+    banner = models_banner(intact)
     monkeypatch.setenv(artifacts.EXPORTED_ENV, str(root))
     affected, naming, problems = [], [], []
     try:
@@ -326,7 +332,9 @@ def test_broken_model_file(
                 problems.append((page.name, "exception", [e.proto.message for e in at.exception]))
             elif case.file in baseline.reads:
                 affected.append(page.name)
-                graceful = not at.error and without_banner(shown) == without_banner(baseline.shown)
+                graceful = not at.error and without_banner(shown, banner) == without_banner(
+                    baseline.shown, banner
+                )
                 if not graceful and not at.error:
                     problems.append((page.name, "changed without an error", notices))
                 if any(case.named_in(n) for n in notices):
