@@ -20,7 +20,11 @@ import argparse
 import json
 import os
 import platform
+import re
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +54,13 @@ PAGE_REPEATS = 3
 # Targets on a quiet machine (issue 13): a page switch, and the first page of a fresh server.
 TARGET_PAGE_S = 1.0
 TARGET_FIRST_PAGE_S = 2.0
+SYNTH_PAGE = "synthetic_dataset"
+SYNTH_MODEL = "cgan"
+SYNTH_CELLS = 100
+SYNTH_SERIES = ("cli", "page_export", "page_click_to_result")
+SYNTH_TIMEOUT_MS = 600_000
+# The speed in the summary that malgan-synth prints: "... in 4.6 s (43.5 images/s)."
+CLI_RATE = re.compile(r"\(([\d.]+) images/s\)")
 
 
 def time_calls(call: Callable[[int], Any], repeats: int, warmup: int = WARMUP_CALLS) -> list[float]:
@@ -211,6 +222,77 @@ def first_page_renders(playwright: Any, repeats: int) -> dict[str, Any]:
     return {"page": default.title, "rendered": spread(seconds)}
 
 
+def cli_export(exported: Path, n: int, seed: int, class_filter: bool) -> float:
+    """Cells per second of one ``malgan-synth`` run, as its summary states them."""
+    with tempfile.TemporaryDirectory(prefix="malgan-bench-") as tmp:
+        command = [
+            *(sys.executable, "-m", "malgan.synth_cli", "--quiet", "--model", SYNTH_MODEL),
+            *("--exported", str(exported), "--out", str(Path(tmp) / "dataset")),
+            *("--n-per-class", str(n), "--seed", str(seed)),
+            *(() if class_filter else ("--no-class-filter",)),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(CLI_RATE.search(done.stdout).group(1))
+
+
+def page_export(page: Any, server: h.StreamlitServer, n: int, seed: int) -> tuple[float, float]:
+    """One Generate on the Synthetic dataset page at its defaults.
+
+    Returns:
+        ``(cells per second of the export, as the page's Speed metric shows it, seconds from
+        the click until the result is shown)``.
+    """
+    page.goto(server.url(f"{SYNTH_PAGE}?d_n={n}&d_seed={seed}"), wait_until="domcontentloaded")
+    page.wait_for_selector(h.TITLE, timeout=h.PAGE_TIMEOUT_MS)
+    h.wait_for_idle(page, h.PAGE_TIMEOUT_MS)
+    button = page.locator(f'{h.MAIN} [data-testid="stBaseButton-primary"]', has_text="Generate")
+    start = time.perf_counter()
+    button.first.click()
+    speed = page.locator(f'{h.MAIN} [data-testid="stMetric"]', has_text="Speed")
+    speed.wait_for(timeout=SYNTH_TIMEOUT_MS)
+    seconds = h.rendered_at(page, SYNTH_TIMEOUT_MS) - start
+    value = speed.locator('[data-testid="stMetricValue"]').inner_text()
+    return float(value.split()[0].replace(",", "")), seconds
+
+
+def synth_page_vs_cli(playwright: Any, exported: Path, repeats: int, n: int) -> dict[str, Any]:
+    """(g): the Synthetic dataset page's Generate at its defaults beside the CLI's export.
+
+    Each round runs ``malgan-synth``, then the page's Generate, with the page's default settings
+    (the class filter off for smoke-test models), on the same seed.
+    """
+    smoke = artifacts.profile_name(artifacts.load_index(exported)) == artifacts.SMOKE_PROFILE
+    cli, shown, clicks = [], [], []
+    env = {artifacts.EXPORTED_ENV: str(exported)}
+    with h.StreamlitServer(env=env) as server, h.chromium(playwright) as browser:
+        page = browser.new_page(viewport=h.VIEWPORT)
+        h.open_page(page, server, default_page(), h.FIRST_LOAD_TIMEOUT_MS)
+        for seed in range(repeats):
+            cli.append(cli_export(exported, n, seed, class_filter=not smoke))
+            rate, seconds = page_export(page, server, n, seed)
+            shown.append(rate)
+            clicks.append(2 * n / seconds)
+    return {
+        "n_per_class": n,
+        "class_filter": not smoke,
+        "cli": cli,
+        "page_export": shown,
+        "page_click_to_result": clicks,
+    }
+
+
+def synth_lines(figures: dict[str, Any]) -> list[str]:
+    """(g) of the report: medians of cells per second."""
+    median = {k: statistics.median(figures[k]) for k in SYNTH_SERIES}
+    return [
+        f"(g) synthetic dataset, {figures['n_per_class']} cells per class, class filter "
+        f"{'on' if figures['class_filter'] else 'off'}, {len(figures['cli'])} rounds: "
+        "cells per second, median",
+        f"    CLI export {median['cli']:.1f} · page export (its Speed metric) "
+        f"{median['page_export']:.1f} · page, click to result {median['page_click_to_result']:.1f}",
+    ]
+
+
 def page_table(switches: dict[str, Any], first: dict[str, Any] | None) -> list[str]:
     """The per-page lines of the report: median, range and first visit, against the targets."""
     lines = [
@@ -281,6 +363,8 @@ def report(figures: dict[str, Any]) -> str:
             lines.append(f"    problems on the page: {slider['problems']}")
     if "page_switches" in figures:
         lines += page_table(figures["page_switches"], figures.get("first_page"))
+    if "synth" in figures:
+        lines += synth_lines(figures["synth"])
     return "\n".join(lines)
 
 
@@ -299,7 +383,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rounds through the pages, and fresh servers for the first page (%(default)s)",
     )
     parser.add_argument("--no-browser", action="store_true", help="only (a) and (b)")
-    parser.add_argument("--pages-only", action="store_true", help="only (e) and (f)")
+    parser.add_argument("--pages-only", action="store_true", help="only (e), (f) and (g)")
+    parser.add_argument(
+        "--synth-cells",
+        type=int,
+        default=SYNTH_CELLS,
+        help="cells per class of (g), the synthetic-dataset page beside the CLI; 0 skips it",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args(argv)
 
@@ -328,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
                 figures["slider"] = slider_moves(playwright, args.slider_moves)
             figures["first_page"] = first_page_renders(playwright, args.repeats)
             figures["page_switches"] = page_switches(playwright, args.repeats)
+            if args.synth_cells > 0:
+                figures["synth"] = synth_page_vs_cli(
+                    playwright, args.exported, args.repeats, args.synth_cells
+                )
     figures["load_average_end"] = os.getloadavg()[0]
     print(report(figures))
     if args.json:

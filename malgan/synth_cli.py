@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from malgan import artifacts
+from malgan import artifacts, tables
 from malgan.data import CLASSES
 from malgan.errors import ModelError, SynthError
 from malgan.synth import (
@@ -118,6 +118,18 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
     )
 
 
+def remedy(err: FiltersExhaustedError, config: SynthConfig) -> str:
+    """What to change on the command line after the filters rejected too many cells."""
+    flags = {
+        "min_confidence": f"lower --min-confidence (now {config.min_confidence:g})",
+        "class_filter": "add --no-class-filter",
+        "privacy_filter": "add --no-privacy-filter (or lower --privacy-threshold)",
+        "max_attempts_factor": f"raise --max-attempts-factor (now {config.max_attempts_factor})",
+    }
+    steps = [flags[setting] for setting in err.settings_to_loosen]
+    return f"To let more through, {tables.alternatives(steps)}."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -144,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=progress,
             )
     except FiltersExhaustedError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err} {remedy(err, config)}", file=sys.stderr)
         return EXIT_FILTERS_EXHAUSTED
     except (SynthError, ModelError) as err:
         print(f"error: {err}", file=sys.stderr)

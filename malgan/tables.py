@@ -51,6 +51,13 @@ def percent_range(low: float, high: float) -> str:
     return f"{100 * low:.0f}–{100 * high:.0f}%"
 
 
+def alternatives(phrases: Sequence[str]) -> str:
+    """Phrases joined as alternatives: "a", "a or b", "a, b or c"."""
+    if len(phrases) <= 1:
+        return "".join(phrases)
+    return ", ".join(phrases[:-1]) + f" or {phrases[-1]}"
+
+
 def number(value: Any, fmt: str, unit: str = "") -> str:
     """``value`` in a format spec, with a unit after a space ("—" if missing)."""
     if not finite(value):

@@ -10,13 +10,14 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from malgan import artifacts, imaging, synth, synth_files, synth_filters, ui, views
+from malgan import artifacts, imaging, synth, synth_files, synth_filters, tables, ui, views
 from malgan.charts import CLASS_COLOURS
 from malgan.data import CLASSES
 from malgan.errors import SynthError
 
 DEFAULT_CELLS = 100
 MAX_CELLS = 2000
+MAX_ATTEMPTS_FACTOR = 200
 MIN_CONFIDENCE = 0.5
 MAX_CONFIDENCE = 0.99
 PREVIEW_CELLS = 8
@@ -60,6 +61,21 @@ def rejection_figure(rejected: dict[str, dict[str, int]]) -> go.Figure:
     return fig
 
 
+# What to change on this page for each setting ``FiltersExhaustedError`` names.
+LOOSEN = {
+    "min_confidence": "lower the **Minimum confidence**",
+    "class_filter": "turn the **Class filter** off",
+    "privacy_filter": "turn the **Privacy filter** off",
+    "max_attempts_factor": "raise **Attempts per cell**",
+}
+
+
+def remedy(err: synth.FiltersExhaustedError) -> str:
+    """What to change on this page after the filters rejected too many cells."""
+    steps = [LOOSEN[setting] for setting in err.settings_to_loosen]
+    return f"To let more through, {tables.alternatives(steps)}."
+
+
 def size_text(n_bytes: int) -> str:
     """A file size in kB or MB."""
     return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e6 else f"{max(1, round(n_bytes / 1e3))} kB"
@@ -85,7 +101,11 @@ ui.url_int("d_n", DEFAULT_CELLS, 1, MAX_CELLS)
 ui.url_int("d_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
 ui.url_float("d_trunc", ui.TRUNCATION_OFF, ui.TRUNCATION_MIN, ui.TRUNCATION_OFF)
 ui.url_float("d_conf", MIN_CONFIDENCE, MIN_CONFIDENCE, MAX_CONFIDENCE)
-ui.url_value("d_class", True, parse_flag)
+ui.url_int("d_attempts", synth.DEFAULT_MAX_ATTEMPTS_FACTOR, 1, MAX_ATTEMPTS_FACTOR)
+# The smoke-test placeholders' classifier rejects every cell of one class, so their class
+# filter starts off: the page's defaults always give a dataset.
+smoke = ui.smoke_models()
+ui.url_value("d_class", not smoke, parse_flag)
 ui.url_value("d_privacy", True, parse_flag)
 
 reference = ui.reference()
@@ -124,6 +144,15 @@ with right:
         disabled=not st.session_state["d_class"],
         help="Keep only cells whose probability of the intended class is at least this.",
     )
+    st.number_input(
+        "Attempts per cell",
+        min_value=1,
+        max_value=MAX_ATTEMPTS_FACTOR,
+        step=5,
+        key="d_attempts",
+        help="The most latents drawn per requested cell of a class before the export gives up, "
+        "when the filters reject many cells.",
+    )
     st.toggle(
         "Privacy filter",
         key="d_privacy",
@@ -144,7 +173,7 @@ with right:
             "Privacy filter off: near-copies of training cells may be exported. The distance "
             "of each cell is still recorded in the manifest."
         )
-ui.sync_url("d_model", "d_n", "d_seed", "d_trunc", "d_conf", "d_class", "d_privacy")
+ui.sync_url("d_model", "d_n", "d_seed", "d_trunc", "d_conf", "d_attempts", "d_class", "d_privacy")
 
 n_per_class = int(st.session_state["d_n"])
 config = synth.SynthConfig(
@@ -154,12 +183,13 @@ config = synth.SynthConfig(
     min_confidence=float(st.session_state["d_conf"]),
     class_filter=bool(st.session_state["d_class"]),
     privacy_filter=bool(st.session_state["d_privacy"]) and reference is not None,
+    max_attempts_factor=int(st.session_state["d_attempts"]),
 )
 params = {"exported": artifacts.exported_dir(), "model": model, "config": config}
 
 # Generation.
 attempt_limit = config.max_attempts
-if config.class_filter and ui.smoke_models():
+if smoke and config.class_filter:
     rates = ui.measured_recovery(model)
     measured = ", ".join(f"{label} {rate:.0%}" for label, rate in rates.items())
     st.warning(
@@ -168,9 +198,13 @@ if config.class_filter and ui.smoke_models():
         "one class"
         + (f" (recovered in `metrics.json`: {measured})" if measured else "")
         + f". The export then draws up to {attempt_limit:,} cells of that class and stops "
-        f"without a dataset (about a minute at the default {DEFAULT_CELLS} cells per class). "
-        "Turn the class filter off to export these cells anyway.",
+        "without a dataset. Turn the **Class filter** off to export these cells anyway.",
         icon="🚧",
+    )
+elif smoke:
+    st.caption(
+        "The class filter starts off for these smoke-test placeholder models: their classifier "
+        "rejects most cells of at least one class."
     )
 if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
     generator = ui.require_generator(model)
@@ -180,14 +214,16 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
     accepted = {"done": 0, "total": 2 * n_per_class}
 
     def show_progress() -> None:
-        """Accepted cells, cells drawn per class and time so far, on the progress bar."""
+        """Accepted cells, cells drawn per class, speed and time so far, on the progress bar."""
         drawn = " · ".join(
             f"{label} {counting.drawn[label]:,} of at most {attempt_limit:,}" for label in CLASSES
         )
+        seconds = time.perf_counter() - started
+        speed = sum(counting.drawn.values()) / seconds if seconds > 0 else 0.0
         bar.progress(
             accepted["done"] / accepted["total"],
             text=f"**{accepted['done']:,} of {accepted['total']:,} cells accepted** · drawn: "
-            f"{drawn} · {time.perf_counter() - started:.0f} s",
+            f"{drawn} · {speed:.0f} cells/s · {seconds:.0f} s",
         )
 
     def report(done: int, total: int) -> None:
@@ -210,7 +246,7 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
         except synth.FiltersExhaustedError as err:
             st.session_state[RESULT_KEY] = {
                 "params": params,
-                "error": str(err),
+                "error": f"{err} {remedy(err)}",
                 "rejected": err.rejected,
             }
         except (SynthError, OSError) as err:

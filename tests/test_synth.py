@@ -6,18 +6,20 @@ import dataclasses
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
-from app_pages import app_page
+from app_pages import app_page, models_copy
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, latent, synth, synth_cli, synth_files, synth_filters
+from malgan import artifacts, latent, runtime, synth, synth_cli, synth_files, synth_filters
 from malgan.data import CLASSES, load_dataset, patient_key
 from malgan.errors import SynthError
 
@@ -271,8 +273,32 @@ def test_privacy_filter_rejects_counts_and_replaces(tmp_path: Path, models) -> N
     assert float(rows[1]["nearest_train_distance"]) < gap / 2
 
 
-def test_filters_that_reject_everything_stop_with_counts(tmp_path: Path, capsys) -> None:
-    # The placeholder classifier calls every generated cell Uninfected.
+@pytest.fixture
+def fixed_verdicts(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Makes the classifier give every cell the same P(parasitized), whatever the models."""
+
+    def give(p_parasitized: float) -> None:
+        predict = runtime.Classifier.predict
+
+        def fake(self: runtime.Classifier, images: np.ndarray, **kwargs) -> tuple:
+            _, features = predict(self, images, **kwargs)
+            proba = np.float32([p_parasitized, 1 - p_parasitized])
+            return np.tile(proba, (len(images), 1)), features
+
+        monkeypatch.setattr(runtime.Classifier, "predict", fake)
+
+    return give
+
+
+def cli_flags() -> set[str]:
+    """Every option of ``malgan-synth``."""
+    return {flag for action in synth_cli.build_parser()._actions for flag in action.option_strings}
+
+
+def test_filters_that_reject_everything_stop_with_counts(
+    tmp_path: Path, capsys, fixed_verdicts: Callable[[float], None]
+) -> None:
+    fixed_verdicts(0.2)  # every cell Uninfected
     out = tmp_path / "d"
     code, _, err = run_main(
         capsys, "--n-per-class", "2", "--out", str(out), "--max-attempts-factor", "5"
@@ -282,6 +308,37 @@ def test_filters_that_reject_everything_stop_with_counts(tmp_path: Path, capsys)
     assert "classified as the other class: 10" in err
     assert "Traceback" not in err
     assert siblings(out) == []  # neither the folder nor a half-written staging folder
+    # What to change names real flags only: the filter that rejected, and the attempts.
+    named = set(re.findall(r"--[a-z-]+", err.split("To let more through")[1]))
+    assert named == {"--no-class-filter", "--max-attempts-factor"}
+    assert named <= cli_flags()
+
+
+def test_low_confidence_names_the_confidence_flag(
+    tmp_path: Path, capsys, fixed_verdicts: Callable[[float], None]
+) -> None:
+    fixed_verdicts(0.8)  # Parasitized at 0.8: below a 0.9 minimum
+    out = tmp_path / "d"
+    code, _, err = run_main(
+        capsys,
+        "--n-per-class",
+        "2",
+        "--out",
+        str(out),
+        "--max-attempts-factor",
+        "2",
+        "--model",
+        "cgan",
+        "--min-confidence",
+        "0.9",
+        "--no-privacy-filter",
+        "--seed",
+        "1",
+    )
+    assert code == synth_cli.EXIT_FILTERS_EXHAUSTED
+    named = set(re.findall(r"--[a-z-]+", err.split("To let more through")[1]))
+    assert {"--min-confidence", "--no-class-filter", "--max-attempts-factor"} <= named
+    assert named <= cli_flags()
 
 
 # Safety of names and folders.
@@ -445,24 +502,37 @@ def test_zip_folder_holds_the_dataset(tmp_path: Path, models) -> None:
 
 
 @pytest.fixture()
-def app() -> AppTest:
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """The page on smoke-test models, 2 cells per class."""
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(models_copy(tmp_path / "exported", "smoke")))
     st.cache_resource.clear()
     st.cache_data.clear()
     at = app_page(PAGE)
     at.query_params["d_n"] = "2"
     at.query_params["d_seed"] = str(SEED)
-    return at.run()
+    return at
+
+
+def page_labels(at: AppTest) -> set[str]:
+    """The labels of the page's controls."""
+    kinds = ("toggle", "slider", "number_input", "selectbox", "button")
+    return {widget.label for kind in kinds for widget in at.get(kind)}
 
 
 def test_page_generates_a_tiny_set_and_offers_the_zip(app: AppTest) -> None:
+    app.run()
     assert not app.exception
     assert "press **Generate**" in app.info[0].value
-    threshold = artifacts.load_reference(EXPORTED).privacy_threshold
+    threshold = artifacts.load_reference(artifacts.exported_dir()).privacy_threshold
     assert any(f"Threshold: distance **{threshold:.4f}**" in c.value for c in app.caption)
-    # The placeholder models fail the class filter: the page says so before anything runs.
+    # The placeholders' classifier rejects one class: their class filter starts off, and
+    # turning it on says the export would fail before anything runs.
+    assert app.toggle(key="d_class").value is False
+    assert any("class filter starts off" in c.value for c in app.caption)
     expect_failure = "Expect this export to fail with the class filter on"
+    app.toggle(key="d_class").set_value(True).run()
     (warning,) = [w.value for w in app.warning if expect_failure in w.value]
-    assert "up to 40 cells of that class" in warning and "Parasitized 0%" in warning
+    assert "up to 40 cells of that class" in warning and "**Class filter**" in warning
     app.toggle(key="d_class").set_value(False).run()
     assert not [w for w in app.warning if expect_failure in w.value]
     app.button[0].click().run()
@@ -485,9 +555,59 @@ def test_page_generates_a_tiny_set_and_offers_the_zip(app: AppTest) -> None:
     assert app.query_params["d_class"] == "False"
 
 
-def test_page_reports_filters_that_reject_everything(app: AppTest) -> None:
+def test_page_defaults_keep_the_class_filter_for_trained_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(models_copy(tmp_path / "exported", "cpu")))
+    at = app_page(PAGE).run()
+    assert not at.exception
+    assert at.toggle(key="d_class").value is True
+    assert not [w for w in at.warning if "class filter" in w.value.lower()]
+
+
+@pytest.mark.parametrize(
+    ("p_parasitized", "query", "named"),
+    [
+        (0.2, {"d_class": "true"}, {"Class filter", "Attempts per cell"}),
+        (
+            0.8,
+            {"d_class": "true", "d_conf": "0.9", "d_privacy": "false"},
+            {"Minimum confidence", "Class filter", "Attempts per cell"},
+        ),
+    ],
+)
+def test_page_reports_filters_that_reject_everything(
+    app: AppTest,
+    fixed_verdicts: Callable[[float], None],
+    p_parasitized: float,
+    query: dict[str, str],
+    named: set[str],
+) -> None:
+    fixed_verdicts(p_parasitized)
+    app.query_params.update(query)
+    app.run()
     app.button[0].click().run()
     assert not app.exception
-    assert "Only 0 of 2 Parasitized cells passed the filters" in app.error[0].value
+    error = app.error[0].value
+    assert "Only 0 of 2 Parasitized cells passed the filters" in error
     assert len(app.get("plotly_chart")) == 1
     assert not app.get("download_button")
+    # What to change names controls of this page only.
+    remedy = error.split("To let more through")[1]
+    assert set(re.findall(r"\*\*(.+?)\*\*", remedy)) == named
+    assert named <= page_labels(app)
+
+
+def test_page_progress_shows_cells_per_second(app: AppTest, monkeypatch) -> None:
+    shown: list[str] = []
+    progress = st.delta_generator.DeltaGenerator.progress
+
+    def record(self, value, text=None):
+        shown.append(text or "")
+        return progress(self, value, text=text)
+
+    monkeypatch.setattr(st.delta_generator.DeltaGenerator, "progress", record)
+    app.run()
+    app.button[0].click().run()
+    assert not app.exception
+    assert [t for t in shown if re.search(r"\d+ cells/s", t)], shown
