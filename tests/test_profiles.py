@@ -65,6 +65,25 @@ def test_cpu_profile_gives_the_dcgan_pair_the_conditional_gan_minutes():
     assert not CPU.dcgan.keep_best and CPU.cgan.keep_best
 
 
+def test_no_profile_guides_a_generator_with_its_judge():
+    for profile in PROFILES.values():
+        assert profile.cgan_guide != "classifier"
+        if profile.cgan_guide:
+            assert profile.cgan_guide in profile.classifiers
+            assert profile.cgan.guide_weight > 0
+
+
+def test_the_guide_run_reaches_the_conditional_gan(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(cgan, "train", seen.append)
+    profile = replace(CPU, cgan_guide="cnn_sound", cgan=replace(CPU.cgan, guide_weight=0.5))
+    monkeypatch.setitem(PROFILES, "cpu", profile)
+    cfg = pipeline.PipelineConfig(data="d", runs=str(tmp_path), profile="cpu")
+    pipeline.stage_runners(cfg, {})["cgan"]()
+    assert seen[0].guide == str(tmp_path / "cnn_sound" / models.FINAL)
+    assert seen[0].classifier == str(tmp_path / "classifier" / models.FINAL)
+
+
 def test_smoke_flag_is_an_alias_of_the_smoke_profile():
     assert common.parse_config(pipeline.PipelineConfig, ["--smoke"]).chosen is SMOKE
     assert common.parse_config(pipeline.PipelineConfig, ["--profile", "smoke"]).chosen is SMOKE

@@ -68,6 +68,16 @@ def smoke_config(cfg: EvalConfig) -> EvalConfig:
     return common.replace(cfg, n_cells=16, tstr_per_class=24, tstr_epochs=1, reference_dim=8)
 
 
+def guide_runs(runs: Path, generator: str) -> set[str]:
+    """Classifier runs that a generator learnt from (its guide), by run folder name."""
+    names = set()
+    for run in models.generator_runs(generator).values():
+        config = common.load_checkpoint(runs / run / models.FINAL)["config"]
+        if config.get("guide") and config.get("guide_weight", 0) > 0:
+            names.add(Path(config["guide"]).parent.name)
+    return names
+
+
 def fit_reference(
     train_feats: np.ndarray, heldout_feats: np.ndarray, cfg: EvalConfig, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
@@ -209,6 +219,7 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
 
         for name in cfg.generators:
             gen = models.load_generator(runs, name, device)
+            guides = guide_runs(runs, name)
             recovery, fd, hist, memo = {}, {}, {}, {}
             by_judge: dict[str, dict[str, Any]] = {judge: {} for judge in judges}
             for label_idx, label in enumerate(CLASSES):
@@ -230,8 +241,27 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
                     gen_dist, real_dist, percentile=cfg.privacy_percentile
                 )
             emit({"metric": "recovery", "model": name, **recovery})
+            # Whether the generator learnt from the judge: recovery is a fair test only if not.
+            emit(
+                {
+                    "metric": "judges",
+                    "model": name,
+                    "classifier": cfg.classifier,
+                    "classifier_independent": cfg.classifier not in guides,
+                    "guides": sorted(guides),
+                }
+            )
             for judge, rates in by_judge.items():
-                emit({"metric": "recovery_by", "model": name, "judge": judge, **rates})
+                trained = judge in guides
+                emit(
+                    {
+                        "metric": "recovery_by",
+                        "model": name,
+                        "judge": judge,
+                        "trained_against": trained,
+                        **rates,
+                    }
+                )
             emit({"metric": "confidence_histogram", "model": name, **hist})
             emit({"metric": "fd", "model": name, **fd})
             emit({"metric": "memorization", "model": name, **memo})

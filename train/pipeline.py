@@ -128,6 +128,7 @@ def stage_runners(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Callab
                 budget(profile.cgan, 1.0),
                 out=str(runs / models.run_name("cgan")),
                 classifier=probe,
+                guide=str(runs / profile.cgan_guide / models.FINAL) if profile.cgan_guide else "",
                 **paths,
             )
         ),

@@ -70,6 +70,9 @@ class Profile:
             stages after them, split evenly between the conditional GAN and the DCGAN pair
             (at most ``cgan.minutes`` each).
         reserve_minutes: What the stages after the GANs are expected to take.
+        cgan_guide: The classifier run whose verdict the conditional GAN also learns from
+            ("" for none; with ``cgan.guide_weight``). It must not be ``classifier``, which
+            judges the generators and so must stay independent of them.
     """
 
     name: str
@@ -83,6 +86,7 @@ class Profile:
     export: ExportConfig = field(default_factory=ExportConfig)
     budget_minutes: float = 0.0
     reserve_minutes: float = 0.0
+    cgan_guide: str = ""
 
     @property
     def smoke(self) -> bool:
