@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from malgan import report
 from malgan.data import CLASSES
-from malgan.tables import MISSING, finite, percent, percent_range
+from malgan.tables import MISSING, finite, percent, percent_range, run_class
 
 CLASS_COLOURS = {"Parasitized": "#b0306e", "Uninfected": "#2a7fba"}
 REPORT_COLOUR = "#7f7f7f"
@@ -48,11 +48,10 @@ def _layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
 def run_title(run: str) -> str:
     """A training run's human name, e.g. ``cgan`` -> "Conditional GAN" and
     ``dcgan_parasitized`` -> "DCGAN (Parasitized)"; an unknown run keeps its name."""
-    for cls in CLASSES:
-        suffix = f"_{cls.lower()}"
-        if run.lower().endswith(suffix) and len(run) > len(suffix):
-            base = run[: -len(suffix)]
-            return f"{RUN_TITLES.get(base.lower(), base)} ({cls})"
+    label = run_class(run)
+    if label is not None:
+        base = run[: -len(label) - 1]
+        return f"{RUN_TITLES.get(base.lower(), base)} ({label})"
     return RUN_TITLES.get(run.lower(), run)
 
 

@@ -149,6 +149,55 @@ def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
     return rows
 
 
+# Training runs.
+
+
+def _run_text(info: Mapping[str, Any]) -> str:
+    """One run's length, e.g. "5,200 iterations in 22.0 min (checkpoint kept: 4,800)"."""
+    iterations, seconds = info.get("iterations"), info.get("train_seconds")
+    text = f"{iterations:,} iterations" if isinstance(iterations, int) else "? iterations"
+    if finite(seconds):
+        text += f" in {seconds / 60:.1f} min"
+    kept = info.get("selected_iteration")
+    if isinstance(kept, int) and kept != iterations:
+        text += f" (checkpoint kept: {kept:,})"
+    return text
+
+
+def run_class(run: str) -> str | None:
+    """The class a per-class training run learned (``dcgan_parasitized`` -> "Parasitized")."""
+    for label in CLASSES:
+        suffix = f"_{label.lower()}"
+        if run.lower().endswith(suffix) and len(run) > len(suffix):
+            return label
+    return None
+
+
+def training_summary(display_name: str, runs: Mapping[str, Any] | None) -> str:
+    """How long a generator trained, from ``metrics.json["models"][name]["training"]``.
+
+    Args:
+        display_name: The generator's name shown to people.
+        runs: Run name -> ``{"iterations", "train_seconds", "selected_iteration", ...}``; a
+            per-class pair has one run per class.
+
+    Returns:
+        E.g. "malgan conditional GAN: 5,200 iterations in 22.0 min (checkpoint kept: 4,800)",
+        or for a pair "The report's DCGAN: two runs, Parasitized 700 iterations in 11.0 min,
+        Uninfected 690 iterations in 11.0 min; 22.0 min in all"; "" without runs.
+    """
+    runs = {k: v for k, v in (runs or {}).items() if isinstance(v, Mapping)}
+    if not runs:
+        return ""
+    if len(runs) == 1:
+        return f"{display_name}: {_run_text(next(iter(runs.values())))}"
+    parts = [f"{run_class(run) or run} {_run_text(info)}" for run, info in runs.items()]
+    seconds = [info.get("train_seconds") for info in runs.values()]
+    total = f"; {sum(seconds) / 60:.1f} min in all" if all(finite(s) for s in seconds) else ""
+    count = {2: "two", 3: "three"}.get(len(runs), str(len(runs)))
+    return f"{display_name}: {count} runs, {', '.join(parts)}{total}"
+
+
 # The classifiers.
 
 

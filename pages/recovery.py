@@ -36,7 +36,8 @@ if saved:
 st.plotly_chart(charts.recovery_bars(metrics, extra=extra), key="r_bars")
 st.caption(
     "Bars are the share of cells recovered as intended; whiskers are 95% Wilson intervals (the "
-    "report gave none). Models are measured on held-out generated cells in `metrics.json`."
+    "report gave none). Models are measured on held-out generated cells in `metrics.json`; "
+    "under each model, how long it trained (the report's DCGAN is two runs, one per class)."
 )
 models = (metrics or {}).get("models") or {}
 for col, (name, entry) in zip(st.columns(max(len(models), 1)), models.items(), strict=False):
@@ -49,6 +50,9 @@ for col, (name, entry) in zip(st.columns(max(len(models), 1)), models.items(), s
                 tables.percent(rate),
                 **ui.points_delta(rate - report.REPORT_RECOVERY[cls], "vs report"),
             )
+    trained = tables.training_summary(choices.get(name, name), (entry or {}).get("training"))
+    if trained:
+        col.caption(f"{trained}.")
 
 if not choices:
     st.info("No generator is listed in the model index, so there is nothing more to show.")

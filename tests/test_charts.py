@@ -355,3 +355,22 @@ def test_diagnosis_rows_report_each_variant():
     assert rows[0]["first NaN step"] == "none" and rows[1]["first NaN step"] == "5"
     assert rows[1]["held-out accuracy"] == tables.MISSING
     assert tables.diagnosis_rows(None) == []
+
+
+def test_training_summary_states_runs_and_kept_checkpoints() -> None:
+    one = {"cgan": {"iterations": 5200, "train_seconds": 1320.0, "selected_iteration": 4800}}
+    assert tables.training_summary("cGAN", one) == (
+        "cGAN: 5,200 iterations in 22.0 min (checkpoint kept: 4,800)"
+    )
+    last = {"cgan": {"iterations": 12, "train_seconds": 12.2, "selected_iteration": 12}}
+    assert tables.training_summary("cGAN", last) == "cGAN: 12 iterations in 0.2 min"
+    pair = {
+        "dcgan_parasitized": {"iterations": 700, "train_seconds": 660.0},
+        "dcgan_uninfected": {"iterations": 650, "train_seconds": None},
+    }
+    assert tables.training_summary("DCGAN", pair) == (
+        "DCGAN: two runs, Parasitized 700 iterations in 11.0 min, Uninfected 650 iterations"
+    )
+    assert tables.training_summary("DCGAN", None) == tables.training_summary("x", {}) == ""
+    assert tables.run_class("dcgan_uninfected") == "Uninfected"
+    assert tables.run_class("cgan") is None and tables.run_class("_parasitized") is None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import streamlit as st
-from app_pages import app_page
+from app_pages import app_page, models_copy
 from conftest import draw_fake_cell
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -134,6 +135,27 @@ def test_recovery_shows_the_comparison_and_measures_live() -> None:
     assert "20 cells per class" in captions and "n = 20" in captions
     assert "vs report" in live["Parasitized recovered"].proto.delta
     assert at.query_params["r_n"] == "20"
+
+
+def test_recovery_states_each_models_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = models_copy(tmp_path / "exported", "cpu")
+    data = json.loads((root / artifacts.METRICS_NAME).read_text(encoding="utf-8"))
+    data["models"]["cgan"]["training"] = {
+        "cgan": {"iterations": 5200, "train_seconds": 1320.0, "selected_iteration": 4800}
+    }
+    data["models"]["dcgan"]["training"] = {
+        "dcgan_parasitized": {"iterations": 700, "train_seconds": 660.0},
+        "dcgan_uninfected": {"iterations": 690, "train_seconds": 662.0, "selected_iteration": 690},
+    }
+    (root / artifacts.METRICS_NAME).write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(root))
+    captions = [c.value for c in page("recovery").caption]
+    names = artifacts.generator_names(artifacts.load_index(root))
+    assert f"{names['cgan']}: 5,200 iterations in 22.0 min (checkpoint kept: 4,800)." in captions
+    assert (
+        f"{names['dcgan']}: two runs, Parasitized 700 iterations in 11.0 min, Uninfected 690 "
+        "iterations in 11.0 min; 22.0 min in all."
+    ) in captions
 
 
 def test_recovery_reads_its_controls_from_the_url() -> None:
