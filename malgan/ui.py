@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -314,6 +315,17 @@ def classify_uploads(
     """
     exported = artifacts.exported_dir()
     return _classified(exported, tuple(files), upload_pixel_limit(), classifier, reference)
+
+
+def breakable_name(name: str) -> str:
+    """A file name as Markdown that wraps only after its underscores, hyphens and spaces.
+
+    Browsers otherwise break a long name without spaces anywhere (``…cell_124.`` then ``png``).
+    Show it with ``unsafe_allow_html=True``: the break points are ``<wbr>`` tags, and the name's
+    own characters stay escaped.
+    """
+    parts = re.split(r"(?<=[_\-\s])", name)
+    return "<wbr>".join(uploads.escape_markdown(part) for part in parts if part)
 
 
 def warn_if_unusual(result: uploads.UploadResult) -> None:

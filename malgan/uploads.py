@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from malgan import decode, metrics
+from malgan import decode, metrics, tables
 from malgan.data import CLASSES
 from malgan.errors import DataError, ImageDecodeError
 from malgan.runtime import predicted_class
@@ -311,26 +311,32 @@ def distance_text(score: float | None, threshold: float | None) -> str | None:
 
 def display_table(
     results: Sequence[UploadResult], *, ood_threshold: float | None = None
-) -> list[dict[str, Any]]:
-    """The results table as shown on the page: ``results_table`` with readable flag columns.
+) -> list[dict[str, str]]:
+    """The results table as shown on the page: ``results_table`` as text.
 
-    The out-of-distribution flag becomes a text marker (``UNUSUAL_MARK`` or "") and the
-    Mahalanobis distance is shown with the reference's limit for scale.
+    Probabilities become percentages, the out-of-distribution flag a text marker
+    (``UNUSUAL_MARK`` or "") and the Mahalanobis distance is shown with the reference's limit
+    for scale; a value a file does not have (a file that could not be classified) is
+    ``tables.MISSING``.
 
     Args:
         results: The verdicts.
         ood_threshold: The training reference's distance limit, or None without a reference.
 
     Returns:
-        One row per file with the keys of ``DISPLAY_COLUMNS``.
+        One row per file with the keys of ``DISPLAY_COLUMNS``, every value a string.
     """
     rows = []
     for r, row in zip(results, results_table(results), strict=True):
         shown = {key: row[key] for key in DISPLAY_COLUMNS if key in row}
+        shown["p_parasitized"] = tables.percent(row["p_parasitized"])
+        shown["confidence"] = tables.percent(row["confidence"])
         shown["unusual"] = UNUSUAL_MARK if r.ok and r.ood else ""
         shown["ood_distance"] = distance_text(r.ood_score, ood_threshold)
-        rows.append({key: shown[key] for key in DISPLAY_COLUMNS})
-    return rows
+        rows.append(
+            {key: tables.MISSING if shown[key] is None else str(shown[key]) for key in shown}
+        )
+    return [{key: row[key] for key in DISPLAY_COLUMNS} for row in rows]
 
 
 def _csv_cell(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from malgan import charts, ui, uploads
@@ -10,6 +11,18 @@ from malgan import charts, ui, uploads
 CELLS_PER_ROW = 3
 WIDE_CARDS = 2
 CSV_NAME = "malgan_classifications.csv"
+# Headers of the results table's columns.
+HEADERS = {
+    "file": "File",
+    "status": "Status",
+    "verdict": "Verdict",
+    "p_parasitized": "P(Parasitized)",
+    "confidence": "Confidence",
+    "unusual": "Unusual image",
+    "ood_distance": "OOD distance",
+    "original_size": "Original size",
+    "note": "Note",
+}
 
 
 ui.page_intro(
@@ -66,7 +79,7 @@ for start in range(0, len(good), per_row):
             ui.show_cells(r.image, beside)
             with beside.container():
                 size = f" · {r.original_size[0]}×{r.original_size[1]} px" if r.original_size else ""
-                st.caption(f"{uploads.escape_markdown(r.name)}{size}")
+                st.caption(f"{ui.breakable_name(r.name)}{size}", unsafe_allow_html=True)
                 colour = charts.CLASS_COLOURS[r.label]
                 st.markdown(
                     f"<div style='white-space:nowrap'><span style='color:{colour};"
@@ -83,28 +96,9 @@ if not good:
 # Table and download.
 st.subheader("Results table")
 threshold = None if reference is None else float(reference.ood_threshold)
-st.dataframe(
-    uploads.display_table(results, ood_threshold=threshold),
-    hide_index=True,
-    width="stretch",
-    column_config={
-        "file": "File",
-        "status": "Status",
-        "verdict": "Verdict",
-        "p_parasitized": st.column_config.NumberColumn("P(Parasitized)", format="percent"),
-        "confidence": st.column_config.NumberColumn("Confidence", format="percent"),
-        "unusual": st.column_config.TextColumn(
-            "Unusual image", help="Flagged when an image does not look like a segmented cell."
-        ),
-        "ood_distance": st.column_config.TextColumn(
-            "OOD distance",
-            help="Mahalanobis distance of the image's classifier features from the training "
-            "cells; above the limit the image is flagged as unusual.",
-        ),
-        "original_size": "Original size",
-        "note": st.column_config.TextColumn("Note", width="large"),
-    },
-)
+table = pd.DataFrame(uploads.display_table(results, ood_threshold=threshold))
+# A static table: long notes and file names wrap inside the page's width.
+st.table(table.rename(columns=HEADERS), hide_index=True)
 st.download_button(
     "Download results (CSV)",
     data=uploads.results_csv(results),
@@ -114,6 +108,8 @@ st.download_button(
     icon="⬇️",
 )
 st.caption(
-    "Confidence is the probability of the predicted class. Research use only: "
-    "a verdict is not a diagnosis."
+    "Confidence is the probability of the predicted class. An image is flagged as unusual when "
+    "it does not look like a segmented cell; its OOD distance is the Mahalanobis distance of its "
+    "classifier features from the training cells, and above the limit it is flagged too. "
+    "Research use only: a verdict is not a diagnosis."
 )

@@ -536,3 +536,12 @@ def test_headline_table_from_metrics_and_without():
     empty = tables.headline_table(None)
     assert len(empty) == len(rows)
     assert all(row["malgan cGAN"] == tables.MISSING for row in empty)
+
+
+def test_breakable_name_wraps_only_between_parts() -> None:
+    name = "C100P61ThinF_IMG_20150918_144104_cell_124.png"
+    shown = ui.breakable_name(name)
+    assert shown.replace("<wbr>", "").replace("\\", "") == name
+    # Break points after the underscores only: never inside "124.png".
+    assert shown.endswith("cell\\_<wbr>124.png") and shown.count("<wbr>") == name.count("_")
+    assert ui.breakable_name("<b>x</b>.png") == "\\<b\\>x\\</b\\>.png"

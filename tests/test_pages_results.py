@@ -14,7 +14,7 @@ from conftest import draw_fake_cell
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, report, ui, uploads
+from malgan import artifacts, report, tables, ui, uploads
 from malgan.data import CLASSES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -77,10 +77,14 @@ def test_classify_gives_verdicts_and_specific_errors() -> None:
     assert "cell.png · 90×80 px" in captions
     assert "P(Parasitized)" in captions and "prepare_image" in captions
 
-    table = at.dataframe[0].value
-    assert list(table["file"]) == ["cell.png", "empty.png", "notes.png"]
-    assert list(table["status"]) == ["classified", "error", "error"]
-    assert table["verdict"][0] in CLASSES
+    table = at.table[0].value
+    assert list(table["File"]) == ["cell.png", "empty.png", "notes.png"]
+    assert list(table["Status"]) == ["classified", "error", "error"]
+    assert table["Verdict"][0] in CLASSES and table["P(Parasitized)"][0].endswith("%")
+    # Files that could not be classified show a dash where they have no value, and why.
+    assert set(table.iloc[1][["Verdict", "P(Parasitized)", "Confidence"]]) == {tables.MISSING}
+    assert "empty file" in table["Note"][1]
+    assert not [v for v in table.to_numpy().ravel() if v is None or v == "None"]
     assert at.download_button(key="c_csv").proto.label == "Download results (CSV)"
 
 
@@ -91,10 +95,10 @@ def test_classify_flags_a_bright_photo() -> None:
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Flagged as unusual"] == "1"
     assert any("Does not look like a segmented cell" in w.value for w in at.warning)
-    table = at.dataframe[0].value
-    assert table["unusual"][0] == uploads.UNUSUAL_MARK
+    table = at.table[0].value
+    assert table["Unusual image"][0] == uploads.UNUSUAL_MARK
     limit = f"(limit {ui.reference().ood_threshold:.0f})"
-    assert table["ood_distance"][0].endswith(limit)
+    assert table["OOD distance"][0].endswith(limit)
 
 
 def test_classify_with_a_truncated_classifier_shows_an_error(

@@ -210,25 +210,25 @@ def check_classify_page(at: AppTest, case: HostileFile) -> None:
     assert not at.exception, [e.value for e in at.exception]
     errors = [unescaped(e.value) for e in at.error]
     metrics = {m.label: m.value for m in at.metric}
-    table = {row["file"]: row for row in at.dataframe[0].value.to_dict("records")}
+    table = {row["File"]: row for row in at.table[0].value.to_dict("records")}
     assert set(table) == {name, GOOD_NAME}
-    assert table[GOOD_NAME]["status"] == "classified"
-    assert table[GOOD_NAME]["verdict"] in CLASSES
+    assert table[GOOD_NAME]["Status"] == "classified"
+    assert table[GOOD_NAME]["Verdict"] in CLASSES
     if case.error is None:
         assert not errors
         assert metrics["Classified"] == "2"
-        assert table[name]["status"] == "classified"
-        assert table[name]["verdict"] in CLASSES
+        assert table[name]["Status"] == "classified"
+        assert table[name]["Verdict"] in CLASSES
     else:
         assert metrics["Classified"] == "1"
         shown = [e for e in errors if name in e and case.error in e]
         assert len(shown) == 1, errors
-        assert table[name]["status"] == "error"
-        assert case.error in table[name]["note"]
+        assert table[name]["Status"] == "error"
+        assert case.error in table[name]["Note"]
     # One card per classified file: its cell image, its name and its verdict.
     classified = int(metrics["Classified"])
     assert len(at.get("image")) == classified
-    captions = [unescaped(c.value) for c in at.caption]
+    captions = [unescaped(c.value.replace("<wbr>", "")) for c in at.caption]
     assert any(GOOD_NAME in c for c in captions)
     assert (case.error is None) == any(name in c for c in captions)
     verdicts = [m.value for m in at.markdown if "confidence" in m.value]

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from malgan import artifacts, data, decode, uploads
+from malgan import artifacts, data, decode, tables, uploads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"
@@ -204,7 +204,10 @@ def test_display_table_shows_flags_as_text_and_distances_with_their_limit() -> N
     assert [list(row) for row in table] == [list(uploads.DISPLAY_COLUMNS)] * 2
     assert table[0]["unusual"] == uploads.UNUSUAL_MARK and table[1]["unusual"] == ""
     assert table[0]["ood_distance"] == f"{results[0].ood_score:.0f} (limit 70)"
-    assert table[1]["ood_distance"] is None and table[1]["status"] == "error"
+    assert table[1]["ood_distance"] == tables.MISSING and table[1]["status"] == "error"
+    assert table[1]["p_parasitized"] == table[1]["verdict"] == tables.MISSING
+    assert table[0]["p_parasitized"] == f"{100 * results[0].proba[0]:.1f}%"
+    assert all(isinstance(value, str) for row in table for value in row.values())
     assert table[0]["file"] == "bright.png" and table[0]["verdict"] in data.CLASSES
 
 
