@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from malgan import tables
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 from malgan.reference import Reference
@@ -76,10 +77,6 @@ def generator_names(index: Mapping[str, Any]) -> dict[str, str]:
     return {g["name"]: g.get("display_name", g["name"]) for g in index["generators"]}
 
 
-def _counted(count: int, noun: str) -> str:
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
-
-
 def profile_name(index: Mapping[str, Any]) -> str:
     """The training profile that made the index's models: "smoke", "cpu", "gpu" or ""."""
     profile = index.get("profile")
@@ -105,13 +102,13 @@ def models_notice(index: Mapping[str, Any]) -> ModelsNotice | None:
     hardware = hardware if isinstance(hardware, Mapping) else {}
     minutes = profile.get("train_minutes")
     took = (
-        _counted(round(minutes), "minute")
+        tables.counted(round(minutes), "minute")
         if isinstance(minutes, int | float) and math.isfinite(minutes)
         else None
     )
     if name == CPU_PROFILE:
         cores = hardware.get("cpu_count")
-        on = f"on {_counted(cores, 'CPU core')}" if isinstance(cores, int) else "on the CPU"
+        on = f"on {tables.counted(cores, 'CPU core')}" if isinstance(cores, int) else "on the CPU"
         trained = f"{took} {on}" if took else f"trained {on}"
         return ModelsNotice(f"CPU-trained models: {trained}. A GPU release will replace them.")
     if name == GPU_PROFILE:

@@ -33,6 +33,13 @@ LOSS_DASHES = ("solid", "dash", "dot", "dashdot")
 ACCURACY_TICK = 20
 # Human names of training runs (a per-class run adds its class, see ``run_title``).
 RUN_TITLES = {"cgan": "Conditional GAN", "dcgan": "DCGAN"}
+# Human names of the losses the training loops log (see ``loss_title``).
+LOSS_TITLES = {
+    "d_hinge": "Discriminator (hinge)",
+    "d_real": "Discriminator on real cells",
+    "d_fake": "Discriminator on generated cells",
+    "g": "Generator",
+}
 
 
 def _layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
@@ -53,6 +60,15 @@ def run_title(run: str) -> str:
         base = run[: -len(label) - 1]
         return f"{RUN_TITLES.get(base.lower(), base)} ({label})"
     return RUN_TITLES.get(run.lower(), run)
+
+
+def loss_title(name: str) -> str:
+    """A logged loss's human name, e.g. ``d_hinge`` -> "Discriminator (hinge)"; an unknown
+    loss is spelled out from its name (``r1_penalty`` -> "R1 penalty")."""
+    if name in LOSS_TITLES:
+        return LOSS_TITLES[name]
+    words = name.replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words else name
 
 
 # Recovery.
@@ -294,7 +310,11 @@ def loss_curves(history: Mapping[str, Any] | None) -> go.Figure | None:
                     x=xs,
                     y=ys,
                     mode="lines",
-                    name=f"{run}: {name}" if len(losses) > 1 else name,
+                    name=(
+                        f"{run_title(run)}: {loss_title(name)}"
+                        if len(losses) > 1
+                        else loss_title(name)
+                    ),
                     line={"color": palette[run], "dash": LOSS_DASHES[i % len(LOSS_DASHES)]},
                 )
     if not fig.data:
@@ -383,7 +403,7 @@ def classifier_bars(rows: Sequence[Mapping[str, Any]] | None) -> go.Figure | Non
             marker_color=colours,
             text=texts,
             textposition="auto",
-            hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+            hovertemplate="%{y}: %{x:.1f}%<extra></extra>",
             showlegend=False,
         )
     )
@@ -402,7 +422,7 @@ def classifier_bars(rows: Sequence[Mapping[str, Any]] | None) -> go.Figure | Non
         x=100 * report.REPORT_RESNET_ACCURACY,
         line_dash="dash",
         line_color=REPORT_COLOUR,
-        annotation_text=f"report's ResNet {percent(report.REPORT_RESNET_ACCURACY, 2)}",
+        annotation_text=f"report's ResNet {percent(report.REPORT_RESNET_ACCURACY)}",
         annotation_position="top left",
     )
     return _layout(

@@ -12,6 +12,8 @@ from malgan.data import CLASSES
 
 # Shown where a value is missing or not a finite number.
 MISSING = "—"
+# Decimals of every percentage the app shows: one convention on every page.
+PERCENT_DIGITS = 1
 # The "source" of the classifier table's rows.
 MEASURED_SOURCE = "malgan (measured)"
 PUBLISHED_SOURCE = "report (published)"
@@ -41,8 +43,8 @@ def finite(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def percent(value: Any, digits: int = 1) -> str:
-    """A fraction as a percentage, e.g. ``percent(0.9489, 2)`` -> "94.89%" ("—" if missing)."""
+def percent(value: Any, digits: int = PERCENT_DIGITS) -> str:
+    """A fraction as a percentage, e.g. ``percent(0.9489)`` -> "94.9%" ("—" if missing)."""
     return f"{100 * float(value):.{digits}f}%" if finite(value) else MISSING
 
 
@@ -117,7 +119,7 @@ def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
     metrics_data = metrics_data or {}
     models = metrics_data.get("models") or {}
     floor = metrics_data.get("fd_real_floor") or {}
-    accuracy = percent((metrics_data.get("classifier") or {}).get("test_accuracy"), 2)
+    accuracy = percent((metrics_data.get("classifier") or {}).get("test_accuracy"))
     rows: list[dict[str, str]] = []
 
     def add(figure: str, reported: str, ours: Callable[[dict[str, Any]], str]) -> None:
@@ -135,7 +137,7 @@ def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
         )
     add(
         "Classifier accuracy, held-out patients",
-        percent(report.REPORT_RESNET_ACCURACY, 2),
+        percent(report.REPORT_RESNET_ACCURACY),
         lambda m: accuracy,
     )
     for label in CLASSES:
@@ -225,10 +227,10 @@ def classifier_table(
             {
                 "classifier": str(row.get("display_name") or row.get("name") or MISSING),
                 "source": MEASURED_SOURCE,
-                "accuracy": percent(row.get("accuracy"), 2),
+                "accuracy": percent(row.get("accuracy")),
                 "AUC": number(row.get("auc"), ".3f"),
-                "sensitivity (Parasitized)": percent(row.get("sensitivity"), 2),
-                "specificity": percent(row.get("specificity"), 2),
+                "sensitivity (Parasitized)": percent(row.get("sensitivity")),
+                "specificity": percent(row.get("specificity")),
                 "parameters": number(millions, ".2f", "M"),
                 "CPU latency, one cell": number(row.get("cpu_latency_ms"), ".2f", "ms"),
                 "TTA": ("yes" if tta else "no") if isinstance(tta, bool) else MISSING,
@@ -238,13 +240,89 @@ def classifier_table(
         )
     if with_report:
         for name, accuracy in (
-            ("Report's ResNet (3,4,6)", percent(report.REPORT_RESNET_ACCURACY, 2)),
+            ("Report's ResNet (3,4,6)", percent(report.REPORT_RESNET_ACCURACY)),
             ("Report's simple CNN", percent_range(*report.REPORT_CNN_ACCURACY)),
         ):
             row = dict.fromkeys(TABLE_COLUMNS, MISSING)
             row.update(classifier=name, source=PUBLISHED_SOURCE, accuracy=accuracy)
             table.append(row)
     return table
+
+
+# A predicted share this close to 0 or 1 means the network gives one class for every cell.
+ONE_CLASS_MARGIN = 0.01
+# A dead-ReLU share from which a network is called all dead.
+ALL_DEAD = 0.99
+
+
+def counted(count: int, noun: str) -> str:
+    """A count with its noun, singular for one: "1 epoch", "3 epochs"."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def _names(names: Sequence[str]) -> str:
+    quoted = [f"“{name}”" for name in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" and {quoted[-1]}"
+
+
+def diagnosis_notes(diagnosis: dict[str, Any] | None) -> list[str]:
+    """What the report's-CNN diagnosis shows, in sentences computed from its figures.
+
+    Which variants diverged, which give one class for every test cell (and so score that
+    class's share of the test set), and how many of their dense ReLUs are dead.
+
+    Args:
+        diagnosis: ``metrics["cnn_diagnosis"]``.
+
+    Returns:
+        The sentences, in reading order; empty without a diagnosis.
+    """
+    variants = (diagnosis or {}).get("variants") or {}
+    last = {
+        name: (rec.get("epochs") or [{}])[-1]
+        for name, rec in variants.items()
+        if isinstance(rec, Mapping)
+    }
+    if not last:
+        return []
+    notes = []
+    epochs = (diagnosis or {}).get("epochs")
+    if isinstance(epochs, int):
+        notes.append(f"Each variant trained for {counted(epochs, 'epoch')}.")
+    diverged = {
+        name: rec["first_nonfinite_step"]
+        for name, rec in variants.items()
+        if isinstance(rec, Mapping) and isinstance(rec.get("first_nonfinite_step"), int)
+    }
+    for name, step in diverged.items():
+        notes.append(f"{_names([name])} diverged: its loss was not finite from step {step:,}.")
+    one_class: dict[str, list[str]] = {}
+    for name, epoch in last.items():
+        share = epoch.get("predicted_parasitized_share")
+        if finite(share) and min(share, 1 - share) <= ONE_CLASS_MARGIN:
+            one_class.setdefault(CLASSES[0] if share > 0.5 else CLASSES[1], []).append(name)
+    test_share = (diagnosis or {}).get("test_parasitized_share")
+    for label, names in one_class.items():
+        share = None
+        if finite(test_share):
+            share = test_share if label == CLASSES[0] else 1 - test_share
+        of_set = f" ({percent(share)} of the test cells)" if finite(share) else ""
+        verb, its = ("predicts", "its") if len(names) == 1 else ("predict", "their")
+        notes.append(
+            f"{_names(names)} {verb} {label} for every test cell, so {its} accuracy is the "
+            f"share of {label} cells in the test set{of_set}."
+        )
+    dead = {n: e["dead_relu_share"] for n, e in last.items() if finite(e.get("dead_relu_share"))}
+    if dead:
+        all_dead = [name for name, share in dead.items() if share >= ALL_DEAD]
+        most = f"at most {percent(max(dead.values()))} of any variant's dense ReLUs are dead"
+        if all_dead:
+            notes.append(f"Every dense ReLU of {_names(all_dead)} is dead after training.")
+        elif one_class:
+            notes.append(f"Dead units do not explain that: {most} after training.")
+        else:
+            notes.append(f"After training, {most}.")
+    return notes
 
 
 def diagnosis_rows(diagnosis: dict[str, Any] | None) -> list[dict[str, str]]:

@@ -337,14 +337,19 @@ def warn_if_unusual(result: uploads.UploadResult) -> None:
 # The look of the cells.
 CLASS_ICONS = {"Parasitized": "🟣", "Uninfected": "🔵"}
 MAX_SEED = 2**31 - 1
-# Truncation sliders (BigGAN threshold): their top value means "no truncation".
+# Truncation sliders (BigGAN threshold): their top stop, shown as "off", means no truncation.
 TRUNCATION_MIN = 0.5
 TRUNCATION_OFF = 3.0
 TRUNCATION_STEP = 0.1
+TRUNCATION_STOPS = tuple(
+    round(TRUNCATION_MIN + i * TRUNCATION_STEP, 1)
+    for i in range(round((TRUNCATION_OFF - TRUNCATION_MIN) / TRUNCATION_STEP) + 1)
+)
+TRUNCATION_OFF_WORD = "off"
 TRUNCATION_HELP = (
     "BigGAN truncation threshold: latent entries beyond ±t are redrawn, so lower values give "
     "more typical, less varied cells. Values above about 2.5 change almost nothing; "
-    f"{TRUNCATION_OFF:g} (the default) means no truncation."
+    f"“{TRUNCATION_OFF_WORD}” (the default, at the right end) means no truncation."
 )
 # Cells are shown at this integer multiple of their size (nearest neighbour).
 VIEW_SCALE = 2
@@ -362,6 +367,46 @@ def truncation_value(slider: float) -> float | None:
     return None if slider >= TRUNCATION_OFF else round(float(slider), 2)
 
 
+def truncation_label(stop: float) -> str:
+    """How a truncation stop reads on its slider: "±1.5", or "off" at the top."""
+    return TRUNCATION_OFF_WORD if stop >= TRUNCATION_OFF else f"±{stop:.1f}"
+
+
+def _truncation_stop(text: str) -> float:
+    """The slider stop of a URL value: "off", or the stop nearest a number."""
+    if text.strip().lower() == TRUNCATION_OFF_WORD:
+        return TRUNCATION_OFF
+    value = float(text)
+    if not np.isfinite(value):
+        raise ValueError(text)
+    return min(TRUNCATION_STOPS, key=lambda stop: abs(stop - value))
+
+
+def truncation_slider(key: str, where: Any = st) -> float | None:
+    """The truncation control: a slider of thresholds whose top stop reads "off".
+
+    Seeds ``st.session_state[key]`` from the URL ("off" or a number, snapped to a stop).
+
+    Args:
+        key: The widget and URL key.
+        where: The container of the slider (``st``, a column, ...).
+
+    Returns:
+        The chosen threshold, or None for no truncation.
+    """
+    url_value(key, TRUNCATION_OFF, _truncation_stop)
+    if st.session_state[key] not in TRUNCATION_STOPS:
+        st.session_state[key] = _truncation_stop(str(st.session_state[key]))
+    where.select_slider(
+        "Truncation",
+        options=TRUNCATION_STOPS,
+        format_func=truncation_label,
+        key=key,
+        help=TRUNCATION_HELP,
+    )
+    return truncation_value(st.session_state[key])
+
+
 def spaced_images(key: str, gap_px: int = IMAGE_GAP_PX) -> Any:
     """A container whose ``st.image`` lists keep ``gap_px`` between their images.
 
@@ -374,6 +419,17 @@ def spaced_images(key: str, gap_px: int = IMAGE_GAP_PX) -> Any:
     """
     st.html(f"<style>.st-key-{key} [data-testid='stImage'] {{ column-gap: {gap_px}px; }}</style>")
     return st.container(key=key)
+
+
+def balanced_row(count: int, fits: int) -> int:
+    """How many of ``count`` items to put per row: as few rows as ``fits`` per row allows, with
+    the items spread evenly over them (3 items of which 3 fit make one row, not 2 and 1; 4 make
+    2 and 2, not 3 and 1).
+    """
+    if count <= 0:
+        return 1
+    rows = -(-count // max(1, fits))
+    return -(-count // rows)
 
 
 def upscale(image: np.ndarray, scale: int = VIEW_SCALE) -> np.ndarray:
@@ -450,17 +506,27 @@ def recognised_count(proba: np.ndarray, label: str) -> int:
 def points_delta(change: float, suffix: str = "", *, colour: str = "normal") -> dict[str, str]:
     """Keyword arguments of ``st.metric`` for a change of a probability, in percentage points.
 
+    The arrow gives the direction and the number its size, so a fall reads "↓ 0.4 pts", never
+    "↓ -0.4 pts" (an arrow and a minus sign at once).
+
     Args:
         change: Difference of two probabilities (fractions).
         suffix: Text after the number, e.g. ``"vs reconstruction"``.
-        colour: ``delta_color`` of a change that does not round to zero.
+        colour: ``"normal"`` (a rise green, a fall red), ``"inverse"`` or ``"off"`` (grey).
 
     Returns:
         ``{"delta", "delta_color", "delta_arrow"}``: a change that rounds to zero at one decimal
-        reads "±0.0 pts" in grey without an arrow, rather than a green "↑ +0.0".
+        reads "±0.0 pts" in grey without an arrow, rather than a green "↑ 0.0".
     """
     points = round(100 * float(change), 1)
     tail = f" {suffix}" if suffix else ""
     if points == 0:
         return {"delta": f"±0.0 pts{tail}", "delta_color": "off", "delta_arrow": "off"}
-    return {"delta": f"{points:+.1f} pts{tail}", "delta_color": colour, "delta_arrow": "auto"}
+    rise = points > 0
+    shown = {"normal": rise, "inverse": not rise}
+    colour_name = "off" if colour not in shown else ("green" if shown[colour] else "red")
+    return {
+        "delta": f"{abs(points):.1f} pts{tail}",
+        "delta_color": colour_name,
+        "delta_arrow": "up" if rise else "down",
+    }

@@ -12,7 +12,7 @@ PUBLISHED_MARK = ", as published"
 SHOWN_COLUMNS = tuple(c for c in tables.TABLE_COLUMNS if c not in ("source", "recipe"))
 
 ui.page_intro(
-    "The report's ResNet reached 94.89% and its simple CNN 52–55%. Here the same architectures "
+    "The report's ResNet reached 94.9% and its simple CNN 52–55%. Here the same architectures "
     "are retrained on a patient-level split, with the report's recipe and with a sound one.",
 )
 metrics = ui.metrics()
@@ -21,7 +21,7 @@ if metrics is None:
 rows = metrics.get("classifiers") or []
 
 cols = st.columns(3)
-cols[0].metric("Report's ResNet", tables.percent(report.REPORT_RESNET_ACCURACY, 2))
+cols[0].metric("Report's ResNet", tables.percent(report.REPORT_RESNET_ACCURACY))
 cols[1].metric("Report's simple CNN", tables.percent_range(*report.REPORT_CNN_ACCURACY))
 best = max(
     (r for r in rows if isinstance(r.get("accuracy"), int | float)),
@@ -29,11 +29,13 @@ best = max(
     default=None,
 )
 if best is not None:
+    # The name goes under the figure, where it may wrap: a metric's label is cut to one line.
     cols[2].metric(
-        f"Best here: {best.get('display_name', best.get('name'))}",
-        tables.percent(best["accuracy"], 2),
-        delta=f"{100 * (best['accuracy'] - report.REPORT_RESNET_ACCURACY):+.2f} pts vs report",
+        "Best here",
+        tables.percent(best["accuracy"]),
+        **ui.points_delta(best["accuracy"] - report.REPORT_RESNET_ACCURACY, "vs report"),
     )
+    cols[2].caption(str(best.get("display_name") or best.get("name")))
 
 st.subheader("Accuracy on held-out patients")
 fig = charts.classifier_bars(rows)
@@ -101,12 +103,13 @@ diagnosis = metrics.get("cnn_diagnosis")
 if diagnosis:
     st.subheader("Why the report's CNN stays near chance")
     st.dataframe(tables.diagnosis_rows(diagnosis), hide_index=True, width="stretch")
-    share = diagnosis.get("test_parasitized_share")
-    share_text = f" ({tables.percent(share)} of the test cells are Parasitized)" if share else ""
     st.caption(
-        "The same network trained the report's way (Keras SGD at 0.01 on raw 0–255 pixels) "
-        "beside the same recipe on [0, 1] pixels and on raw pixels with the step scaled down, "
-        f"for {diagnosis.get('epochs', '—')} epochs each. A network whose dense ReLUs are all "
-        "dead outputs one class for every cell, so its accuracy is that class's share of the "
-        f"test set{share_text}."
+        " ".join(
+            [
+                "The same network trained the report's way (Keras SGD at 0.01 on raw 0–255 "
+                "pixels) beside the same recipe on [0, 1] pixels and on raw pixels with the step "
+                "scaled down.",
+                *tables.diagnosis_notes(diagnosis),
+            ]
+        )
     )

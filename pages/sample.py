@@ -23,7 +23,6 @@ model = ui.choose_generator("s_model", top[0], purpose="sample")
 ui.url_choice("s_class", CLASSES[0], CLASSES)
 ui.url_int("s_n", DEFAULT_CELLS, 1, MAX_CELLS)
 ui.url_int("s_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
-ui.url_float("s_trunc", ui.TRUNCATION_OFF, ui.TRUNCATION_MIN, ui.TRUNCATION_OFF)
 
 top[1].radio("Class", CLASSES, horizontal=True, key="s_class")
 top[2].slider("Number of cells", 1, MAX_CELLS, key="s_n")
@@ -37,22 +36,14 @@ bottom[0].number_input(
     help="The same seed always gives the same cells, here, in the command line and in the tests.",
 )
 bottom[1].button("🎲 New seed", on_click=ui.randomise_seed, args=("s_seed",))
-bottom[2].slider(
-    "Truncation",
-    ui.TRUNCATION_MIN,
-    ui.TRUNCATION_OFF,
-    step=ui.TRUNCATION_STEP,
-    key="s_trunc",
-    help=ui.TRUNCATION_HELP,
-)
+truncation = ui.truncation_slider("s_trunc", bottom[2])
 ui.sync_url(*KEYS)
 
 label = st.session_state["s_class"]
 n = int(st.session_state["s_n"])
 seed = int(st.session_state["s_seed"])
-truncation = ui.truncation_value(st.session_state["s_trunc"])
 st.caption(
-    f"Truncation: {'off' if truncation is None else f'±{truncation:g}'} · "
+    f"Truncation: {ui.truncation_label(st.session_state['s_trunc'])} · "
     f"cells 0–{n - 1} of seed {seed}"
 )
 

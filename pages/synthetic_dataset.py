@@ -99,7 +99,6 @@ ui.page_intro(
 # Controls.
 ui.url_int("d_n", DEFAULT_CELLS, 1, MAX_CELLS)
 ui.url_int("d_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
-ui.url_float("d_trunc", ui.TRUNCATION_OFF, ui.TRUNCATION_MIN, ui.TRUNCATION_OFF)
 ui.url_float("d_conf", MIN_CONFIDENCE, MIN_CONFIDENCE, MAX_CONFIDENCE)
 ui.url_int("d_attempts", synth.DEFAULT_MAX_ATTEMPTS_FACTOR, 1, MAX_ATTEMPTS_FACTOR)
 # The smoke-test placeholders' classifier rejects every cell of one class, so their class
@@ -121,14 +120,7 @@ with left:
         help=f"Up to {MAX_CELLS} Parasitized and {MAX_CELLS} Uninfected cells.",
     )
     st.number_input("Seed", min_value=0, max_value=ui.MAX_SEED, step=1, key="d_seed")
-    st.slider(
-        "Truncation",
-        ui.TRUNCATION_MIN,
-        ui.TRUNCATION_OFF,
-        step=ui.TRUNCATION_STEP,
-        key="d_trunc",
-        help=ui.TRUNCATION_HELP,
-    )
+    truncation = ui.truncation_slider("d_trunc")
 with right:
     st.toggle(
         "Class filter",
@@ -179,7 +171,7 @@ n_per_class = int(st.session_state["d_n"])
 config = synth.SynthConfig(
     n_per_class=n_per_class,
     seed=int(st.session_state["d_seed"]),
-    truncation=ui.truncation_value(st.session_state["d_trunc"]),
+    truncation=truncation,
     min_confidence=float(st.session_state["d_conf"]),
     class_filter=bool(st.session_state["d_class"]),
     privacy_filter=bool(st.session_state["d_privacy"]) and reference is not None,

@@ -9,11 +9,12 @@ from malgan import artifacts, charts, tables, ui
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 
-# Snapshot grids are shown at their own size (cells at their pixel size): as many per row as fit in
-# the content width of the wide layout at 1440 px, at most MAX_SNAPSHOTS_PER_ROW.
-MAX_SNAPSHOTS_PER_ROW = 2
+# Snapshot grids are shown near their own size: as many per row as fit in the content width of
+# the wide layout at 1440 px with each grid at least MIN_SNAPSHOT_SCALE of its pixels, in rows
+# that leave the fewest empty places.
 ROW_PX = 960
 COLUMN_GAP_PX = 16
+MIN_SNAPSHOT_SCALE = 0.9
 CLASSIFIER_HISTORY = "classifier"
 CLASSIFIER_METRICS = (
     ("Test accuracy", "test_accuracy"),
@@ -87,9 +88,10 @@ else:
     for tab, label in zip(tabs, labels, strict=True):
         with tab:
             entries = snapshots[label]
-            # As many grids per row as fit at their own size, so no cell shrinks below its pixels.
+            # As many grids per row as fit near their own size, in rows without gaps if possible.
             widest = max((image_width(str(path)) for _, path in entries), default=0)
-            per_row = max(1, min(MAX_SNAPSHOTS_PER_ROW, ROW_PX // (widest + COLUMN_GAP_PX)))
+            fits = int(ROW_PX // (MIN_SNAPSHOT_SCALE * widest + COLUMN_GAP_PX))
+            per_row = ui.balanced_row(len(entries), fits)
             for start in range(0, len(entries), per_row):
                 cols = st.columns(per_row)
                 for col, (iteration, path) in zip(

@@ -184,18 +184,22 @@ def test_recovery_curve_without_probes_gives_none(history) -> None:
 
 def test_loss_curves_skip_non_finite_values_and_colour_runs_by_class() -> None:
     fig = charts.loss_curves(DCGAN_HISTORY)
-    g = bar(fig, "dcgan_parasitized: g")
+    g = bar(fig, "DCGAN (Parasitized): Generator")
     assert list(g.x) == [2] and list(g.y) == [1.0]
-    d_real = bar(fig, "dcgan_parasitized: d_real")
+    d_real = bar(fig, "DCGAN (Parasitized): Discriminator on real cells")
     assert list(d_real.x) == [1, 2]
     assert d_real.line.color == charts.CLASS_COLOURS["Parasitized"]
-    assert bar(fig, "dcgan_uninfected: g").line.color == charts.CLASS_COLOURS["Uninfected"]
+    uninfected = bar(fig, "DCGAN (Uninfected): Generator")
+    assert uninfected.line.color == charts.CLASS_COLOURS["Uninfected"]
     assert g.line.dash != d_real.line.dash
 
 
-def test_loss_curves_single_run_uses_plain_loss_names() -> None:
-    history = {"losses": {"cgan": [{"iteration": 1, "d_hinge": 1.0, "g": 2.0}]}}
-    assert {t.name for t in charts.loss_curves(history).data} == {"d_hinge", "g"}
+def test_loss_curves_single_run_uses_readable_loss_names() -> None:
+    history = {"losses": {"cgan": [{"iteration": 1, "d_hinge": 1.0, "g": 2.0, "r1_gp": 0.1}]}}
+    names = {t.name for t in charts.loss_curves(history).data}
+    assert names == {"Discriminator (hinge)", "Generator", "R1 gp"}
+    # No legend entry is a logged key: every loss the training loops log has a name.
+    assert not names & set(charts.LOSS_TITLES)
 
 
 @pytest.mark.parametrize("history", [None, {}, {"losses": {}}, {"losses": {"r": [{"x": 1}]}}])
@@ -275,12 +279,12 @@ def test_classifier_table_formats_values_and_marks_missing_ones() -> None:
     ]
     assert all(list(row) == list(tables.TABLE_COLUMNS) for row in table)
     first = table[0]
-    assert first["accuracy"] == "97.00%" and first["AUC"] == "0.995"
+    assert first["accuracy"] == "97.0%" and first["AUC"] == "0.995"
     assert first["parameters"] == "2.15 M" and first["CPU latency, one cell"] == "2.10 ms"
     assert first["TTA"] == "yes" and first["diverged"] == tables.MISSING
     assert table[1]["diverged"] == "epoch 3" and table[1]["AUC"] == tables.MISSING
     assert table[2]["accuracy"] == tables.MISSING
-    assert table[3]["accuracy"] == "94.89%" and table[3]["source"] == "report (published)"
+    assert table[3]["accuracy"] == "94.9%" and table[3]["source"] == "report (published)"
     assert table[4]["accuracy"] == "52–55%"
 
 
@@ -374,3 +378,44 @@ def test_training_summary_states_runs_and_kept_checkpoints() -> None:
     assert tables.training_summary("DCGAN", None) == tables.training_summary("x", {}) == ""
     assert tables.run_class("dcgan_uninfected") == "Uninfected"
     assert tables.run_class("cgan") is None and tables.run_class("_parasitized") is None
+
+
+def diagnosis(dead: float, predicted: float, *, epochs: int = 1) -> dict:
+    """A report's-CNN diagnosis of two variants, the first diverged at step 6."""
+    last = {"dead_relu_share": dead, "predicted_parasitized_share": predicted}
+    return {
+        "test_parasitized_share": 0.5,
+        "epochs": epochs,
+        "variants": {
+            "raw": {"first_nonfinite_step": 6, "epochs": [{**last, "dead_relu_share": 0.0}]},
+            "unit": {"first_nonfinite_step": None, "epochs": [last]},
+        },
+    }
+
+
+def test_diagnosis_notes_follow_the_figures() -> None:
+    notes = tables.diagnosis_notes(diagnosis(0.1875, 1.0))
+    assert notes[0] == "Each variant trained for 1 epoch."
+    assert notes[1] == "“raw” diverged: its loss was not finite from step 6."
+    assert notes[2].startswith("“raw” and “unit” predict Parasitized for every test cell")
+    assert "(50.0% of the test cells)" in notes[2]
+    # The dead share is the table's: no claim that every ReLU died.
+    assert notes[3] == (
+        "Dead units do not explain that: at most 18.8% of any variant's dense ReLUs are dead "
+        "after training."
+    )
+    dead = tables.diagnosis_notes(diagnosis(1.0, 0.0, epochs=3))
+    assert dead[0] == "Each variant trained for 3 epochs."
+    assert "“raw” and “unit” predict Uninfected for every test cell" in dead[2]
+    assert dead[3] == "Every dense ReLU of “unit” is dead after training."
+    mixed = tables.diagnosis_notes(diagnosis(0.05, 0.4))
+    assert mixed[2] == "After training, at most 5.0% of any variant's dense ReLUs are dead."
+    learning = {
+        "variants": {
+            "unit": {"epochs": [{"dead_relu_share": 0.1, "predicted_parasitized_share": 0.4}]}
+        }
+    }
+    assert tables.diagnosis_notes(learning) == [
+        "After training, at most 10.0% of any variant's dense ReLUs are dead."
+    ]
+    assert tables.diagnosis_notes(None) == []

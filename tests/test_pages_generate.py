@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -73,8 +74,11 @@ def test_overview_shows_table_strip_and_data_note():
     assert "Overview" in at.title[0].value
     (table,) = at.table
     text = str(table.value)
-    assert "94.89%" in text and "30.0%" in text and "99.1%" in text
+    assert "94.9%" in text and "30.0%" in text and "99.1%" in text
     assert "× floor" in text and "—" in text
+    # One convention: every percentage in the table has one decimal.
+    shown = [str(v) for v in table.value.to_numpy().ravel()]
+    assert {len(d) for value in shown for d in re.findall(r"\d\.(\d+)%", value)} == {1}
     (strip_p, strip_u) = at.image
     assert "Parasitized" in strip_p.captions[0] and "Uninfected" in strip_u.captions[0]
     note = " ".join(m.value for m in at.markdown)
@@ -139,8 +143,11 @@ def test_sample_url_restores_every_control():
     assert at.radio(key="s_class").value == "Uninfected"
     assert len(at.image) == 3
     assert all("✓ Uninfected" in v or "✕ Parasitized" in v for v in verdicts(at))
-    assert at.slider(key="s_trunc").value == pytest.approx(1.5)
+    assert at.select_slider(key="s_trunc").value == pytest.approx(1.5)
     assert any("±1.5" in c.value for c in at.caption)
+    # A number between two stops snaps to the nearer one; "off" is a stop of its own.
+    assert open_page("sample", s_trunc="1.26").select_slider(key="s_trunc").value == 1.3
+    assert open_page("sample", s_trunc="off").select_slider(key="s_trunc").value == 3.0
 
 
 def test_sample_bad_url_values_fall_back():
@@ -148,7 +155,7 @@ def test_sample_bad_url_values_fall_back():
 
     assert at.selectbox(key="s_model").value == ui.DEFAULT_MODEL
     assert at.radio(key="s_class").value == CLASSES[0]
-    assert at.slider(key="s_trunc").value == pytest.approx(3.0)
+    assert at.select_slider(key="s_trunc").value == pytest.approx(3.0)
     assert len(at.image) == 1
     assert at.number_input(key="s_seed").value == 0
 
@@ -161,7 +168,11 @@ def test_sample_new_seed_and_truncation_change_cells():
     assert image_urls(at) != first
 
     at = open_page("sample", s_n="4")
-    at.slider(key="s_trunc").set_value(0.5).run()
+    # No truncation by default, and the control says so where it stands.
+    trunc = at.select_slider(key="s_trunc")
+    assert trunc.value == ui.TRUNCATION_OFF and trunc.options[-1] == "off"
+    assert trunc.options[0] == "±0.5" and any("Truncation: off" in c.value for c in at.caption)
+    trunc.set_value(0.5).run()
     assert image_urls(at) != first
     assert at.query_params["s_trunc"] == "0.5"
 
@@ -470,11 +481,18 @@ def test_verdicts_and_counts():
 def test_page_title_and_points_delta():
     assert ui.page_title("Sample") == "Sample · malgan"
     assert ui.points_delta(0.123, "vs report") == {
-        "delta": "+12.3 pts vs report",
-        "delta_color": "normal",
-        "delta_arrow": "auto",
+        "delta": "12.3 pts vs report",
+        "delta_color": "green",
+        "delta_arrow": "up",
     }
-    assert ui.points_delta(-0.3, colour="off")["delta"] == "-30.0 pts"
+    # A fall: the arrow points down and the number has no minus sign.
+    assert ui.points_delta(-0.004, "vs reconstruction") == {
+        "delta": "0.4 pts vs reconstruction",
+        "delta_color": "red",
+        "delta_arrow": "down",
+    }
+    assert ui.points_delta(-0.3, colour="inverse")["delta_color"] == "green"
+    assert ui.points_delta(-0.3, colour="off")["delta"] == "30.0 pts"
     assert ui.points_delta(-0.3, colour="off")["delta_color"] == "off"
     # A change that rounds to zero is neutral: grey, no arrow.
     for tiny in (0.0, 0.0004, -0.0004):
@@ -526,7 +544,7 @@ def test_headline_table_from_metrics_and_without():
     assert recovery["Seed reproduction"] == tables.MISSING
     assert rows["Recovery, Uninfected (95% CI)"]["malgan cGAN"] == tables.MISSING
     accuracy = rows["Classifier accuracy, held-out patients"]
-    assert accuracy["The report"] == "94.89%" and accuracy["malgan cGAN"] == "95.12%"
+    assert accuracy["The report"] == "94.9%" and accuracy["malgan cGAN"] == "95.1%"
     fd = [row for name, row in rows.items() if name.startswith("Fréchet")]
     assert [row["malgan cGAN"] for row in fd] == ["2.5× floor", "1.2× floor"]
     assert [row["The report"] for row in fd] == [tables.MISSING, tables.MISSING]
@@ -545,3 +563,12 @@ def test_breakable_name_wraps_only_between_parts() -> None:
     # Break points after the underscores only: never inside "124.png".
     assert shown.endswith("cell\\_<wbr>124.png") and shown.count("<wbr>") == name.count("_")
     assert ui.breakable_name("<b>x</b>.png") == "\\<b\\>x\\</b\\>.png"
+
+
+def test_balanced_row_leaves_no_half_empty_row() -> None:
+    # Three grids of which three fit: one row, not two and one.
+    assert ui.balanced_row(3, 3) == 3
+    assert ui.balanced_row(4, 3) == 2  # two full rows rather than 3 + 1
+    assert ui.balanced_row(5, 3) == 3  # 3 + 2: one empty place either way, the longer row
+    assert ui.balanced_row(6, 3) == 3 and ui.balanced_row(1, 3) == 1
+    assert ui.balanced_row(7, 0) == 1 and ui.balanced_row(0, 3) == 1

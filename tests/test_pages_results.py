@@ -215,9 +215,24 @@ def test_classifiers_shows_the_table_beside_the_report() -> None:
     # The report's own rows are marked in their names.
     assert "Report's ResNet (3,4,6), as published" in list(table["classifier"])
     report_row = table[table["classifier"] == "Report's ResNet (3,4,6), as published"].iloc[0]
-    assert report_row["accuracy"] == f"{100 * report.REPORT_RESNET_ACCURACY:.2f}%"
+    assert report_row["accuracy"] == f"{100 * report.REPORT_RESNET_ACCURACY:.1f}%"
     assert report_row["AUC"] == "—"
     assert (table["source"] == "malgan (measured)").sum() >= 1
     assert charts_shown(at) == 1
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Report's ResNet"] == "94.89%"
+    assert metrics["Report's ResNet"] == "94.9%"
+    # The best classifier's name sits under its figure, not in the (one-line) label; the
+    # delta's arrow gives the direction, so its number carries no sign.
+    best = max(
+        (r for r in artifacts.load_metrics(EXPORTED)["classifiers"] if r.get("accuracy")),
+        key=lambda r: r["accuracy"],
+    )
+    (best_metric,) = [m for m in at.metric if m.label == "Best here"]
+    assert best_metric.value == f"{100 * best['accuracy']:.1f}%"
+    assert not best_metric.proto.delta.startswith(("-", "+"))
+    assert best.get("display_name", best["name"]) in [c.value for c in at.caption]
+    # The footnote follows the diagnosis figures: its epochs, and what the table shows.
+    footnote = next(c.value for c in at.caption if "report's way (Keras SGD" in c.value)
+    diagnosis = artifacts.load_metrics(EXPORTED)["cnn_diagnosis"]
+    assert all(note in footnote for note in tables.diagnosis_notes(diagnosis))
+    assert "1 epochs" not in footnote
