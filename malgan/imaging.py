@@ -47,6 +47,11 @@ def make_grid(
     return grid
 
 
+def upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    """A uint8 [H, W, 3] cell enlarged by an integer factor with nearest neighbour."""
+    return np.asarray(image, np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     """Encode a uint8 [H, W, 3] image as PNG."""
     buf = io.BytesIO()

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import numpy as np
 import streamlit as st
 
-from malgan import artifacts, decode, runtime, uploads
+from malgan import artifacts, decode, imaging, runtime, uploads
 from malgan.charts import CLASS_COLOURS
 from malgan.data import CLASSES
 from malgan.errors import DataError, ModelError
@@ -432,11 +432,6 @@ def balanced_row(count: int, fits: int) -> int:
     return -(-count // rows)
 
 
-def upscale(image: np.ndarray, scale: int = VIEW_SCALE) -> np.ndarray:
-    """A uint8 [H, W, 3] cell enlarged by an integer factor with nearest neighbour."""
-    return np.asarray(image, np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
-
-
 def show_cells(
     cells: np.ndarray | Sequence[np.ndarray], where: Any = st, *, scale: int = VIEW_SCALE, **kw
 ) -> None:
@@ -449,7 +444,11 @@ def show_cells(
         **kw: More arguments of ``st.image`` (``caption``, ``output_format``).
     """
     cells = np.asarray(cells, np.uint8)
-    shown = [upscale(c, scale) for c in cells] if cells.ndim == 4 else upscale(cells, scale)
+    shown = (
+        [imaging.upscale(c, scale) for c in cells]
+        if cells.ndim == 4
+        else imaging.upscale(cells, scale)
+    )
     where.image(shown, width=cells.shape[-2] * scale, **kw)
 
 

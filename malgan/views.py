@@ -15,6 +15,16 @@ from malgan.ui import GRID_COLUMNS, VIEW_SCALE, cached_classifier, cached_genera
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
+def generated_cells(
+    exported: Path, name: str, label: str, seed: int, n: int, truncation: float | None
+) -> np.ndarray:
+    """Cells ``0..n-1`` of a seed: uint8 [n, S, S, 3] (no classifier needed)."""
+    gen = cached_generator(exported, name)
+    z = latent.sample_z(seed, n, gen.z_dim, truncation=truncation)
+    return gen.generate(z, label)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
 def sample_cells(
     exported: Path, name: str, label: str, seed: int, n: int, truncation: float | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -23,10 +33,24 @@ def sample_cells(
     Returns:
         ``(images uint8 [n, S, S, 3], proba float32 [n, 2])``.
     """
-    gen = cached_generator(exported, name)
-    z = latent.sample_z(seed, n, gen.z_dim, truncation=truncation)
-    images = gen.generate(z, label)
+    images = generated_cells(exported, name, label, seed, n, truncation)
     return images, cached_classifier(exported, None).predict_proba(images)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def sample_pngs(
+    exported: Path, name: str, label: str, seed: int, n: int, truncation: float | None
+) -> list[bytes]:
+    """The cells of ``sample_cells`` as PNGs at display scale, encoded once per grid."""
+    images, _ = sample_cells(exported, name, label, seed, n, truncation)
+    return [imaging.png_bytes(imaging.upscale(cell, VIEW_SCALE)) for cell in images]
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def strip_png(exported: Path, name: str, label: str, seed: int, n: int) -> bytes:
+    """A row of cells ``0..n-1`` of a seed as one PNG at display scale (no truncation)."""
+    images = generated_cells(exported, name, label, seed, n, None)
+    return imaging.png_bytes(imaging.make_grid(images, ncol=n, scale=VIEW_SCALE))
 
 
 def cell_file_names(model: str, label: str, seed: int, n: int) -> list[str]:
@@ -129,3 +153,10 @@ def interpolation_frames(
     z_b = latent.sample_z(seed_b, 1, gen.z_dim)[0]
     t, frames = explore.interpolate_cells(gen, z_a, z_b, label_a, label_b, steps, method)
     return t, frames, cached_classifier(exported, None).predict_proba(frames)[:, 0]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def interpolation_files(frames: np.ndarray) -> tuple[list[bytes], bytes]:
+    """Morph frames uint8 [T, S, S, 3] as PNGs at display scale, and as one looping GIF."""
+    pngs = [imaging.png_bytes(imaging.upscale(frame, VIEW_SCALE)) for frame in frames]
+    return pngs, imaging.gif_bytes(frames)

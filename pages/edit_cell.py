@@ -162,57 +162,72 @@ st.caption(
     f"{result.seconds:.1f} s."
 )
 
-# Edit along the infection direction.
-st.subheader("Change the infection")
-st.slider(
-    "Infection (σ)",
-    AMOUNT_MIN,
-    AMOUNT_MAX,
-    step=AMOUNT_STEP,
-    key="e_amount",
-    help="Moves the found latent along the generator's infection direction (InterFaceGAN), in "
-    "standard deviations of the latent prior along that direction. Positive values make the "
-    "cell look more parasitized to the classifier; 0 is the reconstruction.",
-)
-ui.sync_url(*KEYS)
-amount = float(st.session_state["e_amount"])
-try:
-    edited = edited_cell(exported, model, result.z, result.class_weights, amount, result, generator)
-except ValueError as err:
-    st.warning(f"**Editing is unavailable for this model.** {err}", icon="⚠️")
-    st.stop()
-p_edited = probabilities(exported, edited[None], classifier)[0]
-cols = st.columns([1, 1, 1])
-with cols[0]:
-    ui.show_cells(result.reconstruction, scale=VIEW_SCALE, caption="Reconstruction")
-with cols[1]:
-    ui.show_cells(edited, scale=VIEW_SCALE, caption=f"Edited, {amount:+g} σ")
-    st.markdown(ui.verdict_markdown(p_edited), unsafe_allow_html=True)
-with cols[2]:
-    st.metric(
-        "P(parasitized), edited",
-        f"{p_edited[0]:.1%}",
-        **ui.points_delta(p_edited[0] - p_reconstruction[0], "vs reconstruction"),
+
+# Edit along the infection direction: a fragment, so moving the slider redraws this part
+# only, not the search above.
+@st.fragment
+def infection_editor(
+    result: invert.InversionResult,
+    p_reconstruction: np.ndarray,
+    generator: runtime.CellGenerator,
+    classifier: runtime.Classifier,
+) -> None:
+    """The infection slider, the edited cell with its verdict, and the downloads."""
+    st.subheader("Change the infection")
+    st.slider(
+        "Infection (σ)",
+        AMOUNT_MIN,
+        AMOUNT_MAX,
+        step=AMOUNT_STEP,
+        key="e_amount",
+        help="Moves the found latent along the generator's infection direction (InterFaceGAN), "
+        "in standard deviations of the latent prior along that direction. Positive values make "
+        "the cell look more parasitized to the classifier; 0 is the reconstruction.",
+    )
+    ui.sync_url(*KEYS)
+    amount = float(st.session_state["e_amount"])
+    try:
+        edited = edited_cell(
+            exported, model, result.z, result.class_weights, amount, result, generator
+        )
+    except ValueError as err:
+        st.warning(f"**Editing is unavailable for this model.** {err}", icon="⚠️")
+        return
+    p_edited = probabilities(exported, edited[None], classifier)[0]
+    cols = st.columns([1, 1, 1])
+    with cols[0]:
+        ui.show_cells(result.reconstruction, scale=VIEW_SCALE, caption="Reconstruction")
+    with cols[1]:
+        ui.show_cells(edited, scale=VIEW_SCALE, caption=f"Edited, {amount:+g} σ")
+        st.markdown(ui.verdict_markdown(p_edited), unsafe_allow_html=True)
+    with cols[2]:
+        st.metric(
+            "P(parasitized), edited",
+            f"{p_edited[0]:.1%}",
+            **ui.points_delta(p_edited[0] - p_reconstruction[0], "vs reconstruction"),
+        )
+
+    # Downloads.
+    stem = f"{model}_{result.label}_edit"
+    with st.container(horizontal=True, gap="small"):
+        st.download_button(
+            "⬇️ Latent (.npy)",
+            latent_files.latent_to_npy(result.z),
+            file_name=f"{model}_latent.npy",
+            mime="application/octet-stream",
+            key="e_npy",
+        )
+        st.download_button(
+            "⬇️ Edited cell (.png)",
+            imaging.png_bytes(edited),
+            file_name=f"{stem}_{amount:+g}.png",
+            mime="image/png",
+            key="e_png",
+        )
+    st.caption(
+        f"The .npy file holds the found latent z ({generator.z_dim} float32 values, before the "
+        f"edit); generate it with the class weights above to get the reconstruction."
     )
 
-# Downloads.
-stem = f"{model}_{result.label}_edit"
-with st.container(horizontal=True, gap="small"):
-    st.download_button(
-        "⬇️ Latent (.npy)",
-        latent_files.latent_to_npy(result.z),
-        file_name=f"{model}_latent.npy",
-        mime="application/octet-stream",
-        key="e_npy",
-    )
-    st.download_button(
-        "⬇️ Edited cell (.png)",
-        imaging.png_bytes(edited),
-        file_name=f"{stem}_{amount:+g}.png",
-        mime="image/png",
-        key="e_png",
-    )
-st.caption(
-    f"The .npy file holds the found latent z ({generator.z_dim} float32 values, before the "
-    f"edit); generate it with the class weights above to get the reconstruction."
-)
+
+infection_editor(result, p_reconstruction, generator, classifier)

@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from malgan import artifacts, explore, imaging, ui, views
+from malgan import artifacts, explore, ui, views
 from malgan.data import CLASSES
 
 DEFAULT_STEPS = 9
@@ -75,16 +75,16 @@ method = st.session_state["ip_method"]
 t, frames, p_parasitized = views.interpolation_frames(
     artifacts.exported_dir(), model, seed_a, label_a, seed_b, label_b, steps, method
 )
+frame_pngs, gif = views.interpolation_files(frames)
 
 # The frames, at display scale unless the whole path would not fit on one row.
 frame_px = gen.img_size * ui.VIEW_SCALE
 st.subheader(f"{label_a} → {label_b}")
 with ui.spaced_images("ip_frames"):
     st.image(
-        [ui.upscale(frame) for frame in frames],
+        frame_pngs,
         caption=[f"t = {x:.2f}" for x in t],
         width=max(MIN_FRAME_PX, min(frame_px, STRIP_PX // len(frames) - ui.IMAGE_GAP_PX)),
-        output_format="PNG",
     )
 
 # The classifier along the path.
@@ -120,7 +120,7 @@ st.plotly_chart(figure)
 stem = f"{model}_{label_a}{seed_a}_to_{label_b}{seed_b}_{method}_{steps}"
 st.download_button(
     "⬇️ Animation (GIF)",
-    imaging.gif_bytes(frames),
+    gif,
     file_name=f"{stem}.gif",
     mime="image/gif",
 )

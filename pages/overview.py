@@ -1,9 +1,8 @@
 """Overview: what malgan is, the headline comparison with the report, and a strip of cells."""
 
-import pandas as pd
 import streamlit as st
 
-from malgan import artifacts, imaging, tables, ui, views
+from malgan import artifacts, tables, ui, views
 from malgan.data import CLASSES
 
 STRIP_MODEL = "cgan"
@@ -33,17 +32,16 @@ choices = ui.generator_choices()
 strip_model = STRIP_MODEL if STRIP_MODEL in choices else next(iter(choices), None)
 if strip_model is None:
     st.error("No generator is available, so no cells can be shown.", icon="⚠️")
-elif ui.generator(strip_model) is not None and ui.classifier() is not None:
+elif ui.generator(strip_model) is not None:
     for label in CLASSES:
-        images, _ = views.sample_cells(
-            artifacts.exported_dir(), strip_model, label, STRIP_SEED, STRIP_CELLS, None
+        strip = views.strip_png(
+            artifacts.exported_dir(), strip_model, label, STRIP_SEED, STRIP_CELLS
         )
         st.markdown(f"{ui.CLASS_ICONS[label]} " + ui.coloured(label, label), unsafe_allow_html=True)
         st.image(
-            imaging.make_grid(images, ncol=STRIP_CELLS, scale=ui.VIEW_SCALE),
+            strip,
             caption=f"{label}: {choices[strip_model]}, seed {STRIP_SEED}, cells 0–"
             f"{STRIP_CELLS - 1}",
-            output_format="PNG",
         )
     st.caption(
         "Make more on the **Sample** page; slide through the latent space on the "
@@ -61,8 +59,8 @@ if metrics is None:
         icon="📄",
     )
 else:
-    rows = tables.headline_table(metrics)
-    st.table(pd.DataFrame(rows).set_index("Figure"))
+    # A Markdown table: the first page of a fresh server need not load pandas for seven rows.
+    st.markdown(tables.markdown_table(tables.headline_table(metrics), tables.HEADLINE_COLUMNS))
     st.caption(
         "**Recovery**: share of generated cells the classifier assigns to the intended class "
         "(Wilson 95% interval). **Fréchet distance** between generated and held-out real cells "

@@ -93,60 +93,68 @@ else:
     st.plotly_chart(curve, key="r_curve")
     st.caption("Probe cells from fixed latents, classified at regular iterations during training.")
 
-# Live measurement.
-st.markdown(f"#### Measure it live: {choices[model]}")
-st.caption(
-    "Generate fresh cells of both classes on this machine's CPU and classify them. The cells "
-    "are cells 0 to N−1 of the seed, the same ones the Sample page shows."
-)
-cols = st.columns(3, vertical_alignment="bottom")
-n = cols[0].number_input(
-    "Cells per class", min_value=MIN_CELLS, max_value=MAX_CELLS, step=CELL_STEP, key="r_n"
-)
-seed = cols[1].number_input("Seed", min_value=0, max_value=ui.MAX_SEED, step=1, key="r_seed")
-ui.sync_url("r_model", "r_n", "r_seed")
-measure = cols[2].button("Measure recovery", key="r_measure", type="primary", icon="▶️")
-params = {"exported": exported, "model": model, "n": int(n), "seed": int(seed)}
 
-if measure:
-    generator, classifier = ui.generator(model), ui.classifier()
-    if generator is not None and classifier is not None:
-        bar = st.progress(0.0, text="Generating cells…")
-        result = live.measure_recovery(
-            generator,
-            classifier,
-            int(n),
-            int(seed),
-            progress=lambda done, text: bar.progress(min(done, 1.0), text=text),
-        )
-        bar.empty()
-        st.session_state[LIVE_STATE] = {
-            **params,
-            "display_name": choices[model],
-            "result": result,
-        }
-        st.rerun()
-
-saved = st.session_state.get(LIVE_STATE)
-if saved and {k: saved[k] for k in params} == params:
-    result = saved["result"]
-    cols = st.columns(len(result["recovery"]))
-    for col, (cls, rates) in zip(cols, result["recovery"].items(), strict=True):
-        col.metric(
-            f"{cls} recovered",
-            tables.percent(rates["rate"]),
-            **ui.points_delta(rates["rate"] - report.REPORT_RECOVERY[cls], "vs report"),
-        )
-        col.caption(
-            f"95% CI {tables.percent(rates['ci_low'])}–{tables.percent(rates['ci_high'])} · "
-            f"mean confidence {tables.percent(rates['mean_confidence'])} · n = {rates['n']}"
-        )
+# Live measurement: a fragment, so changing its settings redraws this part only (a finished
+# measurement reruns the page, whose comparison bars show it).
+@st.fragment
+def live_measurement(model: str) -> None:
+    """Cells per class, seed and the button; the saved measurement when it matches them."""
+    st.markdown(f"#### Measure it live: {choices[model]}")
     st.caption(
-        f"{choices[model]}, seed {saved['seed']}, {saved['n']} cells per class, measured in "
-        f"{result['seconds']:.1f} s on the CPU."
+        "Generate fresh cells of both classes on this machine's CPU and classify them. The "
+        "cells are cells 0 to N−1 of the seed, the same ones the Sample page shows."
     )
-    live_fig = charts.histogram_figure(result["confidence_histogram"])
-    if live_fig is not None:
-        st.plotly_chart(live_fig, key="r_live_hist")
-elif saved:
-    st.caption("The settings changed since the last measurement; press the button to measure.")
+    cols = st.columns(3, vertical_alignment="bottom")
+    n = cols[0].number_input(
+        "Cells per class", min_value=MIN_CELLS, max_value=MAX_CELLS, step=CELL_STEP, key="r_n"
+    )
+    seed = cols[1].number_input("Seed", min_value=0, max_value=ui.MAX_SEED, step=1, key="r_seed")
+    ui.sync_url("r_model", "r_n", "r_seed")
+    measure = cols[2].button("Measure recovery", key="r_measure", type="primary", icon="▶️")
+    params = {"exported": exported, "model": model, "n": int(n), "seed": int(seed)}
+
+    if measure:
+        generator, classifier = ui.generator(model), ui.classifier()
+        if generator is not None and classifier is not None:
+            bar = st.progress(0.0, text="Generating cells…")
+            result = live.measure_recovery(
+                generator,
+                classifier,
+                int(n),
+                int(seed),
+                progress=lambda done, text: bar.progress(min(done, 1.0), text=text),
+            )
+            bar.empty()
+            st.session_state[LIVE_STATE] = {
+                **params,
+                "display_name": choices[model],
+                "result": result,
+            }
+            st.rerun()
+
+    saved = st.session_state.get(LIVE_STATE)
+    if saved and {k: saved[k] for k in params} == params:
+        result = saved["result"]
+        cols = st.columns(len(result["recovery"]))
+        for col, (cls, rates) in zip(cols, result["recovery"].items(), strict=True):
+            col.metric(
+                f"{cls} recovered",
+                tables.percent(rates["rate"]),
+                **ui.points_delta(rates["rate"] - report.REPORT_RECOVERY[cls], "vs report"),
+            )
+            col.caption(
+                f"95% CI {tables.percent(rates['ci_low'])}–{tables.percent(rates['ci_high'])} · "
+                f"mean confidence {tables.percent(rates['mean_confidence'])} · n = {rates['n']}"
+            )
+        st.caption(
+            f"{choices[model]}, seed {saved['seed']}, {saved['n']} cells per class, measured in "
+            f"{result['seconds']:.1f} s on the CPU."
+        )
+        live_fig = charts.histogram_figure(result["confidence_histogram"])
+        if live_fig is not None:
+            st.plotly_chart(live_fig, key="r_live_hist")
+    elif saved:
+        st.caption("The settings changed since the last measurement; press the button to measure.")
+
+
+live_measurement(model)

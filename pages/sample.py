@@ -52,6 +52,7 @@ ui.require_generator(model)
 # The grid.
 exported = artifacts.exported_dir()
 images, proba = views.sample_cells(exported, model, label, seed, n, truncation)
+pngs = views.sample_pngs(exported, model, label, seed, n, truncation)
 recognised = ui.recognised_count(proba, label)
 summary = st.columns([1, 3], vertical_alignment="center")
 summary[0].metric(f"Recognised as {label}", f"{recognised} / {n}", help="Classifier argmax.")
@@ -67,7 +68,7 @@ for start in range(0, n, columns):
         with row[i - start]:
             agrees, _ = ui.verdict(proba[i], label)
             colour_of = label if agrees else next(c for c in CLASSES if c != label)
-            ui.show_cells(images[i], output_format="PNG")
+            st.image(pngs[i], width=images.shape[-2] * ui.VIEW_SCALE)
             caption = ui.coloured(ui.verdict_caption(proba[i], label), colour_of)
             st.markdown(f'<div style="{VERDICT_STYLE}">{caption}</div>', unsafe_allow_html=True)
 

@@ -71,12 +71,17 @@ for col, (run, info) in zip(st.columns(max(len(runs), 1)), runs.items(), strict=
     if isinstance(speed, int | float):
         col.caption(f"{speed:.2f} iterations per second")
 
-# Sample grids.
-st.subheader("Samples during training")
-snapshots = artifacts.snapshot_files(index, model, exported)
-if not snapshots:
-    st.info(f"No sample grids were saved for {choices[model]}.")
-else:
+
+# Sample grids: a fragment, so switching the class tab redraws the grids only.
+@st.fragment
+def snapshot_grids(model: str) -> None:
+    """The saved sample grids of ``model``, one tab per class, in balanced rows."""
+    st.subheader("Samples during training")
+    snapshots = artifacts.snapshot_files(index, model, exported)
+    if not snapshots:
+        st.info(f"No sample grids were saved for {choices[model]}.")
+        ui.sync_url("t_model")
+        return
     st.caption(
         "The same latents rendered at each saved iteration; the report showed iterations 1, "
         "5,000, 10,000 and 15,000."
@@ -101,7 +106,10 @@ else:
                         col.image(str(path), caption=f"{label}, iteration {iteration:,}")
                     else:
                         col.warning(f"Iteration {iteration:,}: {path.name} is missing.")
-ui.sync_url("t_model", "t_class")
+    ui.sync_url("t_model", "t_class")
+
+
+snapshot_grids(model)
 
 # Losses.
 st.subheader("Losses")
