@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from malgan import artifacts, imaging, invert, latent_files, runtime, ui, uploads
+from malgan import artifacts, controls, imaging, invert, latent_files, runtime, ui, uploads
 
 KEYS = ("e_model", "e_amount")
 RESULT_KEY = "e_found"
@@ -51,7 +51,7 @@ ui.page_intro(
 )
 
 # Controls, seeded from the URL.
-ui.url_float("e_amount", 0.0, AMOUNT_MIN, AMOUNT_MAX)
+controls.url_float("e_amount", 0.0, AMOUNT_MIN, AMOUNT_MAX)
 top = st.columns([2, 3])
 model = ui.choose_generator("e_model", top[0], purpose="search")
 generator = ui.require_generator(model)
@@ -64,7 +64,7 @@ uploaded = top[1].file_uploader(
     help="PNG, JPEG, TIFF, WebP, BMP or GIF; one cell, ideally on a black background like the "
     f"training cells. It is resized to {size}×{size} pixels.",
 )
-ui.sync_url(*KEYS)
+controls.sync_url(*KEYS)
 st.caption(
     "The page address keeps the model and the infection amount. An uploaded image cannot travel "
     "in a link: after opening a shared link, upload the cell again."
@@ -184,7 +184,7 @@ def infection_editor(
         "in standard deviations of the latent prior along that direction. Positive values make "
         "the cell look more parasitized to the classifier; 0 is the reconstruction.",
     )
-    ui.sync_url(*KEYS)
+    controls.sync_url(*KEYS)
     amount = float(st.session_state["e_amount"])
     try:
         edited = edited_cell(

@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from malgan import artifacts, explore, ui, views
+from malgan import artifacts, controls, explore, ui, views
 from malgan.data import CLASSES
 
 DEFAULT_STEPS = 9
@@ -29,12 +29,12 @@ ui.page_intro(
 # Controls, seeded from the URL.
 top = st.columns([3, 2, 3])
 model = ui.choose_generator("ip_model", top[0], purpose="morph")
-ui.url_int("ip_seed_a", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
-ui.url_choice("ip_class_a", "Uninfected", CLASSES)
-ui.url_int("ip_seed_b", DEFAULT_SEED_B, 0, ui.MAX_SEED)
-ui.url_choice("ip_class_b", "Parasitized", CLASSES)
-ui.url_int("ip_steps", DEFAULT_STEPS, explore.MIN_STEPS, explore.MAX_STEPS)
-ui.url_choice("ip_method", explore.METHODS[0], explore.METHODS)
+controls.url_int("ip_seed_a", ui.DEFAULT_SEED, 0, controls.MAX_SEED)
+controls.url_choice("ip_class_a", "Uninfected", CLASSES)
+controls.url_int("ip_seed_b", DEFAULT_SEED_B, 0, controls.MAX_SEED)
+controls.url_choice("ip_class_b", "Parasitized", CLASSES)
+controls.url_int("ip_steps", DEFAULT_STEPS, explore.MIN_STEPS, explore.MAX_STEPS)
+controls.url_choice("ip_method", explore.METHODS[0], explore.METHODS)
 
 top[1].slider("Steps", explore.MIN_STEPS, explore.MAX_STEPS, key="ip_steps")
 top[2].radio("Path", explore.METHODS, format_func=METHOD_NAMES.get, key="ip_method")
@@ -49,12 +49,12 @@ ends = st.columns(2)
 with ends[0]:
     st.markdown("**Cell A** (t = 0)")
     a = st.columns(2)
-    a[0].number_input("Seed A", min_value=0, max_value=ui.MAX_SEED, step=1, key="ip_seed_a")
+    a[0].number_input("Seed A", min_value=0, max_value=controls.MAX_SEED, step=1, key="ip_seed_a")
     a[1].radio("Class A", CLASSES, horizontal=True, key="ip_class_a")
 with ends[1]:
     st.markdown("**Cell B** (t = 1)")
     b = st.columns(2)
-    b[0].number_input("Seed B", min_value=0, max_value=ui.MAX_SEED, step=1, key="ip_seed_b")
+    b[0].number_input("Seed B", min_value=0, max_value=controls.MAX_SEED, step=1, key="ip_seed_b")
     b[1].radio("Class B", CLASSES, horizontal=True, key="ip_class_b", disabled=not cross)
 if not cross:
     st.info(
@@ -63,7 +63,7 @@ if not cross:
         "classes.",
         icon="ℹ️",
     )
-ui.sync_url(*KEYS)
+controls.sync_url(*KEYS)
 
 label_a = st.session_state["ip_class_a"]
 label_b = st.session_state["ip_class_b"] if cross else label_a

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from malgan import artifacts, explore, latent, latent_files, runtime, ui, views
+from malgan import artifacts, controls, explore, latent, latent_files, runtime, ui, views
 from malgan.data import CLASSES
 from malgan.errors import LatentError
 
@@ -38,23 +38,28 @@ def forget_loaded() -> None:
 
 def randomise() -> None:
     """A new seed, starting from its own latent."""
-    ui.randomise_seed("le_seed")
+    controls.randomise_seed("le_seed")
     forget_loaded()
 
 
 # Controls, seeded from the URL.
-ui.url_choice("le_class", CLASSES[0], CLASSES)
-ui.url_int("le_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
+controls.url_choice("le_class", CLASSES[0], CLASSES)
+controls.url_int("le_seed", ui.DEFAULT_SEED, 0, controls.MAX_SEED)
 for key in (*PRINCIPAL_KEYS, "le_inf"):
-    ui.url_float(key, 0.0, -explore.SIGMA_RANGE, explore.SIGMA_RANGE)
+    controls.url_float(key, 0.0, -explore.SIGMA_RANGE, explore.SIGMA_RANGE)
 
-controls, view = st.columns([5, 4], gap="large")
-with controls:
+panel, view = st.columns([5, 4], gap="large")
+with panel:
     pick = st.columns([3, 2, 2])
     model = ui.choose_generator("le_model", pick[0], purpose="explore")
     pick[1].radio("Class", CLASSES, horizontal=True, key="le_class")
     pick[2].number_input(
-        "Seed", min_value=0, max_value=ui.MAX_SEED, step=1, key="le_seed", on_change=forget_loaded
+        "Seed",
+        min_value=0,
+        max_value=controls.MAX_SEED,
+        step=1,
+        key="le_seed",
+        on_change=forget_loaded,
     )
 
 label = st.session_state["le_class"]
@@ -62,7 +67,7 @@ seed = int(st.session_state["le_seed"])
 gen = ui.require_generator(model)
 dirs = explore.directions_for(gen.directions, label)
 
-with controls:
+with panel:
     # The start latent: the seed's cell 0, or an uploaded one (read before the sliders exist,
     # so that loading can put them back to 0).
     with st.expander("Save or load a latent (.npy)"):
@@ -112,7 +117,7 @@ with controls:
     if dirs.infection is None:
         st.caption(f"{gen.display_name} ships no infection direction for {label} cells.")
 url_keys = ("le_model", "le_class", "le_seed", *PRINCIPAL_KEYS[: dirs.count], "le_inf")
-ui.sync_url(*url_keys)
+controls.sync_url(*url_keys)
 
 start_z = latent.sample_z(seed, 1, gen.z_dim)[0]
 source = f"seed {seed}, cell 0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from malgan import artifacts, charts, live, report, tables, ui
+from malgan import artifacts, charts, controls, live, report, tables, ui
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 
@@ -23,9 +23,9 @@ choices = ui.generator_choices()
 
 # Controls (shared by the histograms, the training curve and the live measurement).
 if choices:
-    ui.url_choice("r_model", ui.DEFAULT_MODEL, list(choices))
-ui.url_int("r_n", DEFAULT_CELLS, MIN_CELLS, MAX_CELLS)
-ui.url_int("r_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
+    controls.url_choice("r_model", ui.DEFAULT_MODEL, list(choices))
+controls.url_int("r_n", DEFAULT_CELLS, MIN_CELLS, MAX_CELLS)
+controls.url_int("r_seed", ui.DEFAULT_SEED, 0, controls.MAX_SEED)
 
 # Published, reproduced and malgan rates side by side.
 st.subheader("Report, reproduction and malgan")
@@ -108,8 +108,10 @@ def live_measurement(model: str) -> None:
     n = cols[0].number_input(
         "Cells per class", min_value=MIN_CELLS, max_value=MAX_CELLS, step=CELL_STEP, key="r_n"
     )
-    seed = cols[1].number_input("Seed", min_value=0, max_value=ui.MAX_SEED, step=1, key="r_seed")
-    ui.sync_url("r_model", "r_n", "r_seed")
+    seed = cols[1].number_input(
+        "Seed", min_value=0, max_value=controls.MAX_SEED, step=1, key="r_seed"
+    )
+    controls.sync_url("r_model", "r_n", "r_seed")
     measure = cols[2].button("Measure recovery", key="r_measure", type="primary", icon="▶️")
     params = {"exported": exported, "model": model, "n": int(n), "seed": int(seed)}
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from malgan import artifacts, ui, views
+from malgan import artifacts, controls, ui, views
 from malgan.data import CLASSES
 
 MAX_CELLS = 64
@@ -20,9 +20,9 @@ ui.page_intro(
 # Controls, seeded from the URL.
 top = st.columns([3, 2, 2])
 model = ui.choose_generator("s_model", top[0], purpose="sample")
-ui.url_choice("s_class", CLASSES[0], CLASSES)
-ui.url_int("s_n", DEFAULT_CELLS, 1, MAX_CELLS)
-ui.url_int("s_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
+controls.url_choice("s_class", CLASSES[0], CLASSES)
+controls.url_int("s_n", DEFAULT_CELLS, 1, MAX_CELLS)
+controls.url_int("s_seed", ui.DEFAULT_SEED, 0, controls.MAX_SEED)
 
 top[1].radio("Class", CLASSES, horizontal=True, key="s_class")
 top[2].slider("Number of cells", 1, MAX_CELLS, key="s_n")
@@ -30,20 +30,20 @@ bottom = st.columns([2, 1, 4], vertical_alignment="bottom")
 bottom[0].number_input(
     "Seed",
     min_value=0,
-    max_value=ui.MAX_SEED,
+    max_value=controls.MAX_SEED,
     step=1,
     key="s_seed",
     help="The same seed always gives the same cells, here, in the command line and in the tests.",
 )
-bottom[1].button("🎲 New seed", on_click=ui.randomise_seed, args=("s_seed",))
-truncation = ui.truncation_slider("s_trunc", bottom[2])
-ui.sync_url(*KEYS)
+bottom[1].button("🎲 New seed", on_click=controls.randomise_seed, args=("s_seed",))
+truncation = controls.truncation_slider("s_trunc", bottom[2])
+controls.sync_url(*KEYS)
 
 label = st.session_state["s_class"]
 n = int(st.session_state["s_n"])
 seed = int(st.session_state["s_seed"])
 st.caption(
-    f"Truncation: {ui.truncation_label(st.session_state['s_trunc'])} · "
+    f"Truncation: {controls.truncation_label(st.session_state['s_trunc'])} · "
     f"cells 0–{n - 1} of seed {seed}"
 )
 

@@ -10,7 +10,17 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from malgan import artifacts, imaging, synth, synth_files, synth_filters, tables, ui, views
+from malgan import (
+    artifacts,
+    controls,
+    imaging,
+    synth,
+    synth_files,
+    synth_filters,
+    tables,
+    ui,
+    views,
+)
 from malgan.charts import CLASS_COLOURS
 from malgan.data import CLASSES
 from malgan.errors import SynthError
@@ -70,7 +80,7 @@ LOOSEN = {
 }
 
 
-def remedy(err: synth.FiltersExhaustedError) -> str:
+def remedy(err: synth_filters.FiltersExhaustedError) -> str:
     """What to change on this page after the filters rejected too many cells."""
     steps = [LOOSEN[setting] for setting in err.settings_to_loosen]
     return f"To let more through, {tables.alternatives(steps)}."
@@ -97,15 +107,15 @@ ui.page_intro(
 )
 
 # Controls.
-ui.url_int("d_n", DEFAULT_CELLS, 1, MAX_CELLS)
-ui.url_int("d_seed", ui.DEFAULT_SEED, 0, ui.MAX_SEED)
-ui.url_float("d_conf", MIN_CONFIDENCE, MIN_CONFIDENCE, MAX_CONFIDENCE)
-ui.url_int("d_attempts", synth.DEFAULT_MAX_ATTEMPTS_FACTOR, 1, MAX_ATTEMPTS_FACTOR)
+controls.url_int("d_n", DEFAULT_CELLS, 1, MAX_CELLS)
+controls.url_int("d_seed", ui.DEFAULT_SEED, 0, controls.MAX_SEED)
+controls.url_float("d_conf", MIN_CONFIDENCE, MIN_CONFIDENCE, MAX_CONFIDENCE)
+controls.url_int("d_attempts", synth.DEFAULT_MAX_ATTEMPTS_FACTOR, 1, MAX_ATTEMPTS_FACTOR)
 # The smoke-test placeholders' classifier rejects every cell of one class, so their class
 # filter starts off: the page's defaults always give a dataset.
 smoke = ui.smoke_models()
-ui.url_value("d_class", not smoke, parse_flag)
-ui.url_value("d_privacy", True, parse_flag)
+controls.url_value("d_class", not smoke, parse_flag)
+controls.url_value("d_privacy", True, parse_flag)
 
 reference = ui.reference()
 left, right = st.columns(2)
@@ -119,8 +129,8 @@ with left:
         key="d_n",
         help=f"Up to {MAX_CELLS} Parasitized and {MAX_CELLS} Uninfected cells.",
     )
-    st.number_input("Seed", min_value=0, max_value=ui.MAX_SEED, step=1, key="d_seed")
-    truncation = ui.truncation_slider("d_trunc")
+    st.number_input("Seed", min_value=0, max_value=controls.MAX_SEED, step=1, key="d_seed")
+    truncation = controls.truncation_slider("d_trunc")
 with right:
     st.toggle(
         "Class filter",
@@ -165,7 +175,9 @@ with right:
             "Privacy filter off: near-copies of training cells may be exported. The distance "
             "of each cell is still recorded in the manifest."
         )
-ui.sync_url("d_model", "d_n", "d_seed", "d_trunc", "d_conf", "d_attempts", "d_class", "d_privacy")
+controls.sync_url(
+    "d_model", "d_n", "d_seed", "d_trunc", "d_conf", "d_attempts", "d_class", "d_privacy"
+)
 
 n_per_class = int(st.session_state["d_n"])
 config = synth.SynthConfig(
@@ -235,7 +247,7 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
                 reference=reference,
                 progress=report,
             )
-        except synth.FiltersExhaustedError as err:
+        except synth_filters.FiltersExhaustedError as err:
             st.session_state[RESULT_KEY] = {
                 "params": params,
                 "error": f"{err} {remedy(err)}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from malgan import artifacts, charts, tables, ui
+from malgan import artifacts, charts, controls, tables, ui
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 
@@ -57,7 +57,7 @@ if index is None:
 metrics = ui.metrics()
 model = ui.choose_generator("t_model", st.columns([1, 2])[0], purpose="show")
 choices = ui.generator_choices()
-ui.url_choice("t_class", CLASSES[0], list(CLASSES))
+controls.url_choice("t_class", CLASSES[0], list(CLASSES))
 
 # Length and speed of the runs that produced the exported model.
 runs = (((metrics or {}).get("models") or {}).get(model) or {}).get("training") or {}
@@ -80,7 +80,7 @@ def snapshot_grids(model: str) -> None:
     snapshots = artifacts.snapshot_files(index, model, exported)
     if not snapshots:
         st.info(f"No sample grids were saved for {choices[model]}.")
-        ui.sync_url("t_model")
+        controls.sync_url("t_model")
         return
     st.caption(
         "The same latents rendered at each saved iteration; the report showed iterations 1, "
@@ -106,7 +106,7 @@ def snapshot_grids(model: str) -> None:
                         col.image(str(path), caption=f"{label}, iteration {iteration:,}")
                     else:
                         col.warning(f"Iteration {iteration:,}: {path.name} is missing.")
-    ui.sync_url("t_model", "t_class")
+    controls.sync_url("t_model", "t_class")
 
 
 snapshot_grids(model)

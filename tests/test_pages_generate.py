@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from malgan import (
     artifacts,
+    controls,
     explore,
     imaging,
     latent,
@@ -181,7 +182,7 @@ def test_sample_new_seed_and_truncation_change_cells():
     at = open_page("sample", s_n="4")
     # No truncation by default, and the control says so where it stands.
     trunc = at.select_slider(key="s_trunc")
-    assert trunc.value == ui.TRUNCATION_OFF and trunc.options[-1] == "off"
+    assert trunc.value == controls.TRUNCATION_OFF and trunc.options[-1] == "off"
     assert trunc.options[0] == "±0.5" and any("Truncation: off" in c.value for c in at.caption)
     trunc.set_value(0.5).run()
     assert image_urls(at) != first
