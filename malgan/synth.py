@@ -35,11 +35,9 @@ from malgan.synth_files import (
 from malgan.synth_filters import (
     ACCEPTED,
     DEFAULT_MIN_CONFIDENCE,
-    LOW_CONFIDENCE,
-    PRIVACY,
     REASON_LABELS,
     REASONS,
-    WRONG_CLASS,
+    FiltersExhaustedError,
     rejection_reasons,
 )
 
@@ -120,52 +118,6 @@ class SynthConfig:
     def max_attempts(self) -> int:
         """Latents allowed per class before the export gives up."""
         return self.max_attempts_factor * self.n_per_class
-
-
-class FiltersExhaustedError(SynthError):
-    """The filters rejected so many cells that the attempt limit was reached.
-
-    The message states what happened; what to change is for the caller to say, in its own
-    words (the command line's flags, the page's controls), from ``settings_to_loosen``.
-
-    Attributes:
-        label: The class that could not be filled.
-        accepted: Cells that had passed, per class, when the export stopped.
-        attempts: Latents tried per class.
-        rejected: Rejections per class and reason.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        label: str,
-        accepted: dict[str, int],
-        attempts: dict[str, int],
-        rejected: dict[str, dict[str, int]],
-    ) -> None:
-        super().__init__(message)
-        self.label = label
-        self.accepted = accepted
-        self.attempts = attempts
-        self.rejected = rejected
-
-    @property
-    def settings_to_loosen(self) -> tuple[str, ...]:
-        """``SynthConfig`` fields whose change lets more cells of ``label`` through.
-
-        The filters that rejected cells of the class, most specific first, then the attempts
-        factor, which always helps.
-        """
-        counts = self.rejected.get(self.label, {})
-        settings = []
-        if counts.get(LOW_CONFIDENCE):
-            settings.append("min_confidence")
-        if counts.get(LOW_CONFIDENCE) or counts.get(WRONG_CLASS):
-            settings.append("class_filter")
-        if counts.get(PRIVACY):
-            settings.append("privacy_filter")
-        return (*settings, "max_attempts_factor")
 
 
 # The summary.

@@ -18,11 +18,11 @@ from malgan.synth import (
     DEFAULT_MAX_ATTEMPTS_FACTOR,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_SEED,
-    FiltersExhaustedError,
     SynthConfig,
     export_dataset,
 )
 from malgan.synth_files import DEFAULT_PREFIX, check_target
+from malgan.synth_filters import FiltersExhaustedError
 
 DEFAULT_MODEL = "cgan"
 EXIT_OK = 0
