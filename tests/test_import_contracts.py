@@ -21,6 +21,8 @@ from tests.conftest import REPO_ROOT
 TORCH_PACKAGES = frozenset({"torch", "torchvision"})
 # The library, the training scripts and the app, each as globs under the repository root.
 LIBRARY_GLOBS = ("malgan/*.py",)
+# A library module longer than this holds more than one concept: split it.
+MAX_MODULE_LINES = 500
 TRAIN_GLOBS = ("train/*.py",)
 APP_GLOBS = ("streamlit_app.py", "pages/*.py")
 # The library may import neither the training scripts nor the app's pages.
@@ -224,6 +226,15 @@ def test_library_and_train_have_no_import_cycle(graph: ImportGraph) -> None:
     modules = [m for m in graph.paths if m.split(".")[0] in ("malgan", "train")]
     cycle = graph.cycle(modules)
     assert cycle is None, " -> ".join(cycle or ())
+
+
+def test_no_library_module_is_longer_than_500_lines() -> None:
+    lengths = {
+        path.name: len(path.read_text(encoding="utf-8").splitlines())
+        for glob in LIBRARY_GLOBS
+        for path in REPO_ROOT.glob(glob)
+    }
+    assert lengths and not {n: k for n, k in lengths.items() if k > MAX_MODULE_LINES}
 
 
 # The analyser itself, on a made-up tree where every contract is broken once.
