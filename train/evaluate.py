@@ -52,7 +52,7 @@ class EvalConfig:
         metadata={"choices": models.CLASSIFIER_ARCHS, "help": "Network of the TSTR classifier."},
     )
     second_judges: tuple[str, ...] = field(
-        default=("cnn_sound",),
+        default=("resnet_plain", "cnn_sound"),
         metadata={"help": "Other classifier runs that also judge recovery (when trained)."},
     )
     reference_dim: int = field(default=64, metadata={"help": "PCA size of the reference space."})
