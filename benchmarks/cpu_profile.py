@@ -1,13 +1,14 @@
 """Per-stage wall time of a training profile: run it, or read a finished run's stage log.
 
-    python benchmarks/cpu_profile.py --runs runs                 # report a finished run
-    python benchmarks/cpu_profile.py --run --data DIR --runs R --out O [--profile cpu]
+    python -m benchmarks.cpu_profile --runs runs                 # report a finished run
+    python -m benchmarks.cpu_profile --run --data DIR --runs R --out O [--profile cpu]
 
 With ``--run`` the pipeline runs first, as a person runs it (``python -m train.pipeline``);
 either way the table comes from the run's ``stages.jsonl``, so it also reports a run that was
-interrupted and resumed (every attempt's seconds count). GAN stages add their iterations and
-iterations per second from the final checkpoints, and the total is set against the profile's
-budget (90 minutes for ``cpu``).
+interrupted and resumed: the seconds of every finished attempt count, and a GAN stage counts at
+least the training seconds that its checkpoints carried over every attempt. GAN stages add their
+iterations and iterations per second from the final checkpoints, and the total is set against
+the profile's budget (90 minutes for ``cpu``).
 """
 
 from __future__ import annotations

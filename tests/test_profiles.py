@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+import torch
 from conftest import write_fake_nih_tree
 
 from malgan.data import CLASSES, load_dataset
@@ -160,3 +162,24 @@ def test_profile_configs_are_frozen():
         CPU.cgan.minutes = 1  # type: ignore[misc]
     with pytest.raises(AttributeError):
         CPU.budget_minutes = 1000  # type: ignore[misc]
+
+
+def test_a_gan_stage_counts_the_training_of_an_attempt_killed_part_way(tmp_path: Path):
+    """The attempt that finished the conditional GAN logged 10 s, but its checkpoints carried 95.5 s
+    of training from a killed attempt; the DCGANs' loops (2 x 20 s) fit in their logged 50 s."""
+    lines = [
+        {"event": "start", "command": "cmd", "profile": "cpu"},
+        {"stage": "classifier", "seconds": 30.0},
+        {"stage": "dcgan", "seconds": 50.0},
+        {"stage": "cgan", "seconds": 10.0},
+    ]
+    (tmp_path / models.STAGES_LOG).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    trained = {models.run_name("cgan"): 95.5}
+    trained.update({models.run_name("dcgan", label): 20.0 for label in CLASSES})
+    for run, seconds in trained.items():
+        (tmp_path / run).mkdir()
+        torch.save({"state": {"train_seconds": seconds}}, tmp_path / run / models.FINAL)
+    record = export.run_profile(tmp_path)
+    assert record["stage_seconds"] == {"classifier": 30.0, "dcgan": 50.0, "cgan": 95.5}
+    assert record["loop_seconds"] == {"dcgan": 40.0, "cgan": 95.5}
+    assert record["total_seconds"] == 175.5

@@ -320,8 +320,9 @@ def run_loop(
             },
             run.out / models.FINAL,
         )
-    timed = iteration - start - warm
-    its = timed / max(state["train_seconds"], 1e-9) if timed > 0 else 0.0
+    # Over every attempt: train_seconds counts them all (capture warm-up steps are not timed).
+    timed = iteration - warm
+    its = timed / max(state["train_seconds"], 1e-9) if iteration > start + warm else 0.0
     summary = {
         "iterations": iteration,
         "train_seconds": state["train_seconds"],

@@ -162,7 +162,8 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
     """Run the chosen stages in order, one JSON line per finished stage in ``stages.jsonl``.
 
     A run started again with the same command appends to the log, skips the stages it finished
-    and resumes the interrupted one from its checkpoints (the seconds of every attempt count);
+    and resumes the interrupted one from its checkpoints (the seconds of every finished attempt
+    count, and a GAN stage counts the training seconds of every attempt);
     another command starts a new log.
     With the export stage, ``metrics.json`` is written last, from the JSON lines alone.
 
