@@ -102,6 +102,11 @@ def check_metrics(out: Path) -> dict[str, Any]:
     assert metrics["smoke"] is True
     assert metrics["git_commit"] and "train.pipeline" in metrics["command"]
     assert "--smoke" in metrics["command"]
+    # Written by the pipeline's own export stage: the same command and commit.
+    assert metrics["written_by"] == {
+        "command": metrics["command"],
+        "git_commit": metrics["git_commit"],
+    }
     assert {"platform", "python", "torch", "cpu_count"} <= set(metrics["hardware"])
     assert set(STAGES) <= set(metrics["stage_seconds"])
     clf = metrics["classifier"]

@@ -405,6 +405,8 @@ def write_metrics(cfg: ExportConfig, command: str = "") -> dict[str, Any]:
             "profile": run.get("profile", "smoke" if cfg.smoke else ""),
             "profile_summary": run.get("profile_summary", ""),
             "hardware": run.get("hardware") or common.hardware(),
+            # The command and commit that wrote this file (a run's export may be run again alone).
+            "written_by": {"command": command, "git_commit": common.git_commit()},
             "stage_seconds": run["stage_seconds"],
             "loop_seconds": run["loop_seconds"],
             "total_seconds": run["total_seconds"],
