@@ -102,6 +102,11 @@ def check_metrics(out: Path) -> dict[str, Any]:
     assert metrics["smoke"] is True
     assert metrics["git_commit"] and "train.pipeline" in metrics["command"]
     assert "--smoke" in metrics["command"]
+    # The report's DCGANs keep their last iteration; the conditional GAN its best probe's.
+    for run in metrics["models"]["dcgan"]["training"].values():
+        assert run["selected_iteration"] == run["iterations"]
+    (cgan_run,) = metrics["models"]["cgan"]["training"].values()
+    assert 0 < cgan_run["selected_iteration"] <= cgan_run["iterations"]
     # Written by the pipeline's own export stage: the same command and commit.
     assert metrics["written_by"] == {
         "command": metrics["command"],

@@ -271,14 +271,17 @@ def export_training(ex: ExportRun, index: dict[str, Any]) -> None:
                 shutil.copyfile(src, dest / src.name)
                 file = f"snapshots/{name}/{src.name}"
                 snaps.append({"class": label, "iteration": int(iteration), "file": file})
-            state = common.load_checkpoint(ex.runs / run_name / models.FINAL)["state"]
+            final = common.load_checkpoint(ex.runs / run_name / models.FINAL)
+            state = final["state"]
             losses[run_name] = _thin(state["losses"])
             probes[run_name] = state["probes"]
+            # The loop saves the best probe's weights only when its config keeps the best.
+            best = state.get("best") if final["config"].get("keep_best") else None
             its[run_name] = {
                 "iterations": state["iteration"],
                 "train_seconds": state["train_seconds"],
                 "iterations_per_second": state["iteration"] / max(state["train_seconds"], 1e-9),
-                "selected_iteration": (state.get("best") or {}).get("iteration"),
+                "selected_iteration": (best or {}).get("iteration", state["iteration"]),
             }
         index["snapshots"][name] = sorted(snaps, key=lambda s: (s["class"], s["iteration"]))
         history = {"losses": losses, "probes": probes}
