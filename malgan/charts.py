@@ -423,7 +423,9 @@ def classifier_bars(rows: Sequence[Mapping[str, Any]] | None) -> go.Figure | Non
         line_dash="dash",
         line_color=REPORT_COLOUR,
         annotation_text=f"report's ResNet {percent(report.REPORT_RESNET_ACCURACY)}",
-        annotation_position="top left",
+        # Above the plot, ending at the line, where no bar label can hide it.
+        annotation_position="top",
+        annotation={"xanchor": "right"},
     )
     return _layout(
         fig,

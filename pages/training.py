@@ -68,8 +68,12 @@ for col, (run, info) in zip(st.columns(max(len(runs), 1)), runs.items(), strict=
         f"{iterations:,}" if isinstance(iterations, int) else tables.MISSING,
         help="Training iterations of the run that produced the exported model.",
     )
-    if isinstance(speed, int | float):
-        col.caption(f"{speed:.2f} iterations per second")
+    notes = [f"{speed:.2f} iterations per second"] if isinstance(speed, int | float) else []
+    kept = info.get("selected_iteration")
+    if isinstance(kept, int) and isinstance(iterations, int) and kept != iterations:
+        notes.append(f"the dashboard's model is iteration {kept:,}'s (best validation probe)")
+    if notes:
+        col.caption("; ".join(notes))
 
 
 # Sample grids: a fragment, so switching the class tab redraws the grids only.

@@ -141,17 +141,28 @@ def test_recovery_shows_the_comparison_and_measures_live() -> None:
     assert at.query_params["r_n"] == "20"
 
 
-def test_recovery_states_each_models_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def models_with_training(tmp_path: Path) -> Path:
+    """A copy of the committed models whose metrics give each run's length and kept checkpoint."""
     root = models_copy(tmp_path / "exported", "cpu")
     data = json.loads((root / artifacts.METRICS_NAME).read_text(encoding="utf-8"))
     data["models"]["cgan"]["training"] = {
-        "cgan": {"iterations": 5200, "train_seconds": 1320.0, "selected_iteration": 4800}
+        "cgan": {
+            "iterations": 5200,
+            "train_seconds": 1320.0,
+            "iterations_per_second": 3.94,
+            "selected_iteration": 4800,
+        }
     }
     data["models"]["dcgan"]["training"] = {
         "dcgan_parasitized": {"iterations": 700, "train_seconds": 660.0},
         "dcgan_uninfected": {"iterations": 690, "train_seconds": 662.0, "selected_iteration": 690},
     }
     (root / artifacts.METRICS_NAME).write_text(json.dumps(data), encoding="utf-8")
+    return root
+
+
+def test_recovery_states_each_models_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = models_with_training(tmp_path)
     monkeypatch.setenv(artifacts.EXPORTED_ENV, str(root))
     captions = [c.value for c in page("recovery").caption]
     names = artifacts.generator_names(artifacts.load_index(root))
@@ -194,6 +205,20 @@ def test_training_shows_snapshots_and_curves() -> None:
     assert len(at.image) >= 2
     labels = {m.label for m in at.metric}
     assert {"DCGAN (Parasitized): iterations", "DCGAN (Uninfected): iterations"} <= labels
+
+
+def test_training_says_which_iteration_the_dashboard_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(models_with_training(tmp_path)))
+    at = page("training")
+    captions = [c.value for c in at.caption]
+    assert (
+        "3.94 iterations per second; the dashboard's model is iteration 4,800's "
+        "(best validation probe)"
+    ) in captions
+    at.selectbox(key="t_model").set_value("dcgan").run()
+    assert not [c for c in at.caption if "dashboard's model is" in c.value]
 
 
 def test_training_class_tab_comes_from_the_url() -> None:
