@@ -18,8 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
 from train import export, models
 
 BUDGET_MINUTES = {"cpu": 90.0}
@@ -30,11 +28,7 @@ def gan_iterations(runs: Path, stage: str) -> str:
     if stage not in models.GENERATORS:
         return ""
     parts = []
-    for run in models.generator_runs(stage).values():
-        path = runs / run / models.FINAL
-        if not path.exists():
-            continue
-        state = torch.load(path, map_location="cpu", weights_only=True)["state"]
+    for run, state in export.loop_states(runs, stage).items():
         its = state["iteration"] / max(state["train_seconds"], 1e-9)
         parts.append(f"{run}: {state['iteration']:,} it @ {its:.2f} it/s")
     return "; ".join(parts)

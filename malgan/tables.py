@@ -175,14 +175,20 @@ def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
 # Training runs.
 
 
+def kept_iteration(info: Mapping[str, Any]) -> int | None:
+    """The iteration a run's exported model comes from, when it is not the run's last."""
+    kept = info.get("selected_iteration")
+    return kept if isinstance(kept, int) and kept != info.get("iterations") else None
+
+
 def _run_text(info: Mapping[str, Any]) -> str:
     """One run's length, e.g. "5,200 iterations in 22.0 min (checkpoint kept: 4,800)"."""
     iterations, seconds = info.get("iterations"), info.get("train_seconds")
     text = f"{iterations:,} iterations" if isinstance(iterations, int) else "? iterations"
     if finite(seconds):
         text += f" in {seconds / 60:.1f} min"
-    kept = info.get("selected_iteration")
-    if isinstance(kept, int) and kept != iterations:
+    kept = kept_iteration(info)
+    if kept is not None:
         text += f" (checkpoint kept: {kept:,})"
     return text
 

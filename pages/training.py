@@ -69,8 +69,8 @@ for col, (run, info) in zip(st.columns(max(len(runs), 1)), runs.items(), strict=
         help="Training iterations of the run that produced the exported model.",
     )
     notes = [f"{speed:.2f} iterations per second"] if isinstance(speed, int | float) else []
-    kept = info.get("selected_iteration")
-    if isinstance(kept, int) and isinstance(iterations, int) and kept != iterations:
+    kept = tables.kept_iteration(info)
+    if kept is not None:
         notes.append(f"the dashboard's model is iteration {kept:,}'s (best validation probe)")
     if notes:
         col.caption("; ".join(notes))

@@ -88,8 +88,8 @@ def load_guide(
     """The frozen guide classifier as a differentiable map from [-1, 1] images to logits."""
     if not cfg.guide or cfg.guide_weight <= 0:
         return None
-    ckpt = common.load_checkpoint(cfg.guide, device)
-    net = common.channels_last(models.rebuild(ckpt).to(device)).requires_grad_(False)
+    net, ckpt = models.load_classifier(cfg.guide, device)
+    net = common.channels_last(net).requires_grad_(False)
     pixels = pixels_for(ckpt["input_scale"])
 
     def logits(images: torch.Tensor) -> torch.Tensor:

@@ -169,8 +169,8 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
         (out / models.EVAL_LOG).unlink(missing_ok=True)
 
         # Classifier on held-out patients.
-        ckpt = common.load_checkpoint(runs / cfg.classifier / models.FINAL, device)
-        clf, scale, tta = models.rebuild(ckpt).to(device), ckpt["input_scale"], bool(ckpt["tta"])
+        clf, ckpt = models.load_classifier(runs / cfg.classifier / models.FINAL, device)
+        scale, tta = ckpt["input_scale"], bool(ckpt["tta"])
         tensors = {
             k: models.to_device_nchw(getattr(splits, k).images, device)
             for k in ("train", "val", "test")
@@ -214,8 +214,8 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
         for judge in cfg.second_judges:
             path = runs / judge / models.FINAL
             if path.exists():
-                judge_ckpt = common.load_checkpoint(path, device)
-                judges[judge] = (models.rebuild(judge_ckpt).to(device), judge_ckpt["input_scale"])
+                judge_net, judge_ckpt = models.load_classifier(path, device)
+                judges[judge] = (judge_net, judge_ckpt["input_scale"])
 
         for name in cfg.generators:
             gen = models.load_generator(runs, name, device)

@@ -297,15 +297,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def loop_seconds(runs: Path, generator: str) -> float:
-    """Training seconds of a generator's loops over every attempt, from their final checkpoints."""
-    total = 0.0
-    for run in models.generator_runs(generator).values():
-        path = runs / run / models.FINAL
-        if path.exists():
-            state = torch.load(path, map_location="cpu", weights_only=True)["state"]
-            total += state["train_seconds"]
-    return total
+def loop_states(runs: Path, generator: str) -> dict[str, dict[str, Any]]:
+    """The final loop state (iterations, training seconds over every attempt, ...) of each of a
+    generator's finished runs, by run folder name."""
+    paths = {run: runs / run / models.FINAL for run in models.generator_runs(generator).values()}
+    return {run: common.load_checkpoint(p)["state"] for run, p in paths.items() if p.exists()}
 
 
 def run_profile(runs: Path) -> dict[str, Any]:
@@ -326,7 +322,7 @@ def run_profile(runs: Path) -> dict[str, Any]:
             if line.get("result"):
                 record[line["stage"]] = line["result"]
     for stage in set(seconds) & set(models.GENERATORS):
-        trained = round(loop_seconds(runs, stage), 2)
+        trained = round(sum(s["train_seconds"] for s in loop_states(runs, stage).values()), 2)
         record["loop_seconds"][stage] = trained
         seconds[stage] = max(seconds[stage], trained)
     record["total_seconds"] = round(sum(seconds.values()), 2)

@@ -133,8 +133,8 @@ class Probe:
         """The probe of ``path`` with features of ``reference`` (None without a classifier)."""
         if not path or not Path(path).exists():
             return None
-        ckpt = common.load_checkpoint(path, device)
-        net, scale = models.rebuild(ckpt).to(device), ckpt["input_scale"]
+        net, ckpt = models.load_classifier(path, device)
+        scale = ckpt["input_scale"]
         real_feats: dict[str, np.ndarray] = {}
         if reference is not None and len(reference):
             _, feats = models.predict(net, models.to_device_nchw(reference.images, device), scale)

@@ -18,6 +18,7 @@ from malgan.classifier_nets import ResNetClassifier, SimpleCNN
 from malgan.data import CLASSES
 from malgan.export import pixels_for
 from malgan.nets import CondGenerator, DCGANDiscriminator, DCGANGenerator, ProjectionDiscriminator
+from train import common
 
 # Every network, by the name a checkpoint's ``net.arch`` records.
 NETWORKS: dict[str, type[nn.Module]] = {
@@ -181,10 +182,16 @@ class LoadedGenerator:
         return torch.cat(out)
 
 
+def load_classifier(path: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """A trained classifier on ``device`` and its checkpoint (``input_scale``, ``tta``, ...)."""
+    ckpt = common.load_checkpoint(path, device)
+    return rebuild(ckpt).to(device), ckpt
+
+
 def load_generator(runs: Path, name: str, device: torch.device) -> LoadedGenerator:
     """Rebuild a generator from its final checkpoints (``cgan`` or the ``dcgan`` pair)."""
     nets = {
-        label: rebuild(torch.load(runs / run / FINAL, map_location=device, weights_only=True))
+        label: rebuild(common.load_checkpoint(runs / run / FINAL, device))
         for label, run in generator_runs(name).items()
     }
     nets = {label: net.to(device) for label, net in nets.items()}
