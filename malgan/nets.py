@@ -341,25 +341,40 @@ class ProjectionDiscriminator(nn.Module):
     2017): trained on real cells, it keeps D's features looking for what tells the classes
     apart, such as a parasite a few pixels wide.
 
+    With ``minibatch_std`` the last block also sees, as one more channel, how much the images
+    of each group of that many consecutive images differ (Karras et al. 2018), so a generator
+    that draws every cell alike is told apart from real cells. Groups never straddle real and
+    generated images as long as each part of a batch is a multiple of the group size.
+
     Args:
         num_classes: Number of classes.
         ch: Base width; the block widths are multiples of it.
         aux_classifier: Add the auxiliary classification head.
+        minibatch_std: Group size of the minibatch standard deviation channel (0: none).
     """
 
     def __init__(
-        self, *, num_classes: int = 2, ch: int = COND_CH, aux_classifier: bool = False
+        self,
+        *,
+        num_classes: int = 2,
+        ch: int = COND_CH,
+        aux_classifier: bool = False,
+        minibatch_std: int = 0,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.img_size = IMG_SIZE
         self.ch = ch
+        self.minibatch_std = minibatch_std
         widths = [RGB] + [ch * m for m in COND_D_MULTIPLIERS]
         last = len(widths) - 2
         self.blocks = nn.Sequential(
             *(
                 DiscriminatorBlock(
-                    in_channels=c_in, out_channels=c_out, downsample=i < last, first=i == 0
+                    in_channels=c_in + (1 if i == last and minibatch_std else 0),
+                    out_channels=c_out,
+                    downsample=i < last,
+                    first=i == 0,
                 )
                 for i, (c_in, c_out) in enumerate(pairwise(widths))
             )
@@ -369,14 +384,20 @@ class ProjectionDiscriminator(nn.Module):
         self.embed = _sn(nn.Embedding(num_classes, self.feature_dim))
         self.aux = _sn(nn.Linear(self.feature_dim, num_classes)) if aux_classifier else None
 
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features h [N, 16ch] of images x."""
+        h = self.blocks[:-1](x)
+        if self.minibatch_std:
+            h = torch.cat([h, group_std(h, self.minibatch_std)], dim=1)
+        return F.relu(self.blocks[-1](h)).sum(dim=(2, 3))
+
     def _score(self, h: torch.Tensor, y_index: torch.Tensor) -> torch.Tensor:
         projection = (self.embed(y_index) * h).sum(dim=1)
         return self.linear(h).squeeze(1) + projection
 
     def forward(self, x: torch.Tensor, y_index: torch.Tensor) -> torch.Tensor:
         """Score images x [N, 3, 64, 64] of classes y_index (int64 [N]); returns logits [N]."""
-        h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # [N, 16ch]
-        return self._score(h, y_index)
+        return self._score(self._features(x), y_index)
 
     def score_and_classify(
         self, x: torch.Tensor, y_index: torch.Tensor
@@ -388,8 +409,18 @@ class ProjectionDiscriminator(nn.Module):
         """
         if self.aux is None:
             raise ValueError("this discriminator has no auxiliary classifier")
-        h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # [N, 16ch]
+        h = self._features(x)
         return self._score(h, y_index), self.aux(h)
+
+
+def group_std(x: torch.Tensor, group: int) -> torch.Tensor:
+    """One channel [N, 1, H, W]: the mean standard deviation over each group of ``group``
+    consecutive samples of x [N, C, H, W] (groups of gcd(N, group) when N is not a multiple)."""
+    n, _, height, width = x.shape
+    size = math.gcd(n, group)
+    grouped = x.float().reshape(n // size, size, -1)
+    spread = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=1)  # [N / size]
+    return spread.repeat_interleave(size).view(n, 1, 1, 1).expand(n, 1, height, width).to(x.dtype)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -185,6 +185,36 @@ def test_projection_discriminator_uses_the_class():
         assert not torch.allclose(net(x, torch.tensor([0, 0])), net(x, torch.tensor([1, 1])))
 
 
+def test_group_std_is_the_spread_within_each_run_of_consecutive_samples():
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 4, 4)
+    x[4:] = x[4]  # the second group of four: one sample repeated
+    spread = nets.group_std(x, 4)
+    assert spread.shape == (8, 1, 4, 4)
+    expected = x[:4].std(dim=0, unbiased=False).mean()
+    assert torch.allclose(spread[:4], expected.expand(4, 1, 4, 4), atol=1e-5)
+    assert spread[4:].max() < 1e-3
+    # A batch that is not a multiple of the group falls back to the largest common divisor.
+    assert torch.allclose(nets.group_std(x[:6], 4)[:2], nets.group_std(x[:2], 2))
+
+
+def test_minibatch_std_lets_the_discriminator_see_alike_images():
+    torch.manual_seed(0)
+    plain = nets.ProjectionDiscriminator(ch=SMALL_CH).eval()
+    torch.manual_seed(0)
+    net = nets.ProjectionDiscriminator(ch=SMALL_CH, minibatch_std=4).eval()
+    varied = _images(8)
+    alike = torch.cat([varied[:4], varied[:1].expand(4, -1, -1, -1)])
+    y = torch.zeros(8, dtype=torch.long)
+    with torch.no_grad():
+        # Without the channel an image's score does not depend on the others in its batch.
+        assert torch.allclose(plain(varied, y)[:1], plain(alike, y)[4:5], atol=1e-5)
+        scores_varied, scores_alike = net(varied, y), net(alike, y)
+        # The first group is the same in both batches, so is its score.
+        assert torch.allclose(scores_varied[:4], scores_alike[:4], atol=1e-5)
+        assert not torch.allclose(scores_varied[:1], scores_alike[4:5], atol=1e-3)
+
+
 AUGMENTS = {
     "diff_augment": lambda x, generator: augment.diff_augment(x, generator=generator),
     "symmetry_augment": augment.symmetry_augment,

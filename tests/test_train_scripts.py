@@ -307,6 +307,26 @@ def test_gan_rerun_resumes_instead_of_retraining(nih, gan_runs, classifier_runs,
     assert added[0]["iterations_per_second"] == 0.0
 
 
+def test_cgan_trains_with_a_minibatch_std_discriminator(nih):
+    out = nih["root"] / "cgan_mbstd"
+    argv = ["--data", str(nih["data"]), "--out", str(out), "--cache-dir", str(nih["cache"])]
+    argv += ["--ch", str(SMALL_CH), "--batch", "8", "--d-steps", "1", "--probe-every", "0"]
+    cgan.main([*argv, "--iterations", "2", "--minibatch-std", "4"])
+    assert json.loads((out / "config.json").read_text())["minibatch_std"] == 4
+    assert [r.get("event") for r in _log_lines(out)][-1] == "done"
+
+
+def test_cgan_refuses_a_batch_that_is_not_a_multiple_of_the_group(nih, capsys):
+    out = nih["root"] / "cgan_mbstd_bad"
+    argv = ["--data", str(nih["data"]), "--out", str(out), "--cache-dir", str(nih["cache"])]
+    argv += ["--ch", str(SMALL_CH), "--batch", "8", "--iterations", "2", "--minibatch-std", "3"]
+    with pytest.raises(SystemExit) as exc:
+        common.run_cli(cgan.main, argv)
+    assert exc.value.code == common.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == "error: --batch must be a multiple of --minibatch-std"
+
+
 def test_gan_loop_resumes_from_an_interrupted_run(nih):
     # 4 iterations, then the same run asked for 6: only iterations 5 and 6 are trained.
     out = nih["root"] / "interrupted_gan"

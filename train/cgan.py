@@ -46,6 +46,13 @@ class CGANConfig(GANLoopOptions):
     z_dim: int = 128
     ch: int = field(default=0, metadata={"help": "Channel width; 0 keeps the network's default."})
     d_ch: int = field(default=0, metadata={"help": "Discriminator width; 0 uses --ch."})
+    minibatch_std: int = field(
+        default=0,
+        metadata={
+            "help": "Group size of the discriminator's minibatch standard deviation channel, "
+            "which lets it see cells drawn alike; 0 is off. --batch must be a multiple of it."
+        },
+    )
     aux_weight: float = field(
         default=0.0,
         metadata={
@@ -105,7 +112,13 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
     """Networks, optimisers, EMA and the hinge-loss step."""
     device = run.device
     spec = net_spec(cfg)
-    d_kwargs: dict[str, Any] = {"num_classes": len(CLASSES), "aux_classifier": cfg.aux_weight > 0}
+    if cfg.minibatch_std and cfg.batch % cfg.minibatch_std:
+        raise ValueError("--batch must be a multiple of --minibatch-std")
+    d_kwargs: dict[str, Any] = {
+        "num_classes": len(CLASSES),
+        "aux_classifier": cfg.aux_weight > 0,
+        "minibatch_std": cfg.minibatch_std,
+    }
     if cfg.d_ch or cfg.ch:
         d_kwargs["ch"] = cfg.d_ch or cfg.ch
     with common.seeded_init(cfg.seed):
