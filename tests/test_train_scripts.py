@@ -307,6 +307,21 @@ def test_gan_rerun_resumes_instead_of_retraining(nih, gan_runs, classifier_runs,
     assert added[0]["iterations_per_second"] == 0.0
 
 
+def test_guide_term_is_the_cross_entropy_below_the_confidence_cap():
+    logits = torch.tensor([[4.0, 0.0], [0.0, 0.5], [2.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0, 0, 1])
+    full = torch.nn.functional.cross_entropy(logits, y)
+    assert torch.allclose(cgan.guide_term(logits, y, 1.0), full)
+    # At a cap of 0.9 the first cell (p = 0.98) is left alone; the others lose -log(0.9).
+    ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    capped = cgan.guide_term(logits, y, 0.9)
+    assert torch.allclose(capped, (ce[1:] + math.log(0.9)).sum() / 3)
+    capped.backward()
+    assert torch.all(logits.grad[0] == 0) and torch.all(logits.grad[1:] != 0)
+    with pytest.raises(ValueError, match="guide-confidence"):
+        cgan.guide_term(logits, y, 0.0)
+
+
 def test_cgan_trains_with_a_minibatch_std_discriminator(nih):
     out = nih["root"] / "cgan_mbstd"
     argv = ["--data", str(nih["data"]), "--out", str(out), "--cache-dir", str(nih["cache"])]
