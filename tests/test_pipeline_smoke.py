@@ -114,6 +114,10 @@ def check_metrics(out: Path) -> dict[str, Any]:
     }
     assert {"platform", "python", "torch", "cpu_count"} <= set(metrics["hardware"])
     assert set(STAGES) <= set(metrics["stage_seconds"])
+    # The banner's minutes are the whole run's, the export stage included.
+    index = json.loads((out / "index.json").read_text())
+    assert metrics["total_seconds"] == pytest.approx(sum(metrics["stage_seconds"].values()))
+    assert index["profile"]["train_minutes"] == round(metrics["total_seconds"] / 60, 1)
     clf = metrics["classifier"]
     assert 0.0 <= clf["test_accuracy"] <= 1.0 and 0.0 <= clf["test_auc"] <= 1.0
     assert clf["n_test"] == int(np.sum(clf["confusion"])) > 0
