@@ -352,7 +352,6 @@ def export_all(cfg: ExportConfig) -> dict[str, Any]:
         "git_commit": ex.commit,
         "profile": {
             "name": run.get("profile", "smoke" if cfg.smoke else ""),
-            "train_minutes": train_minutes(run),
             "hardware": common.hardware(),
         },
     }
@@ -416,16 +415,11 @@ def write_metrics(cfg: ExportConfig, command: str = "") -> dict[str, Any]:
     (out / "metrics.json").write_text(json.dumps(common.finite_json(result), indent=2) + "\n")
     index_path = out / "index.json"
     if index_path.exists():
-        # The index was written during the export stage; the run's minutes now count it too.
+        # The banner's minutes: the whole run's, so written after the export stage has counted.
         index = json.loads(index_path.read_text())
-        index["profile"]["train_minutes"] = train_minutes(run)
+        index["profile"]["train_minutes"] = round(run["total_seconds"] / 60, 1)
         index_path.write_text(json.dumps(index, indent=2) + "\n")
     return result
-
-
-def train_minutes(run: dict[str, Any]) -> float:
-    """The run's wall time in minutes, as the dashboard's banner gives it."""
-    return round(run["total_seconds"] / 60, 1)
 
 
 def assemble_metrics(
