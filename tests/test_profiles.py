@@ -56,7 +56,46 @@ def test_only_the_smoke_profile_trains_on_the_smoke_subset():
 
 def test_gpu_profile_keeps_the_report_schedule():
     assert GPU.dcgan.iterations == 15000 and GPU.dcgan.batch == 32
-    assert GPU.budget_minutes == 0 and GPU.cgan.minutes == 0
+    # No shared budget: each GAN only stops at its own cap, if it is that slow.
+    assert GPU.budget_minutes == 0 and GPU.cgan.minutes > 0 and GPU.dcgan.minutes > 0
+    assert GPU.jobs > 1 and CPU.jobs == 1 and SMOKE.jobs == 1
+
+
+def test_stages_wait_for_what_they_need_among_the_chosen():
+    todo = list(pipeline.STAGES)
+    needs = pipeline.dependencies(GPU, todo)
+    assert needs["classifier"] == set() and needs["cnn_sound"] == set()
+    assert needs["dcgan"] == {"classifier"}
+    assert needs["cgan"] == {"classifier", GPU.cgan_guide}
+    training = set(pipeline.STAGES[: pipeline.STAGES.index("throughput")])
+    assert needs["throughput"] == training
+    assert needs["evaluate"] == training | {"throughput"}
+    assert needs["export"] == training | {"throughput", "evaluate"}
+    # A stage left out of this run (or finished before it) is not waited for.
+    assert pipeline.dependencies(GPU, ["cgan", "evaluate"]) == {"cgan": set(), "evaluate": {"cgan"}}
+
+
+def test_side_by_side_stages_refuse_a_shared_budget(tmp_path):
+    cfg = pipeline.PipelineConfig(data="d", runs=str(tmp_path), profile="cpu", jobs=2)
+    with pytest.raises(ValueError, match="--jobs 1"):
+        pipeline.run_pipeline(cfg, "cmd")
+    assert not (tmp_path / models.STAGES_LOG).exists()
+
+
+def test_the_banner_minutes_are_the_wall_time_where_stages_ran_side_by_side(tmp_path: Path):
+    lines = [
+        {"event": "start", "command": "cmd", "profile": "gpu", "jobs": 4},
+        {"stage": "classifier", "seconds": 60.0},
+        {"stage": "cnn_sound", "seconds": 60.0},
+        {"event": "wall", "seconds": 66.0},
+    ]
+    (tmp_path / models.STAGES_LOG).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    record = export.run_profile(tmp_path)
+    assert (record["total_seconds"], record["wall_seconds"]) == (120.0, 66.0)
+    assert export.run_minutes(record) == 1.1
+    lines[0]["jobs"] = 1
+    (tmp_path / models.STAGES_LOG).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert export.run_minutes(export.run_profile(tmp_path)) == 2.0
 
 
 def test_cpu_profile_gives_the_dcgan_pair_the_conditional_gan_minutes():
@@ -149,12 +188,41 @@ def test_a_resumed_pipeline_skips_finished_stages_and_counts_every_attempt(nih):
     assert model.stat().st_mtime_ns == written, "a finished stage ran again"
     assert again["stage_seconds"] == first["stage_seconds"]
     lines = export.read_jsonl(runs / models.STAGES_LOG)
-    assert [line.get("event") for line in lines if "event" in line] == ["start", "start"]
+    events = [line.get("event") for line in lines if "event" in line]
+    assert events == ["start", "wall", "start", "wall"]
     assert again["profile"] == "smoke"
     # Another command starts a new log (and runs the stage again).
     pipeline.run_pipeline(replace(cfg), "another command")
     lines = export.read_jsonl(runs / models.STAGES_LOG)
-    assert lines[0]["command"] == "another command" and len(lines) == 2
+    assert lines[0]["command"] == "another command" and len(lines) == 3
+
+
+def test_stages_train_side_by_side_in_their_own_processes(nih):
+    runs = nih["root"] / "side_by_side"
+    argv = ["--data", str(nih["data"]), "--cache-dir", str(nih["cache"]), "--smoke"]
+    argv += ["--runs", str(runs), "--jobs", "2"]
+    argv += ["--stages", "cnn_report", "cnn_report_unit", "cnn_sound"]
+    record = pipeline.run_pipeline(common.parse_config(pipeline.PipelineConfig, argv), "cmd")
+    assert set(record["stage_seconds"]) == {"cnn_report", "cnn_report_unit", "cnn_sound"}
+    assert record["jobs"] == 2 and record["wall_seconds"] > 0
+    for name in record["stage_seconds"]:
+        assert (runs / name / models.FINAL).exists()
+    events = [
+        line["event"] for line in export.read_jsonl(runs / models.STAGES_LOG) if "event" in line
+    ]
+    assert events == ["start", "wall"]
+
+
+def test_a_stage_that_fails_in_its_process_stops_the_run_with_its_own_error(nih):
+    """The conditional GAN learns from its guide, which this run neither has nor trains."""
+    runs = nih["root"] / "failing"
+    argv = ["--data", str(nih["data"]), "--cache-dir", str(nih["cache"]), "--smoke"]
+    argv += ["--runs", str(runs), "--jobs", "2", "--stages", "cgan"]
+    cfg = common.parse_config(pipeline.PipelineConfig, argv)
+    with pytest.raises(common.EXPECTED_ERRORS, match=SMOKE.cgan_guide):
+        pipeline.run_pipeline(cfg, "cmd")
+    logged = export.read_jsonl(runs / models.STAGES_LOG)
+    assert not [line for line in logged if "stage" in line]
 
 
 def test_profile_configs_are_frozen():

@@ -363,7 +363,8 @@ def graphed(
     optimisers, and never read values back to the host.
 
     Returns:
-        ``(run_one_step, warmup_steps)``: the warm-up steps before capture are real steps.
+        ``(run_one_step, warmup_steps)``: the warm-up steps before capture are real steps. Where
+        the capture fails, ``run_one_step`` is ``step`` itself.
     """
     if not enabled or device.type != "cuda":
         return step, 0
@@ -377,8 +378,14 @@ def graphed(
     for gen in generators:
         if gen.device.type == "cuda":
             graph.register_generator_state(gen)
-    with torch.cuda.graph(graph):
-        step()
+    try:
+        with torch.cuda.graph(graph):
+            step()
+    except RuntimeError as err:
+        # A capture changes nothing it recorded, so the step runs on uncaptured.
+        log.warning("CUDA graph capture failed (%s); the step runs without a graph", err)
+        torch.cuda.synchronize(device)
+        return step, WARMUP_STEPS
     return graph.replay, WARMUP_STEPS
 
 

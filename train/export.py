@@ -314,9 +314,12 @@ def run_profile(runs: Path) -> dict[str, Any]:
     """
     record: dict[str, Any] = {"stage_seconds": {}, "throughput": {}, "loop_seconds": {}}
     seconds = record["stage_seconds"]
+    wall = 0.0
     for line in read_jsonl(runs / models.STAGES_LOG):
         if line.get("event") == "start":
             record.update({k: v for k, v in line.items() if k != "event"})
+        elif line.get("event") == "wall":
+            wall += line["seconds"]
         elif "stage" in line:
             seconds[line["stage"]] = round(seconds.get(line["stage"], 0.0) + line["seconds"], 2)
             if line.get("result"):
@@ -326,7 +329,15 @@ def run_profile(runs: Path) -> dict[str, Any]:
         record["loop_seconds"][stage] = trained
         seconds[stage] = max(seconds[stage], trained)
     record["total_seconds"] = round(sum(seconds.values()), 2)
+    record["wall_seconds"] = round(wall, 2)
     return record
+
+
+def run_minutes(run: dict[str, Any]) -> float:
+    """How long a run trained: the sum of its stages' seconds, or, where stages ran side by
+    side, the wall time of its attempts."""
+    side_by_side = run.get("jobs", 1) > 1 and run["wall_seconds"] > 0
+    return round((run["wall_seconds"] if side_by_side else run["total_seconds"]) / 60, 1)
 
 
 def export_all(cfg: ExportConfig) -> dict[str, Any]:
@@ -404,10 +415,16 @@ def write_metrics(cfg: ExportConfig, command: str = "") -> dict[str, Any]:
             "profile_summary": run.get("profile_summary", ""),
             "hardware": run.get("hardware") or common.hardware(),
             # The command and commit that wrote this file (a run's export may be run again alone).
-            "written_by": {"command": command, "git_commit": common.git_commit()},
+            "written_by": {
+                "command": command,
+                "git_commit": common.git_commit(),
+                "hardware": common.hardware(),
+            },
             "stage_seconds": run["stage_seconds"],
             "loop_seconds": run["loop_seconds"],
             "total_seconds": run["total_seconds"],
+            "wall_seconds": run["wall_seconds"],
+            "jobs": run.get("jobs", 1),
             "throughput": run.get("throughput", {}),
             "smoke": cfg.smoke,
         }
@@ -417,7 +434,7 @@ def write_metrics(cfg: ExportConfig, command: str = "") -> dict[str, Any]:
     if index_path.exists():
         # The banner's minutes: the whole run's, so written after the export stage has counted.
         index = json.loads(index_path.read_text())
-        index["profile"]["train_minutes"] = round(run["total_seconds"] / 60, 1)
+        index["profile"]["train_minutes"] = run_minutes(run)
         index_path.write_text(json.dumps(index, indent=2) + "\n")
     return result
 

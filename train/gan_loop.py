@@ -264,6 +264,8 @@ def run_loop(
     warm = 0
     if cfg.cuda_graph and device.type == "cuda" and start < cfg.iterations:
         step, warm = common.graphed(parts.step, device, True, generators=parts.generators)
+    # Which path ran (the last attempt's): a failed capture falls back to the plain step.
+    state["cuda_graph"] = step is not parts.step
     iteration = start + warm
     steps_since_flush = warm
     budget = cfg.minutes * 60 if cfg.minutes > 0 else math.inf
@@ -327,6 +329,7 @@ def run_loop(
         "iterations": iteration,
         "train_seconds": state["train_seconds"],
         "iterations_per_second": its,
+        "cuda_graph": state["cuda_graph"],
         "losses": state["losses"],
         "probes": state["probes"],
         "best": state["best"],
@@ -336,6 +339,7 @@ def run_loop(
             "event": "done",
             "iterations": iteration,
             "iterations_per_second": its,
+            "cuda_graph": state["cuda_graph"],
             "best": state["best"],
         }
     )

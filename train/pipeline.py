@@ -3,6 +3,10 @@ the loop throughput comparison, evaluation and export.
 
 Usage:
     python -m train.pipeline --data DIR --out exported/ --profile gpu    # the release run
+
+With ``--jobs N`` (the gpu profile's default is 4), up to N stages train side by side, each in
+its own process, as soon as the stages they need have finished: on one GPU, loops bound by kernel
+launches leave it idle most of the time. The throughput comparison always runs alone.
     python -m train.pipeline --data DIR --out exported/ --profile cpu    # two CPU cores, 90 min
     python -m train.pipeline --data DIR --out exported/ --smoke          # every stage, minutes
 """
@@ -10,13 +14,21 @@ Usage:
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import pickle
+import queue
 import shlex
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from malgan.data import CLASSES
 from train import (
@@ -47,6 +59,27 @@ STAGES = (
     "evaluate",
     "export",
 )
+# What a stage needs finished before it starts; the stages after the GANs need every earlier one
+# (see ``dependencies``).
+NEEDS = {"dcgan": ("classifier",), "cgan": ("classifier",)}
+# Side by side, a stage may train in parts: the report's DCGAN is one network per class.
+TASKS = {"dcgan": tuple(f"dcgan/{label}" for label in CLASSES)}
+# Which ready stage starts first when several may: the longest chains first.
+PRIORITY = (
+    "classifier",
+    "cnn_sound",
+    "cgan",
+    "dcgan",
+    "resnet_plain",
+    "cnn_report",
+    "cnn_report_unit",
+    "diagnose_cnn",
+    "throughput",
+    "evaluate",
+    "export",
+)
+# How often the scheduler looks for a stage process that died without a word.
+POLL_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -66,12 +99,21 @@ class PipelineConfig:
     cache_dir: str = ""
     seed: int = 0
     stages: tuple[str, ...] = field(default=STAGES, metadata={"choices": STAGES})
+    jobs: int = field(
+        default=0,
+        metadata={"help": "Stages trained side by side (0: the profile's; 1: one after another)."},
+    )
     smoke: bool = field(default=False, metadata={"help": "The same as --profile smoke."})
 
     @property
     def chosen(self) -> Profile:
         """The profile this run uses (``--smoke`` wins)."""
         return PROFILES["smoke" if self.smoke else self.profile]
+
+    @property
+    def parallel(self) -> int:
+        """How many stages may run at once."""
+        return max(1, self.jobs or self.chosen.jobs)
 
 
 def stage_runners(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Callable[[], Any]]:
@@ -93,17 +135,16 @@ def stage_runners(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Callab
         minutes = plan.get("gan_minutes")
         return stage_cfg if minutes is None else common.replace(stage_cfg, minutes=minutes * share)
 
-    def dcgans() -> None:
-        for label in CLASSES:
-            seed_gan.train(
-                common.replace(
-                    budget(profile.dcgan, 1 / len(CLASSES)),
-                    out=str(runs / models.run_name("dcgan", label)),
-                    class_name=label,
-                    classifier=probe,
-                    **paths,
-                )
+    def dcgan(label: str) -> None:
+        seed_gan.train(
+            common.replace(
+                budget(profile.dcgan, 1 / len(CLASSES)),
+                out=str(runs / models.run_name("dcgan", label)),
+                class_name=label,
+                classifier=probe,
+                **paths,
             )
+        )
 
     def measure_throughput() -> dict[str, Any]:
         opts = profile.throughput
@@ -122,7 +163,8 @@ def stage_runners(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Callab
         "diagnose_cnn": lambda: diagnose_cnn.diagnose(
             common.replace(profile.diagnosis, out=str(runs / models.DIAGNOSIS_FILE), **paths)
         ),
-        "dcgan": dcgans,
+        "dcgan": lambda: [dcgan(label) for label in CLASSES],
+        **dict(zip(TASKS["dcgan"], (partial(dcgan, label) for label in CLASSES), strict=True)),
         "cgan": lambda: cgan.train(
             common.replace(
                 budget(profile.cgan, 1.0),
@@ -158,6 +200,131 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         fh.write(json.dumps(common.finite_json(record)) + "\n")
 
 
+def _run_in_order(
+    cfg: PipelineConfig, plan: dict[str, Any], todo: list[str], log_path: Path
+) -> None:
+    """Run the stages of ``todo`` one after another in this process."""
+    profile = cfg.chosen
+    runners = stage_runners(cfg, plan)
+    for name in todo:
+        if name in models.GENERATORS and "gan_minutes" not in plan and profile.budget_minutes:
+            spent = export.run_profile(Path(cfg.runs))["total_seconds"]
+            plan["gan_minutes"] = gan_minutes(profile, spent)
+            _append(log_path, {"event": "gan_minutes", "minutes": plan["gan_minutes"]})
+            common.log.info("GAN budget: %.1f minutes each", plan["gan_minutes"])
+        common.log.info("Stage %s", name)
+        t0 = time.perf_counter()
+        result = runners[name]()
+        line: dict[str, Any] = {"stage": name, "seconds": round(time.perf_counter() - t0, 2)}
+        if name == "throughput":
+            line["result"] = result
+        _append(log_path, line)
+
+
+def dependencies(profile: Profile, todo: list[str]) -> dict[str, set[str]]:
+    """The stages of ``todo`` that each stage of ``todo`` waits for.
+
+    The conditional GAN learns from its guide and is probed by our classifier, as the DCGANs are;
+    the throughput comparison, evaluation and export wait for every stage before them (so the
+    comparison's timings run alone).
+    """
+    needs = {name: set(NEEDS.get(name, ())) for name in STAGES}
+    if profile.cgan_guide:
+        needs["cgan"].add(profile.cgan_guide)
+    first_after_training = STAGES.index("throughput")
+    for i in range(first_after_training, len(STAGES)):
+        needs[STAGES[i]] = set(STAGES[:i])
+    return {name: needs[name] & set(todo) for name in todo}
+
+
+def _stage_process(
+    cfg: PipelineConfig, task: str, plan: dict[str, Any], threads: int, results: Any
+) -> None:
+    """Run one stage (or one part of it) in a process of its own and report to ``results``:
+    ``(task, start, end, result, error)``, with wall-clock times."""
+    common.configure_logging()
+    torch.set_num_threads(threads)
+    start = time.time()
+    try:
+        result = stage_runners(cfg, plan)[task]()
+        results.put((task, start, time.time(), result if task == "throughput" else None, None))
+    except Exception as err:
+        if not isinstance(err, common.EXPECTED_ERRORS):
+            err = RuntimeError(f"Stage {task} failed:\n{traceback.format_exc()}")
+        try:
+            pickle.dumps(err)
+        except Exception:
+            err = RuntimeError(f"Stage {task} failed: {err}")
+        results.put((task, start, time.time(), None, err))
+
+
+def _run_side_by_side(
+    cfg: PipelineConfig, plan: dict[str, Any], todo: list[str], log_path: Path
+) -> None:
+    """Run the stages of ``todo``, up to ``cfg.parallel`` at once, each in its own process.
+
+    A stage starts once the stages it needs have finished (``dependencies``); of those ready,
+    the first in ``PRIORITY``. A stage's seconds span its parts' wall time. The first failure
+    stops the others and is raised.
+    """
+    if not todo:
+        return
+    # Decode the data (or fill its cache) once, not in every stage at the same time.
+    common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.chosen.smoke)
+    needs = dependencies(cfg.chosen, todo)
+    waiting = sorted(todo, key=PRIORITY.index)
+    parts = {name: list(TASKS.get(name, (name,))) for name in todo}
+    parts_left = {name: len(tasks) for name, tasks in parts.items()}
+    spans: dict[str, tuple[float, float]] = {}
+    done: set[str] = set()
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    running: dict[str, Any] = {}
+    threads = max(1, (os.cpu_count() or 1) // cfg.parallel)
+    try:
+        while waiting or running:
+            for name in [n for n in waiting if needs[n] <= done]:
+                while parts[name] and len(running) < cfg.parallel:
+                    task = parts[name].pop(0)
+                    common.log.info("Stage %s started", task)
+                    running[task] = context.Process(
+                        target=_stage_process,
+                        args=(cfg, task, plan, threads, results),
+                        name=task.replace("/", "-"),
+                    )
+                    running[task].start()
+                if not parts[name]:
+                    waiting.remove(name)
+            try:
+                task, start, end, result, error = results.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                for task, proc in running.items():
+                    if proc.exitcode not in (None, 0):
+                        raise RuntimeError(
+                            f"Stage {task} stopped with exit code {proc.exitcode}"
+                        ) from None
+                continue
+            running.pop(task).join()
+            if error is not None:
+                raise error
+            name = task.split("/")[0]
+            first, last = spans.get(name, (start, end))
+            spans[name] = (min(first, start), max(last, end))
+            parts_left[name] -= 1
+            if parts_left[name] == 0:
+                seconds = round(spans[name][1] - spans[name][0], 2)
+                line: dict[str, Any] = {"stage": name, "seconds": seconds}
+                if result is not None:
+                    line["result"] = result
+                _append(log_path, line)
+                done.add(name)
+                common.log.info("Stage %s finished in %.1f s", name, seconds)
+    finally:
+        for proc in running.values():
+            proc.terminate()
+            proc.join()
+
+
 def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
     """Run the chosen stages in order, one JSON line per finished stage in ``stages.jsonl``.
 
@@ -171,6 +338,11 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
         The run's record: command, profile and seconds per stage.
     """
     runs = Path(cfg.runs)
+    if cfg.parallel > 1 and cfg.chosen.budget_minutes:
+        raise ValueError(
+            f"The {cfg.chosen.name} profile's wall-time budget shares its minutes between "
+            "stages that run one after another: use --jobs 1."
+        )
     runs.mkdir(parents=True, exist_ok=True)
     log_path = runs / models.STAGES_LOG
     previous = export.read_jsonl(log_path)
@@ -186,32 +358,24 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
             "profile_summary": profile.summary,
             "git_commit": common.git_commit(),
             "hardware": common.hardware(),
+            "jobs": cfg.parallel,
         },
     )
     plan: dict[str, Any] = {}
-    runners = stage_runners(cfg, plan)
     logged = export.read_jsonl(log_path)
     finished = {line["stage"] for line in logged if "stage" in line}
     for line in logged:
         if line.get("event") == "gan_minutes":
             plan["gan_minutes"] = line["minutes"]
-    for name in STAGES:
-        if name not in cfg.stages:
-            continue
-        if name in finished:
-            common.log.info("Stage %s finished before this resumption", name)
-            continue
-        if name in models.GENERATORS and "gan_minutes" not in plan and profile.budget_minutes:
-            plan["gan_minutes"] = gan_minutes(profile, export.run_profile(runs)["total_seconds"])
-            _append(log_path, {"event": "gan_minutes", "minutes": plan["gan_minutes"]})
-            common.log.info("GAN budget: %.1f minutes each", plan["gan_minutes"])
-        common.log.info("Stage %s", name)
-        t0 = time.perf_counter()
-        result = runners[name]()
-        line: dict[str, Any] = {"stage": name, "seconds": round(time.perf_counter() - t0, 2)}
-        if name == "throughput":
-            line["result"] = result
-        _append(log_path, line)
+    for name in sorted(finished & set(cfg.stages), key=STAGES.index):
+        common.log.info("Stage %s finished before this resumption", name)
+    todo = [name for name in STAGES if name in cfg.stages and name not in finished]
+    t0 = time.perf_counter()
+    if cfg.parallel > 1:
+        _run_side_by_side(cfg, plan, todo, log_path)
+    else:
+        _run_in_order(cfg, plan, todo, log_path)
+    _append(log_path, {"event": "wall", "seconds": round(time.perf_counter() - t0, 2)})
     if "export" in cfg.stages:
         export.write_metrics(
             common.replace(profile.export, runs=str(runs), out=cfg.out), command=command

@@ -92,6 +92,8 @@ def project_loop(
     run = common.Run(out=common.Path("."), device=device)
     parts = build(cfg, run, models.to_device_nchw(images, device))
     step, warm = common.graphed(parts.step, device, True, generators=parts.generators)
+    if device.type == "cuda" and step is parts.step:
+        common.log.warning("The project's loop is timed without its CUDA graph")
     for _ in range(max(0, warmup - warm)):
         step()
     if device.type == "cuda":
