@@ -111,11 +111,14 @@ def check_metrics(out: Path) -> dict[str, Any]:
     assert metrics["written_by"] == {
         "command": metrics["command"],
         "git_commit": metrics["git_commit"],
+        "hardware": metrics["hardware"],
     }
     assert {"platform", "python", "torch", "cpu_count"} <= set(metrics["hardware"])
     assert set(STAGES) <= set(metrics["stage_seconds"])
-    # The banner's minutes are the whole run's, the export stage included.
+    # The banner names the machine that trained; its minutes are the whole run's, the export
+    # stage included.
     index = json.loads((out / "index.json").read_text())
+    assert index["profile"]["hardware"] == metrics["hardware"]
     assert metrics["total_seconds"] == pytest.approx(sum(metrics["stage_seconds"].values()))
     assert index["profile"]["train_minutes"] == round(metrics["total_seconds"] / 60, 1)
     clf = metrics["classifier"]

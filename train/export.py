@@ -363,7 +363,8 @@ def export_all(cfg: ExportConfig) -> dict[str, Any]:
         "git_commit": ex.commit,
         "profile": {
             "name": run.get("profile", "smoke" if cfg.smoke else ""),
-            "hardware": common.hardware(),
+            # The machine that trained (the banner names its GPU), wherever the export runs.
+            "hardware": run.get("hardware") or common.hardware(),
         },
     }
     main_clf = export_classifiers(ex, index)
