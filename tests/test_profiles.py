@@ -251,3 +251,7 @@ def test_a_gan_stage_counts_the_training_of_an_attempt_killed_part_way(tmp_path:
     assert record["stage_seconds"] == {"classifier": 30.0, "dcgan": 50.0, "cgan": 95.5}
     assert record["loop_seconds"] == {"dcgan": 40.0, "cgan": 95.5}
     assert record["total_seconds"] == 175.5
+    # Side by side, the two DCGANs' loops overlap: the stage took the longer one.
+    lines[0]["jobs"] = 4
+    (tmp_path / models.STAGES_LOG).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert export.run_profile(tmp_path)["loop_seconds"] == {"dcgan": 20.0, "cgan": 95.5}
