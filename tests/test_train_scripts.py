@@ -17,6 +17,7 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from malgan.data import CLASSES, load_dataset  # noqa: E402
+from malgan.nets import DCGANDiscriminator  # noqa: E402
 from tests.conftest import write_fake_nih_tree  # noqa: E402
 from train import cgan, classifier, common, evaluate, export, models, pipeline, seed_gan  # noqa: E402
 from train.gan_loop import SNAPSHOT_CELLS  # noqa: E402
@@ -354,3 +355,26 @@ def test_gan_loop_resumes_from_an_interrupted_run(nih):
     assert iterations == [1, 2, 4, 6]
     state = torch.load(out / "model.pt", weights_only=True)["state"]
     assert state["iteration"] == 6
+
+
+@pytest.mark.parametrize("bn", seed_gan.BN_MODES)
+def test_keras_frozen_discriminator_has_no_gradients_and_its_batchnorm_mode(bn):
+    D = DCGANDiscriminator()
+    bns = [m for m in D.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with seed_gan.keras_frozen(D, bn):
+        assert not any(p.requires_grad for p in D.parameters())
+        assert all(m.training == (bn == "batch") for m in bns)
+    assert all(p.requires_grad for p in D.parameters()) and all(m.training for m in bns)
+
+
+def test_the_report_dcgan_trains_with_either_keras_batchnorm(nih):
+    cfg = seed_gan.SeedGANConfig(
+        data=str(nih["data"]),
+        cache_dir=str(nih["cache"]),
+        out=str(nih["root"] / "dcgan_batch_bn"),
+        smoke=True,
+        frozen_bn="batch",
+        fakes_bn="batch",
+    )
+    summary = seed_gan.train(cfg)
+    assert summary["iterations"] > 0 and math.isfinite(summary["losses"][-1]["g"])

@@ -23,6 +23,10 @@ from malgan.nets import DCGANDiscriminator, DCGANGenerator
 from train import common, models
 from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
 
+# How a BatchNorm layer runs where Keras versions differ: on its running statistics, or on the
+# batch's.
+BN_MODES = ("inference", "batch")
+
 
 @dataclass(frozen=True)
 class SeedGANConfig(GANLoopOptions):
@@ -39,6 +43,22 @@ class SeedGANConfig(GANLoopOptions):
     keep_best: bool = field(
         default=False, metadata={"help": "Export the best probe instead of the last state."}
     )
+    frozen_bn: str = field(
+        default="inference",
+        metadata={
+            "choices": BN_MODES,
+            "help": "How the frozen D's BatchNorm runs during G's update: inference (tf.keras 2) "
+            "or batch statistics (Keras 2.2 on TensorFlow 1).",
+        },
+    )
+    fakes_bn: str = field(
+        default="inference",
+        metadata={
+            "choices": BN_MODES,
+            "help": "How G's BatchNorm runs when it makes D's fakes: inference (Keras' predict) "
+            "or batch statistics.",
+        },
+    )
 
 
 def smoke_config(cfg: SeedGANConfig) -> SeedGANConfig:
@@ -47,9 +67,11 @@ def smoke_config(cfg: SeedGANConfig) -> SeedGANConfig:
 
 
 @contextmanager
-def keras_frozen(net: torch.nn.Module):
-    """Freeze D as Keras' ``trainable = False`` does: no gradients, BatchNorm in inference mode."""
-    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+def keras_frozen(net: torch.nn.Module, bn: str = "inference"):
+    """Freeze D as Keras' ``trainable = False`` does: no gradients, and BatchNorm on its running
+    statistics (tf.keras 2) or, with ``bn="batch"``, on the batch's (Keras 2.2 on TF 1)."""
+    batchnorm = torch.nn.modules.batchnorm._BatchNorm
+    bns = [m for m in net.modules() if isinstance(m, batchnorm)] if bn == "inference" else []
     for p in net.parameters():
         p.requires_grad_(False)
     for bn in bns:
@@ -91,8 +113,8 @@ def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
     def step() -> None:
         idx = torch.randint(0, n, (cfg.batch,), device=device, generator=gen)
         z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
-        # Fakes from generator.predict: G in inference mode, no gradient.
-        G.eval()
+        # Fakes from generator.predict: G in inference mode (unless asked otherwise), no gradient.
+        G.train(cfg.fakes_bn == "batch")
         with torch.no_grad(), common.autocast(device, cfg.bf16):
             fake = G(z).float()
         G.train()
@@ -100,7 +122,7 @@ def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
         loss_real = d_update(models.to_unit_range(real[idx]), ones)
         loss_fake = d_update(fake, zeros)
         # Update G through the frozen D.
-        with keras_frozen(D), common.autocast(device, cfg.bf16):
+        with keras_frozen(D, cfg.frozen_bn), common.autocast(device, cfg.bf16):
             loss_g = F.binary_cross_entropy_with_logits(D(G(z)).float(), ones)
         opt_g.zero_grad(set_to_none=False)
         loss_g.backward()
