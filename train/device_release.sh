@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 DATA=${MALGAN_DATA:-/tmp/malgan_data}
 WORK=${MALGAN_WORK:-/tmp/malgan_work}
 OUT=${OUT:?OUT must name the folder whose files come back}
-TRAIN_SECONDS=${TRAIN_SECONDS:-480}
+TRAIN_SECONDS=${TRAIN_SECONDS:-540}
 JOBS=${JOBS:-4}
 PART_BYTES=15M
 # What one call may bring back: 64 MiB, 16 MiB a file.
