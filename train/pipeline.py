@@ -3,12 +3,12 @@ the loop throughput comparison, evaluation and export.
 
 Usage:
     python -m train.pipeline --data DIR --out exported/ --profile gpu    # the release run
+    python -m train.pipeline --data DIR --out exported/ --profile cpu    # two CPU cores, 90 min
+    python -m train.pipeline --data DIR --out exported/ --smoke          # every stage, minutes
 
 With ``--jobs N`` (the gpu profile's default is 4), up to N stages train side by side, each in
 its own process, as soon as the stages they need have finished: on one GPU, loops bound by kernel
 launches leave it idle most of the time. The throughput comparison always runs alone.
-    python -m train.pipeline --data DIR --out exported/ --profile cpu    # two CPU cores, 90 min
-    python -m train.pipeline --data DIR --out exported/ --smoke          # every stage, minutes
 """
 
 from __future__ import annotations
