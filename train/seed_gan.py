@@ -74,15 +74,15 @@ def keras_frozen(net: torch.nn.Module, bn: str = "inference"):
     bns = [m for m in net.modules() if isinstance(m, batchnorm)] if bn == "inference" else []
     for p in net.parameters():
         p.requires_grad_(False)
-    for bn in bns:
-        bn.eval()
+    for layer in bns:
+        layer.eval()
     try:
         yield
     finally:
         for p in net.parameters():
             p.requires_grad_(True)
-        for bn in bns:
-            bn.train()
+        for layer in bns:
+            layer.train()
 
 
 def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
