@@ -373,7 +373,7 @@ def test_the_report_dcgan_trains_with_either_keras_batchnorm(nih):
         cache_dir=str(nih["cache"]),
         out=str(nih["root"] / "dcgan_batch_bn"),
         smoke=True,
-        frozen_bn="batch",
+        frozen_bn="inference",
         fakes_bn="batch",
     )
     summary = seed_gan.train(cfg)
