@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,13 @@ def test_budgeted_gan_stages_share_the_same_minutes(monkeypatch, tmp_path):
     assert seen["cgan"][-1].minutes == CPU.cgan.minutes
 
 
+@pytest.fixture
+def plain_main(monkeypatch):
+    """A ``__main__`` without a file, as under ``python -m``: a spawned stage process re-runs the
+    parent's main script, and an earlier test (the Streamlit ones) may have left the app there."""
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+
+
 @pytest.fixture(scope="module")
 def nih(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("profiles")
@@ -197,7 +206,7 @@ def test_a_resumed_pipeline_skips_finished_stages_and_counts_every_attempt(nih):
     assert lines[0]["command"] == "another command" and len(lines) == 3
 
 
-def test_stages_train_side_by_side_in_their_own_processes(nih):
+def test_stages_train_side_by_side_in_their_own_processes(nih, plain_main):
     runs = nih["root"] / "side_by_side"
     argv = ["--data", str(nih["data"]), "--cache-dir", str(nih["cache"]), "--smoke"]
     argv += ["--runs", str(runs), "--jobs", "2"]
@@ -213,7 +222,7 @@ def test_stages_train_side_by_side_in_their_own_processes(nih):
     assert events == ["start", "wall"]
 
 
-def test_a_stage_that_fails_in_its_process_stops_the_run_with_its_own_error(nih):
+def test_a_stage_that_fails_in_its_process_stops_the_run_with_its_own_error(nih, plain_main):
     """The conditional GAN learns from its guide, which this run neither has nor trains."""
     runs = nih["root"] / "failing"
     argv = ["--data", str(nih["data"]), "--cache-dir", str(nih["cache"]), "--smoke"]
