@@ -78,6 +78,8 @@ PRIORITY = (
     "evaluate",
     "export",
 )
+# Stages whose return value goes into the log (and from there into metrics.json).
+LOGGED_RESULTS = ("throughput",)
 # How often the scheduler looks for a stage process that died without a word.
 POLL_SECONDS = 5.0
 
@@ -200,6 +202,14 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         fh.write(json.dumps(common.finite_json(record)) + "\n")
 
 
+def _stage_line(name: str, seconds: float, result: Any) -> dict[str, Any]:
+    """A finished stage's line in ``stages.jsonl`` (with its result where that is logged)."""
+    line: dict[str, Any] = {"stage": name, "seconds": round(seconds, 2)}
+    if name in LOGGED_RESULTS:
+        line["result"] = result
+    return line
+
+
 def _run_in_order(
     cfg: PipelineConfig, plan: dict[str, Any], todo: list[str], log_path: Path
 ) -> None:
@@ -215,10 +225,7 @@ def _run_in_order(
         common.log.info("Stage %s", name)
         t0 = time.perf_counter()
         result = runners[name]()
-        line: dict[str, Any] = {"stage": name, "seconds": round(time.perf_counter() - t0, 2)}
-        if name == "throughput":
-            line["result"] = result
-        _append(log_path, line)
+        _append(log_path, _stage_line(name, time.perf_counter() - t0, result))
 
 
 def dependencies(profile: Profile, todo: list[str]) -> dict[str, set[str]]:
@@ -247,7 +254,7 @@ def _stage_process(
     start = time.time()
     try:
         result = stage_runners(cfg, plan)[task]()
-        results.put((task, start, time.time(), result if task == "throughput" else None, None))
+        results.put((task, start, time.time(), result if task in LOGGED_RESULTS else None, None))
     except Exception as err:
         if not isinstance(err, common.EXPECTED_ERRORS):
             err = RuntimeError(f"Stage {task} failed:\n{traceback.format_exc()}")
@@ -312,11 +319,8 @@ def _run_side_by_side(
             spans[name] = (min(first, start), max(last, end))
             parts_left[name] -= 1
             if parts_left[name] == 0:
-                seconds = round(spans[name][1] - spans[name][0], 2)
-                line: dict[str, Any] = {"stage": name, "seconds": seconds}
-                if result is not None:
-                    line["result"] = result
-                _append(log_path, line)
+                seconds = spans[name][1] - spans[name][0]
+                _append(log_path, _stage_line(name, seconds, result))
                 done.add(name)
                 common.log.info("Stage %s finished in %.1f s", name, seconds)
     finally:
