@@ -1,4 +1,5 @@
-"""Evaluation metrics as small pure-numpy functions: intervals, FID, AUC, SSIM, OOD scores."""
+"""Evaluation metrics as small pure-numpy functions: intervals, FID, k-NN diversity, AUC, SSIM, OOD
+scores."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ SSIM_DATA_RANGE = 255.0
 DEFAULT_SHRINKAGE = 1e-3
 MS_PER_SECOND = 1000.0
 LATENCY_PERCENTILE = 95.0
+# Neighbours of the k-NN manifold estimate of precision, recall, density and coverage (the value
+# of Kynkäänniemi et al. 2019 and Naeem et al. 2020).
+DIVERSITY_K = 5
+# The four k-NN figures, in the order they are shown.
+DIVERSITY_METRICS = ("precision", "recall", "density", "coverage")
+# Rows per block of a pairwise-distance computation: a block of distances is [BATCH, M] float64.
+DISTANCE_BATCH = 1024
 
 
 def _as_2d(name: str, x: npt.ArrayLike) -> np.ndarray:
@@ -226,6 +234,140 @@ def memorization_share(
     threshold = float(np.percentile(real, percentile))
     share = float((gen <= threshold).mean()) if gen.size else math.nan
     return {"threshold": threshold, "share": share, "n": int(gen.size)}
+
+
+def _distance_blocks(query: np.ndarray, reference: np.ndarray, batch: int):
+    """Euclidean distances [B, M] from each block of ``batch`` query rows to every reference row.
+
+    Yields ``(start, distances)``; ``|q|^2 + |r|^2 - 2 q.r`` in float64, clipped at 0.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    ref_sq = np.einsum("mf,mf->m", reference, reference)  # [M]
+    for start in range(0, query.shape[0], batch):
+        block = query[start : start + batch]
+        squared = np.einsum("nf,nf->n", block, block)[:, None] + ref_sq - 2.0 * block @ reference.T
+        yield start, np.sqrt(np.clip(squared, 0.0, None))  # [B, M]
+
+
+def knn_radii(
+    feats: npt.ArrayLike, *, k: int = DIVERSITY_K, batch: int = DISTANCE_BATCH
+) -> np.ndarray:
+    """Distance from each row to its k-th nearest other row: the radius of its k-NN ball.
+
+    Args:
+        feats: Features [N > k, F].
+        k: Neighbour rank; the row itself (distance 0) is not counted.
+        batch: Rows per block of distances.
+
+    Returns:
+        float64 radii [N].
+    """
+    feats = _as_2d("feats", feats)
+    if not 1 <= k < feats.shape[0]:
+        raise ValueError(f"need 1 <= k < N, got k={k}, N={feats.shape[0]}")
+    radii = np.empty(feats.shape[0])
+    for start, dist in _distance_blocks(feats, feats, batch):
+        rows = np.arange(dist.shape[0])
+        # The row's own distance is 0 up to rounding; set it so that it is the smallest.
+        dist[rows, start + rows] = 0.0
+        radii[start : start + len(dist)] = np.partition(dist, k, axis=1)[:, k]
+    return radii
+
+
+def precision_recall_density_coverage(
+    real: npt.ArrayLike,
+    fake: npt.ArrayLike,
+    *,
+    k: int = DIVERSITY_K,
+    batch: int = DISTANCE_BATCH,
+) -> dict:
+    """k-NN precision and recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al.
+    2020) of a fake sample against a real one.
+
+    Each real row spans a ball out to its k-th nearest real neighbour, each fake row one out to its
+    k-th nearest fake neighbour; inclusion is strict (``distance < radius``), as in the authors'
+    ``prdc`` package. Precision is the share of fake rows inside some real ball (realism), recall
+    the share of real rows inside some fake ball (variety), density the mean count of real balls
+    holding a fake row divided by k (1 for a fake sample spread like the real one), coverage the
+    share of real balls holding at least one fake row. Computed block by block: memory is
+    O(batch x max(N, M)) whatever the sizes.
+
+    Args:
+        real: Real features [N > k, F].
+        fake: Fake features [M > k, F].
+        k: Neighbours of the k-NN balls.
+        batch: Rows per block of distances.
+
+    Returns:
+        ``{"precision", "recall", "density", "coverage", "k", "n_real", "n_fake"}``.
+    """
+    real = _as_2d("real", real)
+    fake = _as_2d("fake", fake)
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"real has {real.shape[1]} features but fake has {fake.shape[1]}")
+    real_radii = knn_radii(real, k=k, batch=batch)  # [N]
+    fake_radii = knn_radii(fake, k=k, batch=batch)  # [M]
+    inside_real = np.zeros(fake.shape[0], dtype=np.int64)  # real balls holding each fake row
+    recalled = np.zeros(real.shape[0], dtype=bool)
+    nearest_fake = np.full(real.shape[0], np.inf)
+    for start, dist in _distance_blocks(fake, real, batch):  # [B, N]
+        stop = start + len(dist)
+        inside_real[start:stop] = (dist < real_radii[None, :]).sum(axis=1)
+        recalled |= (dist < fake_radii[start:stop, None]).any(axis=0)
+        nearest_fake = np.minimum(nearest_fake, dist.min(axis=0))
+    return {
+        "precision": float((inside_real > 0).mean()),
+        "recall": float(recalled.mean()),
+        "density": float(inside_real.mean() / k),
+        "coverage": float((nearest_fake < real_radii).mean()),
+        "k": k,
+        "n_real": int(real.shape[0]),
+        "n_fake": int(fake.shape[0]),
+    }
+
+
+def member_share(
+    query: npt.ArrayLike,
+    members: npt.ArrayLike,
+    non_members: npt.ArrayLike,
+    *,
+    batch: int = DISTANCE_BATCH,
+) -> dict:
+    """Share of query rows whose nearest row of ``members`` + ``non_members`` is a member.
+
+    With equal-size sets of training cells (members) and cells of unseen patients (non-members),
+    a query drawn like the non-members sits near 0.5; a generator that copies training cells sits
+    above. An exact tie counts as a member.
+
+    Args:
+        query: Features [Q, F].
+        members: Features [N >= 1, F].
+        non_members: Features [M >= 1, F].
+        batch: Rows per block of distances.
+
+    Returns:
+        ``{"share", "n", "n_members", "n_non_members"}``; share is NaN when Q == 0.
+    """
+    query = _as_2d("query", query)
+    members = _as_2d("members", members)
+    non_members = _as_2d("non_members", non_members)
+    if not (query.shape[1] == members.shape[1] == non_members.shape[1]):
+        raise ValueError("query, members and non_members must have the same number of features")
+    if len(members) == 0 or len(non_members) == 0:
+        raise ValueError("members and non_members must each hold at least one row")
+    to_member = np.empty(query.shape[0])
+    to_other = np.empty(query.shape[0])
+    for target, pool in ((to_member, members), (to_other, non_members)):
+        for start, dist in _distance_blocks(query, pool, batch):
+            target[start : start + len(dist)] = dist.min(axis=1)
+    share = float((to_member <= to_other).mean()) if query.shape[0] else math.nan
+    return {
+        "share": share,
+        "n": int(query.shape[0]),
+        "n_members": int(members.shape[0]),
+        "n_non_members": int(non_members.shape[0]),
+    }
 
 
 def roc_auc(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:

@@ -14,9 +14,12 @@ from malgan.metrics import (
     frechet_distance,
     frechet_distance_from_stats,
     gaussian_stats,
+    knn_radii,
+    member_share,
     memorization_share,
     nearest_distances,
     ood_score,
+    precision_recall_density_coverage,
     recovery,
     roc_auc,
     ssim,
@@ -138,6 +141,44 @@ def test_memorization_share():
     assert result["threshold"] == pytest.approx(1.99)
     assert result["share"] == pytest.approx(0.5)
     assert result["n"] == 4
+
+
+def test_knn_radii_on_a_line():
+    points = np.array([[0.0], [1.0], [3.0], [6.0]])
+    # Second-nearest other point: 0 -> 3, 1 -> 2, 3 -> 3, 6 -> 5.
+    np.testing.assert_allclose(knn_radii(points, k=2, batch=3), [3.0, 2.0, 3.0, 5.0])
+    with pytest.raises(ValueError, match="k < N"):
+        knn_radii(points, k=4)
+
+
+def test_prdc_of_a_sample_against_itself_and_a_far_one():
+    real = np.random.default_rng(1).standard_normal((80, 6))
+    same = precision_recall_density_coverage(real, real.copy(), k=5, batch=17)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    assert same["density"] >= 1.0
+    far = precision_recall_density_coverage(real, real + 100.0, k=5)
+    assert all(far[name] == 0.0 for name in ("precision", "recall", "density", "coverage"))
+
+
+def test_prdc_of_a_collapsed_fake_is_precise_but_covers_little():
+    rng = np.random.default_rng(2)
+    real = rng.standard_normal((400, 4))
+    collapsed = 0.05 * rng.standard_normal((400, 4))  # one mode: the centre
+    result = precision_recall_density_coverage(real, collapsed, k=5)
+    assert result["precision"] == 1.0
+    assert result["recall"] < 0.1
+    assert result["coverage"] < 0.2
+
+
+def test_member_share():
+    rng = np.random.default_rng(3)
+    members, others = rng.standard_normal((50, 5)), rng.standard_normal((50, 5))
+    assert member_share(members[:20] + 1e-6, members, others)["share"] == 1.0
+    assert member_share(others[:20], members, others)["share"] == 0.0
+    unseen = member_share(rng.standard_normal((2000, 5)), members, others, batch=64)
+    assert 0.4 < unseen["share"] < 0.6
+    assert (unseen["n"], unseen["n_members"], unseen["n_non_members"]) == (2000, 50, 50)
+    assert np.isnan(member_share(np.zeros((0, 5)), members, others)["share"])
 
 
 def _brute_auc(scores, labels):

@@ -1,9 +1,10 @@
 """The hand-written metrics against reference implementations (test-only dependencies).
 
-SSIM against scikit-image, ROC AUC against scikit-learn and the Fréchet distance against a
-formula built on ``scipy.linalg.sqrtm``, on seeded random cases and hypothesis examples, edge
+SSIM against scikit-image, ROC AUC against scikit-learn, the Fréchet distance against a
+formula built on ``scipy.linalg.sqrtm`` and the k-NN precision, recall, density and coverage
+against the authors' ``prdc`` package, on seeded random cases and hypothesis examples, edge
 cases included: ties in the AUC scores, flat and minimum-size images, singular and
-near-singular covariances.
+near-singular covariances, sets larger than one block of distances.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prdc import compute_prdc
 from scipy import linalg
 from skimage.metrics import structural_similarity
 from sklearn.exceptions import UndefinedMetricWarning
@@ -252,3 +254,53 @@ def test_frechet_edge_cases_match_sqrtm() -> None:
     for case in cases:
         assert_matches_reference(*case)
     assert metrics.frechet_distance_from_stats(mu, zero, mu + 1.0, zero) == pytest.approx(dim)
+
+
+# Precision, recall, density and coverage.
+
+
+def feature_sets(seed: int, n_real: int, n_fake: int, dim: int, shift: float, spread: float):
+    """A real Gaussian sample and a fake one, shifted and narrowed or widened."""
+    rng = np.random.default_rng(seed)
+    real = rng.standard_normal((n_real, dim))
+    fake = shift + spread * rng.standard_normal((n_fake, dim))
+    return real, fake
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(
+    ("n_real", "n_fake", "dim", "shift", "spread", "batch"),
+    [
+        (200, 200, 8, 0.0, 1.0, 64),  # alike
+        (300, 150, 16, 0.5, 0.4, 100),  # a narrow, shifted fake: precise, little variety
+        (150, 300, 32, 0.0, 2.0, 7),  # a wide fake: varied, imprecise
+        (120, 90, 512, 0.2, 0.8, 1024),  # the classifier's width, one block
+    ],
+)
+def test_prdc_matches_the_prdc_package(seed, n_real, n_fake, dim, shift, spread, batch) -> None:
+    real, fake = feature_sets(seed, n_real, n_fake, dim, shift, spread)
+    ours = metrics.precision_recall_density_coverage(real, fake, k=5, batch=batch)
+    expected = compute_prdc(real, fake, nearest_k=5)
+    for name in metrics.DIVERSITY_METRICS:
+        assert ours[name] == pytest.approx(float(expected[name]), abs=1e-12), name
+    assert (ours["n_real"], ours["n_fake"], ours["k"]) == (n_real, n_fake, 5)
+
+
+@settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_real=st.integers(7, 60),
+    n_fake=st.integers(7, 60),
+    k=st.integers(1, 6),
+    shift=st.floats(-2.0, 2.0),
+    spread=st.sampled_from([0.1, 0.5, 1.0, 3.0]),
+    batch=st.integers(1, 70),
+)
+def test_prdc_matches_the_prdc_package_on_any_sample(
+    seed, n_real, n_fake, k, shift, spread, batch
+) -> None:
+    real, fake = feature_sets(seed, n_real, n_fake, 3, shift, spread)
+    ours = metrics.precision_recall_density_coverage(real, fake, k=k, batch=batch)
+    expected = compute_prdc(real, fake, nearest_k=k)
+    for name in metrics.DIVERSITY_METRICS:
+        assert ours[name] == pytest.approx(float(expected[name]), abs=1e-12), name
