@@ -482,6 +482,14 @@ class Classifier(ExportedModel):
         """float32 [N, 2] class probabilities, columns in ``classes`` order."""
         return self.predict(images)[0]
 
-    def features(self, images: np.ndarray) -> np.ndarray:
-        """float32 [N, F] penultimate features."""
-        return self.predict(images)[1]
+    def features(self, images: np.ndarray, *, batch: int = 256) -> np.ndarray:
+        """float32 [N, F] penultimate features, those ``predict`` returns.
+
+        Features come from the plain view only, so this skips the flipped and rotated views
+        that test-time augmentation averages the probabilities over.
+        """
+        x = to_network_input(images, self.meta["pixels"])
+        feats = [self._run(x[start : start + batch])[1] for start in range(0, len(x), batch)]
+        if not feats:
+            return np.zeros((0, int(self.meta.get("feature_dim", 0))), np.float32)
+        return np.nan_to_num(np.concatenate(feats).astype(np.float32))

@@ -13,9 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from malgan import classifier_nets, nets  # noqa: E402
 from malgan.data import CLASSES  # noqa: E402
-from malgan.export import MAX_MODEL_BYTES, OPSET, export_classifier, export_generator  # noqa: E402
+from malgan.nn import classifier_nets, nets  # noqa: E402
+from malgan.nn.onnx_export import MAX_MODEL_BYTES, OPSET, export_classifier, export_generator  # noqa: E402
 from malgan.runtime import (  # noqa: E402
     Classifier,
     Generator,
@@ -280,6 +280,8 @@ def test_classifier_tta_averages_the_eight_views(exported):
     proba, feats = tta.predict(images)
     np.testing.assert_allclose(proba, manual, atol=1e-6)
     np.testing.assert_allclose(feats, plain.features(images), atol=1e-6)
+    # features() runs the plain view alone and gives what predict() gives.
+    np.testing.assert_array_equal(tta.features(images), feats)
     net, scale = exported["torch"]["resnet"], exported["scale"]["resnet"]
     np.testing.assert_allclose(proba, _torch_proba(net, images, scale, tta=True), atol=1e-4)
 
