@@ -25,7 +25,7 @@ import torch
 
 from malgan import latent, metrics
 from malgan.data import CLASSES
-from malgan.export import export_classifier, export_generator
+from malgan.nn.onnx_export import export_classifier, export_generator
 from malgan.runtime import Classifier, Generator, sha256_file
 from train import common, models
 from train.gan_loop import SNAPSHOT_DIR
@@ -432,13 +432,59 @@ def write_metrics(cfg: ExportConfig, command: str = "") -> dict[str, Any]:
             "smoke": cfg.smoke,
         }
     )
-    (out / "metrics.json").write_text(json.dumps(common.finite_json(result), indent=2) + "\n")
+    save_metrics(out, result)
     index_path = out / "index.json"
     if index_path.exists():
         # The banner's minutes: the whole run's, so written after the export stage has counted.
         index = json.loads(index_path.read_text())
         index["profile"]["train_minutes"] = run_minutes(run)
         index_path.write_text(json.dumps(index, indent=2) + "\n")
+    return result
+
+
+def save_metrics(out: Path, result: dict[str, Any]) -> None:
+    """Write ``metrics.json``: indented JSON, NaN and infinities as null."""
+    (out / "metrics.json").write_text(json.dumps(common.finite_json(result), indent=2) + "\n")
+
+
+def add_model_record(result: dict[str, Any], rec: dict[str, Any]) -> None:
+    """File one generator's evaluation record under ``result["models"][rec["model"]]``."""
+    kind = rec["metric"]
+    body = {k: v for k, v in rec.items() if k not in ("metric", "model")}
+    model = result["models"].setdefault(rec["model"], {})
+    if kind == "tstr":
+        model["tstr_accuracy"] = body["accuracy"]
+        model["tstr"] = body
+    elif kind == "recovery_by":
+        judge = body.pop("judge")
+        model.setdefault("recovery_by", {})[judge] = body
+    else:
+        model[kind] = body
+
+
+def update_metrics(
+    out: Path, records: list[dict[str, Any]], provenance: dict[str, Any]
+) -> dict[str, Any]:
+    """Replace some generators' figures in an existing ``metrics.json``; keep everything else.
+
+    Each record's figures replace that generator's entry of the same key; the provenance
+    (command, commit, hardware) of the evaluation is kept under ``written_by["figures"]`` per
+    figure, beside the ``written_by`` of the export that wrote the rest of the file.
+
+    Args:
+        out: The exported-models folder.
+        records: ``{"metric": figure, "model": generator, ...}`` evaluation records.
+        provenance: What wrote these figures.
+
+    Returns:
+        The updated metrics.
+    """
+    result = json.loads((out / "metrics.json").read_text())
+    written = result.setdefault("written_by", {}).setdefault("figures", {})
+    for rec in records:
+        add_model_record(result, rec)
+        written[rec["metric"]] = provenance
+    save_metrics(out, result)
     return result
 
 
@@ -470,15 +516,7 @@ def assemble_metrics(
             floor = body
             result["fd_real_floor"] = body
         else:
-            model = result["models"].setdefault(rec["model"], {})
-            if kind == "tstr":
-                model["tstr_accuracy"] = body["accuracy"]
-                model["tstr"] = body
-            elif kind == "recovery_by":
-                judge = body.pop("judge")
-                model.setdefault("recovery_by", {})[judge] = body
-            else:
-                model[kind] = body
+            add_model_record(result, rec)
     for model in result["models"].values():
         if "fd" in model:
             model["fd_real_floor"] = floor
