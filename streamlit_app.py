@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from malgan import ui
+from malgan.app import frame
 
 # Each page's title and icon are written here only: the frame below draws them for the page.
 PAGES = [
@@ -19,5 +19,5 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-ui.page_setup(page.title, page.icon)
+frame.page_setup(page.title, page.icon)
 page.run()

@@ -226,7 +226,7 @@ def cli_export(exported: Path, n: int, seed: int, class_filter: bool) -> float:
     """Cells per second of one ``malgan-synth`` run, as its summary states them."""
     with tempfile.TemporaryDirectory(prefix="malgan-bench-") as tmp:
         command = [
-            *(sys.executable, "-m", "malgan.synth_cli", "--quiet", "--model", SYNTH_MODEL),
+            *(sys.executable, "-m", "malgan.synth.cli", "--quiet", "--model", SYNTH_MODEL),
             *("--exported", str(exported), "--out", str(Path(tmp) / "dataset")),
             *("--n-per-class", str(n), "--seed", str(seed)),
             *(() if class_filter else ("--no-class-filter",)),

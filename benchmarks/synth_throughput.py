@@ -9,8 +9,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from malgan import artifacts, synth, synth_cli
+from malgan import artifacts
 from malgan.errors import ModelError, SynthError
+from malgan.synth import cli, writer
 
 DEFAULT_N = 5000
 # Repeats by default: a few for small sets, one for sets that take minutes.
@@ -22,11 +23,11 @@ LARGE_REPEATS = 1
 def main(argv: list[str] | None = None) -> int:
     """Export N cells per class into temporary folders and print the median throughput."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default=synth_cli.DEFAULT_MODEL)
+    parser.add_argument("--model", default=cli.DEFAULT_MODEL)
     parser.add_argument("--n-per-class", type=int, default=DEFAULT_N)
     parser.add_argument("--repeats", type=int, default=None, help="default: 3 below 1000, else 1")
-    parser.add_argument("--batch", type=int, default=synth.DEFAULT_BATCH)
-    parser.add_argument("--seed", type=int, default=synth.DEFAULT_SEED)
+    parser.add_argument("--batch", type=int, default=writer.DEFAULT_BATCH)
+    parser.add_argument("--seed", type=int, default=writer.DEFAULT_SEED)
     parser.add_argument("--exported", default=None)
     parser.add_argument(
         "--class-filter",
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         smoke = bool(artifacts.load_index(exported).get("smoke"))
     except ModelError as err:
         print(f"error: {err}", file=sys.stderr)
-        return synth_cli.EXIT_BAD_INPUT
+        return cli.EXIT_BAD_INPUT
     class_filter = {"on": True, "off": False, "auto": not smoke}[args.class_filter]
     repeats = args.repeats or (SMALL_REPEATS if args.n_per_class < SMALL_N else LARGE_REPEATS)
 
@@ -57,13 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     for run in range(repeats):
         with tempfile.TemporaryDirectory(prefix="malgan-bench-") as tmp:
             try:
-                config = synth.SynthConfig(
+                config = writer.SynthConfig(
                     n_per_class=args.n_per_class,
                     seed=args.seed,
                     class_filter=class_filter,
                     batch=args.batch,
                 )
-                summary = synth.export_dataset(
+                summary = writer.export_dataset(
                     Path(tmp) / "dataset",
                     config,
                     generator=generator,
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             except SynthError as err:
                 print(f"error: {err}", file=sys.stderr)
-                return synth_cli.EXIT_FILTERS_EXHAUSTED
+                return cli.EXIT_FILTERS_EXHAUSTED
         rates.append(summary.images_per_second)
         seconds.append(summary.seconds)
         summaries.append(summary)

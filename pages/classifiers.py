@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from malgan import charts, report, tables, ui
+from malgan import report, tables
+from malgan.app import cells, charts, frame, loading
 
 # Appended to the names of the report's own rows (its published figures, not measured here).
 PUBLISHED_MARK = ", as published"
 # The table's columns on the page; the source and recipe already show in the names.
 SHOWN_COLUMNS = tuple(c for c in tables.TABLE_COLUMNS if c not in ("source", "recipe"))
 
-ui.page_intro(
+frame.page_intro(
     "The report's ResNet reached 94.9% and its simple CNN 52–55%. Here the same architectures "
     "are retrained on a patient-level split, with the report's recipe and with a sound one.",
 )
-metrics = ui.metrics()
+metrics = loading.metrics()
 if metrics is None:
     st.stop()
 rows = metrics.get("classifiers") or []
@@ -33,7 +34,7 @@ if best is not None:
     cols[2].metric(
         "Best here",
         tables.percent(best["accuracy"]),
-        **ui.points_delta(best["accuracy"] - report.REPORT_RESNET_ACCURACY, "vs report"),
+        **cells.points_delta(best["accuracy"] - report.REPORT_RESNET_ACCURACY, "vs report"),
     )
     cols[2].caption(str(best.get("display_name") or best.get("name")))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from malgan import charts, ui, uploads
+from malgan import uploads
+from malgan.app import cells, charts, frame, loading
 
 # Cards per row; rows of at most WIDE_CARDS cards lay each card out sideways.
 CELLS_PER_ROW = 3
@@ -25,12 +26,12 @@ HEADERS = {
 }
 
 
-ui.page_intro(
+frame.page_intro(
     "Upload photographs of single segmented red blood cells; the classifier says whether each "
     "looks Parasitized or Uninfected and warns when an image does not look like the cells it "
     "was trained on.",
 )
-classifier = ui.classifier()
+classifier = loading.classifier()
 if classifier is None:
     st.stop()
 size = classifier.img_size
@@ -38,7 +39,7 @@ st.caption(
     "Every image goes through `malgan.decode.prepare_image`, like the training cells: first frame, "
     f"EXIF orientation, RGB (transparency on black), then a bicubic resize to {size}×{size} pixels."
 )
-reference = ui.reference()
+reference = loading.reference()
 if reference is None:
     st.caption("Without the training reference only the background check flags odd images.")
 
@@ -53,7 +54,9 @@ if not uploaded:
     st.info("Drop one or more cell images above to classify them.", icon="⬆️")
     st.stop()
 
-results = ui.classify_uploads([(f.name, f.getvalue()) for f in uploaded], classifier, reference)
+results = loading.classify_uploads(
+    [(f.name, f.getvalue()) for f in uploaded], classifier, reference
+)
 good = [r for r in results if r.ok]
 
 # Summary.
@@ -76,10 +79,10 @@ for start in range(0, len(good), per_row):
         with col.container(border=True):
             wide = per_row <= WIDE_CARDS
             beside = st.container(horizontal=wide, gap="medium" if wide else "small")
-            ui.show_cells(r.image, beside)
+            cells.show_cells(r.image, beside)
             with beside.container():
                 size = f" · {r.original_size[0]}×{r.original_size[1]} px" if r.original_size else ""
-                st.caption(f"{ui.breakable_name(r.name)}{size}", unsafe_allow_html=True)
+                st.caption(f"{frame.breakable_name(r.name)}{size}", unsafe_allow_html=True)
                 colour = charts.CLASS_COLOURS[r.label]
                 st.markdown(
                     f"<div style='white-space:nowrap'><span style='color:{colour};"
@@ -89,7 +92,7 @@ for start in range(0, len(good), per_row):
                 )
                 st.markdown(charts.probability_bar_html(r.proba), unsafe_allow_html=True)
                 st.caption(charts.probability_legend_html(r.proba), unsafe_allow_html=True)
-            ui.warn_if_unusual(r)
+            frame.warn_if_unusual(r)
 if not good:
     st.caption("No file could be classified.")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from malgan import artifacts, controls, imaging, invert, latent_files, runtime, ui, uploads
+from malgan import artifacts, imaging, invert, latent_files, runtime, uploads
+from malgan.app import cells, controls, frame, loading
 
 KEYS = ("e_model", "e_amount")
 RESULT_KEY = "e_found"
@@ -44,7 +45,7 @@ def edited_cell(
     return invert.edit(_result, _generator, amount)
 
 
-ui.page_intro(
+frame.page_intro(
     "Upload a photograph of one segmented red blood cell. The page searches the generator's "
     "latent space for the cell it can draw that looks most like yours, then lets you move that "
     "cell along the learned infection direction.",
@@ -53,9 +54,9 @@ ui.page_intro(
 # Controls, seeded from the URL.
 controls.url_float("e_amount", 0.0, AMOUNT_MIN, AMOUNT_MAX)
 top = st.columns([2, 3])
-model = ui.choose_generator("e_model", top[0], purpose="search")
-generator = ui.require_generator(model)
-classifier = ui.classifier()
+model = frame.choose_generator("e_model", top[0], purpose="search")
+generator = frame.require_generator(model)
+classifier = loading.classifier()
 size = classifier.img_size
 uploaded = top[1].file_uploader(
     "One cell image",
@@ -75,12 +76,12 @@ if uploaded is None:
 
 # The upload goes through the checks of the Classify page, the out-of-distribution one included.
 payload = uploaded.getvalue()
-(checked,) = ui.classify_uploads([(uploaded.name, payload)], classifier, ui.reference())
+(checked,) = loading.classify_uploads([(uploaded.name, payload)], classifier, loading.reference())
 if not checked.ok:
     message = uploads.escape_markdown(checked.message)
     st.error(f"**This file cannot be used.** {message}", icon="🚫")
     st.stop()
-ui.warn_if_unusual(checked)
+frame.warn_if_unusual(checked)
 cell = checked.image
 p_original = np.asarray(checked.proba, np.float32)
 exported = artifacts.exported_dir()
@@ -124,8 +125,8 @@ current = (
 )
 if not current:
     left, right = st.columns([1, 3])
-    ui.show_cells(cell, left, scale=VIEW_SCALE, caption=f"Your cell, {size}×{size}")
-    right.markdown(f"Classifier: {ui.verdict_markdown(p_original)}", unsafe_allow_html=True)
+    cells.show_cells(cell, left, scale=VIEW_SCALE, caption=f"Your cell, {size}×{size}")
+    right.markdown(f"Classifier: {cells.verdict_markdown(p_original)}", unsafe_allow_html=True)
     right.info("Press **Find this cell** to search the generator for it.", icon="🔍")
     st.stop()
 
@@ -136,11 +137,11 @@ p_reconstruction = probabilities(exported, result.reconstruction[None], classifi
 st.subheader("Original and reconstruction")
 cols = st.columns([1, 1, 1])
 with cols[0]:
-    ui.show_cells(cell, scale=VIEW_SCALE, caption="Your cell")
-    st.markdown(ui.verdict_markdown(p_original), unsafe_allow_html=True)
+    cells.show_cells(cell, scale=VIEW_SCALE, caption="Your cell")
+    st.markdown(cells.verdict_markdown(p_original), unsafe_allow_html=True)
 with cols[1]:
-    ui.show_cells(result.reconstruction, scale=VIEW_SCALE, caption="Reconstruction")
-    st.markdown(ui.verdict_markdown(p_reconstruction), unsafe_allow_html=True)
+    cells.show_cells(result.reconstruction, scale=VIEW_SCALE, caption="Reconstruction")
+    st.markdown(cells.verdict_markdown(p_reconstruction), unsafe_allow_html=True)
 with cols[2]:
     st.metric(
         "SSIM to your cell",
@@ -151,7 +152,7 @@ with cols[2]:
     st.metric(
         "P(parasitized), reconstruction",
         f"{p_reconstruction[0]:.1%}",
-        **ui.points_delta(p_reconstruction[0] - p_original[0], "vs your cell", colour="off"),
+        **cells.points_delta(p_reconstruction[0] - p_original[0], "vs your cell", colour="off"),
     )
 weights = ", ".join(
     f"{name} {w:.2f}" for name, w in zip(generator.classes, result.class_weights, strict=True)
@@ -196,15 +197,15 @@ def infection_editor(
     p_edited = probabilities(exported, edited[None], classifier)[0]
     cols = st.columns([1, 1, 1])
     with cols[0]:
-        ui.show_cells(result.reconstruction, scale=VIEW_SCALE, caption="Reconstruction")
+        cells.show_cells(result.reconstruction, scale=VIEW_SCALE, caption="Reconstruction")
     with cols[1]:
-        ui.show_cells(edited, scale=VIEW_SCALE, caption=f"Edited, {amount:+g} σ")
-        st.markdown(ui.verdict_markdown(p_edited), unsafe_allow_html=True)
+        cells.show_cells(edited, scale=VIEW_SCALE, caption=f"Edited, {amount:+g} σ")
+        st.markdown(cells.verdict_markdown(p_edited), unsafe_allow_html=True)
     with cols[2]:
         st.metric(
             "P(parasitized), edited",
             f"{p_edited[0]:.1%}",
-            **ui.points_delta(p_edited[0] - p_reconstruction[0], "vs reconstruction"),
+            **cells.points_delta(p_edited[0] - p_reconstruction[0], "vs reconstruction"),
         )
 
     # Downloads.

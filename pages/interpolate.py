@@ -3,11 +3,12 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from malgan import artifacts, controls, explore, ui, views
+from malgan import artifacts, explore
+from malgan.app import cells, charts, controls, frame, views
 from malgan.data import CLASSES
 
 DEFAULT_STEPS = 9
-DEFAULT_SEED_B = ui.DEFAULT_SEED + 1
+DEFAULT_SEED_B = frame.DEFAULT_SEED + 1
 # Width the strip of frames may take; frames shrink to keep the whole path on one row.
 STRIP_PX = 960
 MIN_FRAME_PX = 56
@@ -20,7 +21,7 @@ METHOD_NAMES = {
     "lerp": "Linear (lerp): a straight line through the latent space",
 }
 
-ui.page_intro(
+frame.page_intro(
     "Walk from one generated cell to another through the latent space and watch the classifier "
     "change its mind. With the conditional GAN an uninfected cell can morph into a parasitized "
     "one: the class weights move from one class to the other along the way.",
@@ -28,8 +29,8 @@ ui.page_intro(
 
 # Controls, seeded from the URL.
 top = st.columns([3, 2, 3])
-model = ui.choose_generator("ip_model", top[0], purpose="morph")
-controls.url_int("ip_seed_a", ui.DEFAULT_SEED, 0, controls.MAX_SEED)
+model = frame.choose_generator("ip_model", top[0], purpose="morph")
+controls.url_int("ip_seed_a", frame.DEFAULT_SEED, 0, controls.MAX_SEED)
 controls.url_choice("ip_class_a", "Uninfected", CLASSES)
 controls.url_int("ip_seed_b", DEFAULT_SEED_B, 0, controls.MAX_SEED)
 controls.url_choice("ip_class_b", "Parasitized", CLASSES)
@@ -39,7 +40,7 @@ controls.url_choice("ip_method", explore.METHODS[0], explore.METHODS)
 top[1].slider("Steps", explore.MIN_STEPS, explore.MAX_STEPS, key="ip_steps")
 top[2].radio("Path", explore.METHODS, format_func=METHOD_NAMES.get, key="ip_method")
 
-gen = ui.require_generator(model)
+gen = frame.require_generator(model)
 cross = gen.conditional
 if not cross and st.session_state["ip_class_b"] != st.session_state["ip_class_a"]:
     # A per-class generator pair cannot blend classes: the second cell follows the first.
@@ -78,13 +79,13 @@ t, frames, p_parasitized = views.interpolation_frames(
 frame_pngs, gif = views.interpolation_files(frames)
 
 # The frames, at display scale unless the whole path would not fit on one row.
-frame_px = gen.img_size * ui.VIEW_SCALE
+frame_px = gen.img_size * cells.VIEW_SCALE
 st.subheader(f"{label_a} → {label_b}")
-with ui.spaced_images("ip_frames"):
+with cells.spaced_images("ip_frames"):
     st.image(
         frame_pngs,
         caption=[f"t = {x:.2f}" for x in t],
-        width=max(MIN_FRAME_PX, min(frame_px, STRIP_PX // len(frames) - ui.IMAGE_GAP_PX)),
+        width=max(MIN_FRAME_PX, min(frame_px, STRIP_PX // len(frames) - cells.IMAGE_GAP_PX)),
     )
 
 # The classifier along the path.
@@ -93,7 +94,7 @@ figure = go.Figure(
         x=t,
         y=p_parasitized,
         mode="lines+markers",
-        line={"color": ui.CLASS_COLOURS["Parasitized"], "width": 3},
+        line={"color": charts.CLASS_COLOURS["Parasitized"], "width": 3},
         hovertemplate="t = %{x:.2f}<br>P(parasitized) = %{y:.1%}<extra></extra>",
     )
 )

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from malgan import artifacts, controls, explore, latent, latent_files, runtime, ui, views
+from malgan import artifacts, explore, latent, latent_files, runtime
+from malgan.app import cells, controls, frame, views
 from malgan.data import CLASSES
 from malgan.errors import LatentError
 
@@ -17,7 +18,7 @@ LOADED_KEY = "le_loaded"
 LOADED_ID_KEY = "le_loaded_id"
 LOAD_ERROR_KEY = "le_load_error"
 
-ui.page_intro(
+frame.page_intro(
     "Start from one generated cell and move its latent vector along the generator's main axes "
     "of variation (GANSpace principal directions) and along an infection direction fitted to "
     "the classifier (InterFaceGAN). Steps are in standard deviations (σ) of the latent along "
@@ -44,14 +45,14 @@ def randomise() -> None:
 
 # Controls, seeded from the URL.
 controls.url_choice("le_class", CLASSES[0], CLASSES)
-controls.url_int("le_seed", ui.DEFAULT_SEED, 0, controls.MAX_SEED)
+controls.url_int("le_seed", frame.DEFAULT_SEED, 0, controls.MAX_SEED)
 for key in (*PRINCIPAL_KEYS, "le_inf"):
     controls.url_float(key, 0.0, -explore.SIGMA_RANGE, explore.SIGMA_RANGE)
 
 panel, view = st.columns([5, 4], gap="large")
 with panel:
     pick = st.columns([3, 2, 2])
-    model = ui.choose_generator("le_model", pick[0], purpose="explore")
+    model = frame.choose_generator("le_model", pick[0], purpose="explore")
     pick[1].radio("Class", CLASSES, horizontal=True, key="le_class")
     pick[2].number_input(
         "Seed",
@@ -64,7 +65,7 @@ with panel:
 
 label = st.session_state["le_class"]
 seed = int(st.session_state["le_seed"])
-gen = ui.require_generator(model)
+gen = frame.require_generator(model)
 dirs = explore.directions_for(gen.directions, label)
 
 with panel:
@@ -149,9 +150,9 @@ save_slot.download_button(
     mime="application/octet-stream",
 )
 with view:
-    ui.show_cells(image, scale=BIG_SCALE, caption=f"{label} · {source}", output_format="PNG")
+    cells.show_cells(image, scale=BIG_SCALE, caption=f"{label} · {source}", output_format="PNG")
     verdict = runtime.predicted_class(proba)
-    st.markdown(f"Classifier verdict: {ui.coloured(verdict, verdict)}", unsafe_allow_html=True)
+    st.markdown(f"Classifier verdict: {cells.coloured(verdict, verdict)}", unsafe_allow_html=True)
     st.progress(
         min(1.0, max(0.0, p_parasitized)),
         text=f"P(parasitized) {p_parasitized:.1%}",
@@ -169,8 +170,8 @@ with view:
             f"{offset:+g} σ".replace("-", "−") if offset else "this cell"
             for offset in STRIP_OFFSETS
         ]
-        with ui.spaced_images("le_strip"):
-            ui.show_cells(
+        with cells.spaced_images("le_strip"):
+            cells.show_cells(
                 strip,
                 caption=[f"{name}: {p:.0%}" for name, p in zip(names, strip_p, strict=True)],
                 output_format="PNG",

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from malgan import artifacts, tables, ui, views
+from malgan import artifacts, tables
+from malgan.app import cells, frame, loading, views
 from malgan.data import CLASSES
 
 STRIP_MODEL = "cgan"
@@ -11,7 +12,7 @@ STRIP_CELLS = 8
 NIH_PATIENTS = 200
 PATIENTS_USED = 180
 
-ui.page_intro(
+frame.page_intro(
     "Synthetic malaria blood-cell images from generative adversarial networks, judged by a "
     "classifier trained on real cells of other patients.",
 )
@@ -28,16 +29,18 @@ st.markdown(
 
 # Generated cells.
 st.subheader("Generated cells")
-choices = ui.generator_choices()
+choices = loading.generator_choices()
 strip_model = STRIP_MODEL if STRIP_MODEL in choices else next(iter(choices), None)
 if strip_model is None:
     st.error("No generator is available, so no cells can be shown.", icon="⚠️")
-elif ui.generator(strip_model) is not None:
+elif loading.generator(strip_model) is not None:
     for label in CLASSES:
         strip = views.strip_png(
             artifacts.exported_dir(), strip_model, label, STRIP_SEED, STRIP_CELLS
         )
-        st.markdown(f"{ui.CLASS_ICONS[label]} " + ui.coloured(label, label), unsafe_allow_html=True)
+        st.markdown(
+            f"{cells.CLASS_ICONS[label]} " + cells.coloured(label, label), unsafe_allow_html=True
+        )
         st.image(
             strip,
             caption=f"{label}: {choices[strip_model]}, seed {STRIP_SEED}, cells 0–"
@@ -50,7 +53,7 @@ elif ui.generator(strip_model) is not None:
 
 # Headline figures.
 st.subheader("Headline figures")
-metrics = ui.metrics()
+metrics = loading.metrics()
 if metrics is None:
     st.info(
         "The headline table needs `metrics.json`, which the training pipeline writes next to the "
@@ -89,4 +92,4 @@ st.markdown(
     f"entirely. Every split is **by patient**, never by cell, because cells of one slide look "
     f"alike and a cell-level split inflates accuracy.{held_out}"
 )
-st.warning(ui.NOT_CLINICAL, icon="⚕️")
+st.warning(frame.NOT_CLINICAL, icon="⚕️")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from malgan import artifacts, charts, controls, live, report, tables, ui
+from malgan import artifacts, live, report, tables
+from malgan.app import cells, charts, controls, frame, loading
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 
@@ -12,20 +13,20 @@ MIN_CELLS, MAX_CELLS, DEFAULT_CELLS, CELL_STEP = 16, 2000, 200, 16
 LIVE_STATE = "r_live_result"
 
 
-ui.page_intro(
+frame.page_intro(
     "Recovery is the share of generated cells that the classifier assigns to the class they were "
     "generated as. The report's DCGANs recovered only 30% of their Parasitized cells.",
 )
 exported = artifacts.exported_dir()
-metrics = ui.metrics()
-index = ui.index()
-choices = ui.generator_choices()
+metrics = loading.metrics()
+index = loading.index()
+choices = loading.generator_choices()
 
 # Controls (shared by the histograms, the training curve and the live measurement).
 if choices:
-    controls.url_choice("r_model", ui.DEFAULT_MODEL, list(choices))
+    controls.url_choice("r_model", frame.DEFAULT_MODEL, list(choices))
 controls.url_int("r_n", DEFAULT_CELLS, MIN_CELLS, MAX_CELLS)
-controls.url_int("r_seed", ui.DEFAULT_SEED, 0, controls.MAX_SEED)
+controls.url_int("r_seed", frame.DEFAULT_SEED, 0, controls.MAX_SEED)
 
 # Published, reproduced and malgan rates side by side.
 st.subheader("Report, reproduction and malgan")
@@ -48,7 +49,7 @@ for col, (name, entry) in zip(st.columns(max(len(models), 1)), models.items(), s
             sub.metric(
                 f"{cls} recovered",
                 tables.percent(rate),
-                **ui.points_delta(rate - report.REPORT_RECOVERY[cls], "vs report"),
+                **cells.points_delta(rate - report.REPORT_RECOVERY[cls], "vs report"),
             )
     trained = tables.training_summary(choices.get(name, name), (entry or {}).get("training"))
     if trained:
@@ -84,7 +85,7 @@ relative = ((index or {}).get("history") or {}).get(model)
 curve = None
 if relative:
     try:
-        curve = charts.recovery_curve(ui.history(exported, relative))
+        curve = charts.recovery_curve(loading.history(exported, relative))
     except ModelError as err:
         st.warning(str(err), icon="⚠️")
 if curve is None:
@@ -116,7 +117,7 @@ def live_measurement(model: str) -> None:
     params = {"exported": exported, "model": model, "n": int(n), "seed": int(seed)}
 
     if measure:
-        generator, classifier = ui.generator(model), ui.classifier()
+        generator, classifier = loading.generator(model), loading.classifier()
         if generator is not None and classifier is not None:
             bar = st.progress(0.0, text="Generating cells…")
             result = live.measure_recovery(
@@ -142,7 +143,7 @@ def live_measurement(model: str) -> None:
             col.metric(
                 f"{cls} recovered",
                 tables.percent(rates["rate"]),
-                **ui.points_delta(rates["rate"] - report.REPORT_RECOVERY[cls], "vs report"),
+                **cells.points_delta(rates["rate"] - report.REPORT_RECOVERY[cls], "vs report"),
             )
             col.caption(
                 f"95% CI {tables.percent(rates['ci_low'])}–{tables.percent(rates['ci_high'])} · "

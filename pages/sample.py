@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from malgan import artifacts, controls, ui, views
+from malgan import artifacts
+from malgan.app import cells, controls, frame, views
 from malgan.data import CLASSES
 
 MAX_CELLS = 64
@@ -11,18 +12,18 @@ KEYS = ("s_model", "s_class", "s_n", "s_seed", "s_trunc")
 # One line under each cell, with room before the next row of cells.
 VERDICT_STYLE = "font-size:0.85rem;white-space:nowrap;font-style:normal;margin-bottom:0.9rem"
 
-ui.page_intro(
+frame.page_intro(
     "Draw cells of one class from a generator. Each cell carries the classifier's verdict: "
-    f"{ui.AGREE_MARK} when it recognises the intended class, {ui.DISAGREE_MARK} when it predicts "
-    "the other one, with the probability of the predicted class.",
+    f"{cells.AGREE_MARK} when it recognises the intended class, {cells.DISAGREE_MARK} when it "
+    "predicts the other one, with the probability of the predicted class.",
 )
 
 # Controls, seeded from the URL.
 top = st.columns([3, 2, 2])
-model = ui.choose_generator("s_model", top[0], purpose="sample")
+model = frame.choose_generator("s_model", top[0], purpose="sample")
 controls.url_choice("s_class", CLASSES[0], CLASSES)
 controls.url_int("s_n", DEFAULT_CELLS, 1, MAX_CELLS)
-controls.url_int("s_seed", ui.DEFAULT_SEED, 0, controls.MAX_SEED)
+controls.url_int("s_seed", frame.DEFAULT_SEED, 0, controls.MAX_SEED)
 
 top[1].radio("Class", CLASSES, horizontal=True, key="s_class")
 top[2].slider("Number of cells", 1, MAX_CELLS, key="s_n")
@@ -47,29 +48,29 @@ st.caption(
     f"cells 0–{n - 1} of seed {seed}"
 )
 
-ui.require_generator(model)
+frame.require_generator(model)
 
 # The grid.
 exported = artifacts.exported_dir()
 images, proba = views.sample_cells(exported, model, label, seed, n, truncation)
 pngs = views.sample_pngs(exported, model, label, seed, n, truncation)
-recognised = ui.recognised_count(proba, label)
+recognised = cells.recognised_count(proba, label)
 summary = st.columns([1, 3], vertical_alignment="center")
 summary[0].metric(f"Recognised as {label}", f"{recognised} / {n}", help="Classifier argmax.")
 summary[1].markdown(
-    f"**{recognised} of {n}** recognised as {ui.coloured(label, label)} by the classifier.",
+    f"**{recognised} of {n}** recognised as {cells.coloured(label, label)} by the classifier.",
     unsafe_allow_html=True,
 )
 
-columns = min(n, ui.GRID_COLUMNS)
+columns = min(n, cells.GRID_COLUMNS)
 for start in range(0, n, columns):
     row = st.columns(columns)
     for i in range(start, min(start + columns, n)):
         with row[i - start]:
-            agrees, _ = ui.verdict(proba[i], label)
+            agrees, _ = cells.verdict(proba[i], label)
             colour_of = label if agrees else next(c for c in CLASSES if c != label)
-            st.image(pngs[i], width=images.shape[-2] * ui.VIEW_SCALE)
-            caption = ui.coloured(ui.verdict_caption(proba[i], label), colour_of)
+            st.image(pngs[i], width=images.shape[-2] * cells.VIEW_SCALE)
+            caption = cells.coloured(cells.verdict_caption(proba[i], label), colour_of)
             st.markdown(f'<div style="{VERDICT_STYLE}">{caption}</div>', unsafe_allow_html=True)
 
 # Downloads, side by side.

@@ -10,20 +10,12 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from malgan import (
-    artifacts,
-    controls,
-    imaging,
-    synth,
-    synth_files,
-    synth_filters,
-    tables,
-    ui,
-    views,
-)
-from malgan.charts import CLASS_COLOURS
+from malgan import artifacts, imaging, tables
+from malgan.app import cells, controls, frame, loading, views
+from malgan.app.charts import CLASS_COLOURS
 from malgan.data import CLASSES
 from malgan.errors import SynthError
+from malgan.synth import files, filters, writer
 
 DEFAULT_CELLS = 100
 MAX_CELLS = 2000
@@ -49,7 +41,7 @@ def parse_flag(text: str) -> bool:
 
 def rejection_figure(rejected: dict[str, dict[str, int]]) -> go.Figure:
     """Grouped bars of rejected cells by reason, one colour per class."""
-    rows = synth_filters.rejection_rows(rejected)
+    rows = filters.rejection_rows(rejected)
     fig = go.Figure()
     for label in CLASSES:
         mine = [r for r in rows if r["class"] == label]
@@ -80,7 +72,7 @@ LOOSEN = {
 }
 
 
-def remedy(err: synth_filters.FiltersExhaustedError) -> str:
+def remedy(err: filters.FiltersExhaustedError) -> str:
     """What to change on this page after the filters rejected too many cells."""
     steps = [LOOSEN[setting] for setting in err.settings_to_loosen]
     return f"To let more through, {tables.alternatives(steps)}."
@@ -93,33 +85,33 @@ def size_text(n_bytes: int) -> str:
 
 def preview_cells(folder: Path, n: int) -> dict[str, np.ndarray]:
     """The first ``n`` written cells of each class, read back from the dataset folder."""
-    rows = synth_files.read_manifest(folder)
+    rows = files.read_manifest(folder)
     out = {}
     for label in CLASSES:
-        files = [r["file"] for r in rows if r["class"] == label][:n]
-        out[label] = np.stack([np.asarray(Image.open(folder / f).convert("RGB")) for f in files])
+        names = [r["file"] for r in rows if r["class"] == label][:n]
+        out[label] = np.stack([np.asarray(Image.open(folder / f).convert("RGB")) for f in names])
     return out
 
 
-ui.page_intro(
+frame.page_intro(
     "Export a labelled set of synthetic cells in the NIH folder layout, ready to train on or "
     "share. Every cell is checked by the classifier and by a privacy filter before it is kept.",
 )
 
 # Controls.
 controls.url_int("d_n", DEFAULT_CELLS, 1, MAX_CELLS)
-controls.url_int("d_seed", ui.DEFAULT_SEED, 0, controls.MAX_SEED)
+controls.url_int("d_seed", frame.DEFAULT_SEED, 0, controls.MAX_SEED)
 controls.url_float("d_conf", MIN_CONFIDENCE, MIN_CONFIDENCE, MAX_CONFIDENCE)
-controls.url_int("d_attempts", synth.DEFAULT_MAX_ATTEMPTS_FACTOR, 1, MAX_ATTEMPTS_FACTOR)
+controls.url_int("d_attempts", writer.DEFAULT_MAX_ATTEMPTS_FACTOR, 1, MAX_ATTEMPTS_FACTOR)
 # The smoke-test placeholders' classifier rejects every cell of one class, so their class
 # filter starts off: the page's defaults always give a dataset.
-smoke = ui.smoke_models()
+smoke = loading.smoke_models()
 controls.url_value("d_class", not smoke, parse_flag)
 controls.url_value("d_privacy", True, parse_flag)
 
-reference = ui.reference()
+reference = loading.reference()
 left, right = st.columns(2)
-model = ui.choose_generator("d_model", left, purpose="export", label="Generator")
+model = frame.choose_generator("d_model", left, purpose="export", label="Generator")
 with left:
     st.number_input(
         "Cells per class",
@@ -180,7 +172,7 @@ controls.sync_url(
 )
 
 n_per_class = int(st.session_state["d_n"])
-config = synth.SynthConfig(
+config = writer.SynthConfig(
     n_per_class=n_per_class,
     seed=int(st.session_state["d_seed"]),
     truncation=truncation,
@@ -194,7 +186,7 @@ params = {"exported": artifacts.exported_dir(), "model": model, "config": config
 # Generation.
 attempt_limit = config.max_attempts
 if smoke and config.class_filter:
-    rates = ui.measured_recovery(model)
+    rates = loading.measured_recovery(model)
     measured = ", ".join(f"{label} {rate:.0%}" for label, rate in rates.items())
     st.warning(
         "**Expect this export to fail with the class filter on.** The model index marks these "
@@ -211,8 +203,8 @@ elif smoke:
         "rejects most cells of at least one class."
     )
 if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
-    generator = ui.require_generator(model)
-    classifier = ui.classifier()
+    generator = frame.require_generator(model)
+    classifier = loading.classifier()
     bar = st.progress(0.0, text="Generating and filtering cells…")
     started = time.perf_counter()
     accepted = {"done": 0, "total": 2 * n_per_class}
@@ -239,7 +231,7 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
     with tempfile.TemporaryDirectory(prefix="malgan-synth-") as tmp:
         folder = Path(tmp) / "dataset"
         try:
-            summary = synth.export_dataset(
+            summary = writer.export_dataset(
                 folder,
                 config,
                 generator=counting,
@@ -247,7 +239,7 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
                 reference=reference,
                 progress=report,
             )
-        except synth_filters.FiltersExhaustedError as err:
+        except filters.FiltersExhaustedError as err:
             st.session_state[RESULT_KEY] = {
                 "params": params,
                 "error": f"{err} {remedy(err)}",
@@ -256,15 +248,15 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
         except (SynthError, OSError) as err:
             st.session_state[RESULT_KEY] = {"params": params, "error": str(err), "rejected": None}
         else:
-            top = f"malgan_synthetic_{synth_files.name_tag(model)}_seed{config.seed}"
+            top = f"malgan_synthetic_{files.name_tag(model)}_seed{config.seed}"
             st.session_state[RESULT_KEY] = {
                 "params": params,
                 "summary": summary.to_dict(),
-                "zip": synth_files.zip_folder(folder, top=top),
+                "zip": files.zip_folder(folder, top=top),
                 "file_name": f"{top}.zip",
                 "preview": preview_cells(folder, PREVIEW_CELLS),
                 "img_size": generator.img_size,
-                "manifest": synth_files.read_manifest(folder)[:MANIFEST_ROWS],
+                "manifest": files.read_manifest(folder)[:MANIFEST_ROWS],
             }
     bar.empty()
 
@@ -319,11 +311,13 @@ else:
 
 st.subheader("Preview")
 for label in CLASSES:
-    cells = result["preview"][label]
-    st.markdown(f"{ui.CLASS_ICONS[label]} " + ui.coloured(label, label), unsafe_allow_html=True)
+    preview = result["preview"][label]
+    st.markdown(
+        f"{cells.CLASS_ICONS[label]} " + cells.coloured(label, label), unsafe_allow_html=True
+    )
     st.image(
-        imaging.make_grid(cells, ncol=PREVIEW_CELLS, scale=ui.VIEW_SCALE),
-        caption=f"The first {len(cells)} of {summary['accepted'][label]} {label} cells written",
+        imaging.make_grid(preview, ncol=PREVIEW_CELLS, scale=cells.VIEW_SCALE),
+        caption=f"The first {len(preview)} of {summary['accepted'][label]} {label} cells written",
     )
 
 with st.expander("First rows of manifest.csv"):

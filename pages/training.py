@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from malgan import artifacts, charts, controls, tables, ui
+from malgan import artifacts, tables
+from malgan.app import cells, charts, controls, frame, loading
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 
@@ -40,23 +41,23 @@ def read_history(name: str):
     if not relative:
         return None
     try:
-        return ui.history(exported, relative)
+        return loading.history(exported, relative)
     except ModelError as err:
         st.warning(str(err), icon="⚠️")
         return None
 
 
-ui.page_intro(
+frame.page_intro(
     "How the generators learned: sample grids saved during training (as in the report's "
     "figures), the losses, and the classifier's epochs.",
 )
 exported = artifacts.exported_dir()
-index = ui.index()
+index = loading.index()
 if index is None:
     st.stop()
-metrics = ui.metrics()
-model = ui.choose_generator("t_model", st.columns([1, 2])[0], purpose="show")
-choices = ui.generator_choices()
+metrics = loading.metrics()
+model = frame.choose_generator("t_model", st.columns([1, 2])[0], purpose="show")
+choices = loading.generator_choices()
 controls.url_choice("t_class", CLASSES[0], list(CLASSES))
 
 # Length and speed of the runs that produced the exported model.
@@ -100,7 +101,7 @@ def snapshot_grids(model: str) -> None:
             # As many grids per row as fit near their own size, in rows without gaps if possible.
             widest = max((image_width(str(path)) for _, path in entries), default=0)
             fits = int(ROW_PX // (MIN_SNAPSHOT_SCALE * widest + COLUMN_GAP_PX))
-            per_row = ui.balanced_row(len(entries), fits)
+            per_row = cells.balanced_row(len(entries), fits)
             for start in range(0, len(entries), per_row):
                 cols = st.columns(per_row)
                 for col, (iteration, path) in zip(

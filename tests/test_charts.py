@@ -1,4 +1,4 @@
-"""Tests for malgan.charts and malgan.tables: figures and tables from small metrics dicts."""
+"""Tests for malgan.app.charts and malgan.tables: figures and tables from small metrics dicts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from malgan import artifacts, charts, report, tables
+from malgan import artifacts, report, tables
+from malgan.app import charts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"

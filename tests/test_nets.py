@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn.utils import parametrize  # noqa: E402
 
-from malgan import augment, classifier_nets, nets  # noqa: E402
+from malgan.nn import augment, classifier_nets, nets  # noqa: E402
 from train import models  # noqa: E402
 
 IMG = nets.IMG_SIZE

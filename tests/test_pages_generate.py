@@ -16,19 +16,8 @@ from app_pages import app_page
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import (
-    artifacts,
-    controls,
-    explore,
-    imaging,
-    latent,
-    latent_files,
-    report,
-    runtime,
-    tables,
-    ui,
-    views,
-)
+from malgan import artifacts, explore, imaging, latent, latent_files, report, runtime, tables
+from malgan.app import cells, controls, frame, loading, views
 from malgan.data import CLASSES
 from malgan.directions import Directions
 
@@ -137,7 +126,7 @@ def test_sample_shows_n_cells_with_verdicts_and_summary():
 def test_sample_seed_changes_cells_and_lives_in_url():
     at = open_page("sample")
     first = image_urls(at)
-    assert at.query_params["s_seed"] == str(ui.DEFAULT_SEED)
+    assert at.query_params["s_seed"] == str(frame.DEFAULT_SEED)
 
     at.number_input(key="s_seed").set_value(123).run()
     assert image_urls(at) != first
@@ -165,7 +154,7 @@ def test_sample_url_restores_every_control():
 def test_sample_bad_url_values_fall_back():
     at = open_page("sample", s_model="nope", s_n="0", s_seed="-5", s_trunc="nan", s_class="x")
 
-    assert at.selectbox(key="s_model").value == ui.DEFAULT_MODEL
+    assert at.selectbox(key="s_model").value == frame.DEFAULT_MODEL
     assert at.radio(key="s_class").value == CLASSES[0]
     assert at.select_slider(key="s_trunc").value == pytest.approx(3.0)
     assert len(at.image) == 1
@@ -176,7 +165,7 @@ def test_sample_new_seed_and_truncation_change_cells():
     at = open_page("sample", s_n="4")
     first = image_urls(at)
     at.button[0].click().run()
-    assert at.number_input(key="s_seed").value != ui.DEFAULT_SEED
+    assert at.number_input(key="s_seed").value != frame.DEFAULT_SEED
     assert image_urls(at) != first
 
     at = open_page("sample", s_n="4")
@@ -216,10 +205,10 @@ def test_latent_explorer_shows_one_cell_and_probability():
     # The strip shows the cell either side of it along the infection direction.
     assert len(strip.value) == 3 and strip.captions[1].startswith("this cell: ")
     assert strip.captions[0].startswith("−2 σ: ") and strip.captions[2].startswith("+2 σ: ")
-    generator = ui.cached_generator(artifacts.exported_dir(), "cgan")
+    generator = loading.cached_generator(artifacts.exported_dir(), "cgan")
     count = explore.directions_for(generator.directions, "Parasitized").count
     assert len(at.slider) == count + 1
-    assert at.query_params["le_seed"] == str(ui.DEFAULT_SEED)
+    assert at.query_params["le_seed"] == str(frame.DEFAULT_SEED)
 
 
 def test_latent_explorer_slider_moves_cell_and_reset_restores_it():
@@ -255,7 +244,7 @@ def test_latent_explorer_randomise_changes_seed():
     start = image_urls(at)
     at.button[1].click().run()
 
-    assert at.number_input(key="le_seed").value != ui.DEFAULT_SEED
+    assert at.number_input(key="le_seed").value != frame.DEFAULT_SEED
     assert image_urls(at) != start
 
 
@@ -457,8 +446,8 @@ def test_interpolate_cells_uses_class_blend_only_when_conditional():
 
 
 def test_edit_latent_with_real_generator_directions():
-    cgan = ui.cached_generator(artifacts.exported_dir(), "cgan")
-    generator = ui.cached_generator(artifacts.exported_dir(), "dcgan")
+    cgan = loading.cached_generator(artifacts.exported_dir(), "cgan")
+    generator = loading.cached_generator(artifacts.exported_dir(), "dcgan")
     # Only the conditional GAN morphs a cell across classes; both give directions per class.
     assert cgan.conditional and not generator.conditional
     assert set(cgan.directions) == set(generator.directions) == set(CLASSES)
@@ -469,46 +458,46 @@ def test_edit_latent_with_real_generator_directions():
         assert edited.shape == (generator.z_dim,) and np.isfinite(edited).all()
 
 
-# Page helpers in malgan.ui.
+# Page helpers in malgan.app.
 def test_verdicts_and_counts():
     proba = np.array([[0.97, 0.03], [0.12, 0.88], [0.5, 0.5]], np.float32)
-    assert ui.verdict_caption(proba[0], "Parasitized") == "✓ Parasitized 0.97"
-    assert ui.verdict_caption(proba[1], "Parasitized") == "✕ Uninfected 0.88"
-    assert ui.verdict(proba[1], "Uninfected") == (True, pytest.approx(0.88))
-    assert ui.recognised_count(proba, "Parasitized") == 2
+    assert cells.verdict_caption(proba[0], "Parasitized") == "✓ Parasitized 0.97"
+    assert cells.verdict_caption(proba[1], "Parasitized") == "✕ Uninfected 0.88"
+    assert cells.verdict(proba[1], "Uninfected") == (True, pytest.approx(0.88))
+    assert cells.recognised_count(proba, "Parasitized") == 2
     # One rule everywhere: the class of the largest probability, a tie going to the first class.
     predicted = [runtime.predicted_class(row) for row in proba]
     assert predicted == ["Parasitized", "Uninfected", "Parasitized"]
-    shown = ui.verdict_markdown(proba[1])
+    shown = cells.verdict_markdown(proba[1])
     assert "Uninfected" in shown and shown.endswith("P(parasitized) 12.0%")
-    assert ui.recognised_count(np.zeros((0, 2)), "Uninfected") == 0
+    assert cells.recognised_count(np.zeros((0, 2)), "Uninfected") == 0
     assert views.cell_file_names("cgan", "Uninfected", 7, 2) == [
         "cgan_Uninfected_seed7_00.png",
         "cgan_Uninfected_seed7_01.png",
     ]
     assert imaging.upscale(np.zeros((64, 64, 3), np.uint8), 3).shape == (192, 192, 3)
-    assert "#b0306e" in ui.coloured("x", "Parasitized")
+    assert "#b0306e" in cells.coloured("x", "Parasitized")
 
 
 def test_page_title_and_points_delta():
-    assert ui.page_title("Sample") == "Sample · malgan"
-    assert ui.points_delta(0.123, "vs report") == {
+    assert frame.page_title("Sample") == "Sample · malgan"
+    assert cells.points_delta(0.123, "vs report") == {
         "delta": "12.3 pts vs report",
         "delta_color": "green",
         "delta_arrow": "up",
     }
     # A fall: the arrow points down and the number has no minus sign.
-    assert ui.points_delta(-0.004, "vs reconstruction") == {
+    assert cells.points_delta(-0.004, "vs reconstruction") == {
         "delta": "0.4 pts vs reconstruction",
         "delta_color": "red",
         "delta_arrow": "down",
     }
-    assert ui.points_delta(-0.3, colour="inverse")["delta_color"] == "green"
-    assert ui.points_delta(-0.3, colour="off")["delta"] == "30.0 pts"
-    assert ui.points_delta(-0.3, colour="off")["delta_color"] == "off"
+    assert cells.points_delta(-0.3, colour="inverse")["delta_color"] == "green"
+    assert cells.points_delta(-0.3, colour="off")["delta"] == "30.0 pts"
+    assert cells.points_delta(-0.3, colour="off")["delta_color"] == "off"
     # A change that rounds to zero is neutral: grey, no arrow.
     for tiny in (0.0, 0.0004, -0.0004):
-        assert ui.points_delta(tiny, "vs reconstruction") == {
+        assert cells.points_delta(tiny, "vs reconstruction") == {
             "delta": "±0.0 pts vs reconstruction",
             "delta_color": "off",
             "delta_arrow": "off",
@@ -570,20 +559,20 @@ def test_headline_table_from_metrics_and_without():
 
 def test_breakable_name_wraps_only_between_parts() -> None:
     name = "C100P61ThinF_IMG_20150918_144104_cell_124.png"
-    shown = ui.breakable_name(name)
+    shown = frame.breakable_name(name)
     assert shown.replace("<wbr>", "").replace("\\", "") == name
     # Break points after the underscores only: never inside "124.png".
     assert shown.endswith("cell\\_<wbr>124.png") and shown.count("<wbr>") == name.count("_")
-    assert ui.breakable_name("<b>x</b>.png") == "\\<b\\>x\\</b\\>.png"
+    assert frame.breakable_name("<b>x</b>.png") == "\\<b\\>x\\</b\\>.png"
 
 
 def test_balanced_row_leaves_no_half_empty_row() -> None:
     # Three grids of which three fit: one row, not two and one.
-    assert ui.balanced_row(3, 3) == 3
-    assert ui.balanced_row(4, 3) == 2  # two full rows rather than 3 + 1
-    assert ui.balanced_row(5, 3) == 3  # 3 + 2: one empty place either way, the longer row
-    assert ui.balanced_row(6, 3) == 3 and ui.balanced_row(1, 3) == 1
-    assert ui.balanced_row(7, 0) == 1 and ui.balanced_row(0, 3) == 1
+    assert cells.balanced_row(3, 3) == 3
+    assert cells.balanced_row(4, 3) == 2  # two full rows rather than 3 + 1
+    assert cells.balanced_row(5, 3) == 3  # 3 + 2: one empty place either way, the longer row
+    assert cells.balanced_row(6, 3) == 3 and cells.balanced_row(1, 3) == 1
+    assert cells.balanced_row(7, 0) == 1 and cells.balanced_row(0, 3) == 1
 
 
 def test_markdown_table_keeps_cells_inside_their_columns() -> None:

@@ -14,7 +14,8 @@ from conftest import draw_fake_cell
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, report, tables, ui, uploads
+from malgan import artifacts, report, tables, uploads
+from malgan.app import frame, loading
 from malgan.data import CLASSES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +98,7 @@ def test_classify_flags_a_bright_photo() -> None:
     assert any("Does not look like a segmented cell" in w.value for w in at.warning)
     table = at.table[0].value
     assert table["Unusual image"][0] == uploads.UNUSUAL_MARK
-    limit = f"(limit {ui.reference().ood_threshold:.0f})"
+    limit = f"(limit {loading.reference().ood_threshold:.0f})"
     assert table["OOD distance"][0].endswith(limit)
 
 
@@ -122,9 +123,9 @@ def test_classify_with_a_truncated_classifier_shows_an_error(
 def test_recovery_shows_the_comparison_and_measures_live() -> None:
     at = page("recovery")
     assert charts_shown(at) >= 2
-    assert at.selectbox(key="r_model").value == ui.DEFAULT_MODEL
+    assert at.selectbox(key="r_model").value == frame.DEFAULT_MODEL
     # The model's sections name it under their headings.
-    name = ui.generator_choices()[ui.DEFAULT_MODEL]
+    name = loading.generator_choices()[frame.DEFAULT_MODEL]
     assert f"#### Classifier confidence: {name}" in [m.value for m in at.markdown]
     labels = [m.label for m in at.metric]
     assert "Parasitized recovered" in labels

@@ -19,9 +19,10 @@ import streamlit as st
 from app_pages import app_page, models_copy
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, latent, runtime, synth, synth_cli, synth_files, synth_filters
+from malgan import artifacts, latent, runtime
 from malgan.data import CLASSES, load_dataset, patient_key
 from malgan.errors import SynthError
+from malgan.synth import cli, files, filters, writer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"
@@ -39,7 +40,7 @@ def models() -> tuple:
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    code = synth_cli.main(["--quiet", "--exported", str(EXPORTED), *args])
+    code = cli.main(["--quiet", "--exported", str(EXPORTED), *args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -61,7 +62,7 @@ def test_cli_writes_nih_layout_that_reads_back(tmp_path: Path) -> None:
     out = tmp_path / "synthetic"
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "malgan.synth_cli", "--model", "cgan", "--n-per-class", str(N)),
+            *(sys.executable, "-m", "malgan.synth.cli", "--model", "cgan", "--n-per-class", str(N)),
             *("--out", str(out), "--seed", str(SEED), "--no-class-filter", "--batch", "3"),
         ],
         cwd=REPO_ROOT,
@@ -79,8 +80,8 @@ def test_cli_writes_nih_layout_that_reads_back(tmp_path: Path) -> None:
         assert len(names) == N
         assert all(name.endswith(".png") and "ThinF_IMG_" in name for name in names)
 
-    rows = synth_files.read_manifest(out)
-    assert tuple(rows[0]) == synth_files.MANIFEST_COLUMNS
+    rows = files.read_manifest(out)
+    assert tuple(rows[0]) == files.MANIFEST_COLUMNS
     assert len(rows) == 2 * N
     assert [r["class"] for r in rows] == [label for label in CLASSES for _ in range(N)]
     shas = {label: json.loads((EXPORTED / "cgan.json").read_text())["sha256"] for label in CLASSES}
@@ -94,7 +95,7 @@ def test_cli_writes_nih_layout_that_reads_back(tmp_path: Path) -> None:
         assert float(row["nearest_train_distance"]) >= 0.0
     assert [r["latent_index"] for r in rows[:N]] == [str(i) for i in range(N)]
 
-    summary = json.loads((out / synth_files.SUMMARY_NAME).read_text())
+    summary = json.loads((out / files.SUMMARY_NAME).read_text())
     assert summary["accepted"] == dict.fromkeys(CLASSES, N)
     assert summary["model_sha256"] == shas
     assert summary["privacy_filter"] is True
@@ -127,26 +128,26 @@ def test_same_arguments_give_identical_bytes(tmp_path: Path, capsys) -> None:
     assert sorted(first) == sorted(second)
     assert len([k for k in first if k.endswith(".png")]) == 2 * N
     for key in first:
-        if key != synth_files.SUMMARY_NAME:
+        if key != files.SUMMARY_NAME:
             assert first[key] == second[key], key
-    summaries = [json.loads(run[synth_files.SUMMARY_NAME]) for run in runs]
+    summaries = [json.loads(run[files.SUMMARY_NAME]) for run in runs]
     for summary in summaries:
         for field in TIMING_FIELDS:
             summary.pop(field)
     assert summaries[0] == summaries[1]
-    assert b"0.8" in first[synth_files.MANIFEST_NAME]
+    assert b"0.8" in first[files.MANIFEST_NAME]
 
 
 def test_cell_i_is_the_latent_i_of_the_seed(tmp_path: Path, models) -> None:
     generator, classifier, reference = models
-    synth.export_dataset(
+    writer.export_dataset(
         tmp_path / "d",
-        synth.SynthConfig(n_per_class=2, seed=SEED, class_filter=False),
+        writer.SynthConfig(n_per_class=2, seed=SEED, class_filter=False),
         generator=generator,
         classifier=classifier,
         reference=reference,
     )
-    rows = synth_files.read_manifest(tmp_path / "d")
+    rows = files.read_manifest(tmp_path / "d")
     expected = generator.generate(latent.sample_z(SEED, 2, generator.z_dim), CLASSES[0])
     from PIL import Image
 
@@ -157,9 +158,9 @@ def test_cell_i_is_the_latent_i_of_the_seed(tmp_path: Path, models) -> None:
 def test_progress_and_an_interrupted_export_leave_no_dataset(tmp_path: Path, models) -> None:
     generator, classifier, reference = models
     calls: list[tuple[int, int]] = []
-    synth.export_dataset(
+    writer.export_dataset(
         tmp_path / "done",
-        synth.SynthConfig(n_per_class=3, class_filter=False, batch=2),
+        writer.SynthConfig(n_per_class=3, class_filter=False, batch=2),
         generator=generator,
         classifier=classifier,
         reference=reference,
@@ -173,9 +174,9 @@ def test_progress_and_an_interrupted_export_leave_no_dataset(tmp_path: Path, mod
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        synth.export_dataset(
+        writer.export_dataset(
             tmp_path / "killed",
-            synth.SynthConfig(n_per_class=3, class_filter=False, batch=2),
+            writer.SynthConfig(n_per_class=3, class_filter=False, batch=2),
             generator=generator,
             classifier=classifier,
             reference=reference,
@@ -200,28 +201,26 @@ def test_progress_and_an_interrupted_export_leave_no_dataset(tmp_path: Path, mod
 )
 def test_config_refuses_settings_out_of_range(settings: dict, message: str) -> None:
     with pytest.raises(SynthError, match=message):
-        synth.SynthConfig(**{"n_per_class": 1, **settings})
+        writer.SynthConfig(**{"n_per_class": 1, **settings})
 
 
 def test_config_reads_a_truncation_at_or_below_zero_as_none() -> None:
-    assert synth.SynthConfig(n_per_class=1, truncation=0.0).latent_truncation is None
-    assert synth.SynthConfig(n_per_class=2, truncation=0.8).latent_truncation == 0.8
-    assert synth.SynthConfig(n_per_class=2, max_attempts_factor=5).max_attempts == 10
+    assert writer.SynthConfig(n_per_class=1, truncation=0.0).latent_truncation is None
+    assert writer.SynthConfig(n_per_class=2, truncation=0.8).latent_truncation == 0.8
+    assert writer.SynthConfig(n_per_class=2, max_attempts_factor=5).max_attempts == 10
 
 
 def test_rejection_reasons_precedence() -> None:
     proba = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.95, 0.05], [0.2, 0.8]])
     distances = np.array([1.0, 1.0, 1.0, 0.01, 0.01])
-    reasons = synth_filters.rejection_reasons(
+    reasons = filters.rejection_reasons(
         proba, 0, distances, min_confidence=0.7, privacy_threshold=0.1
     )
     assert reasons.tolist() == ["", "wrong_class", "low_confidence", "privacy", "privacy"]
-    off = synth_filters.rejection_reasons(
-        proba, 0, distances, class_filter=False, privacy_threshold=None
-    )
+    off = filters.rejection_reasons(proba, 0, distances, class_filter=False, privacy_threshold=None)
     assert off.tolist() == [""] * 5
     with pytest.raises(ValueError, match="distances"):
-        synth_filters.rejection_reasons(proba, 0, None, privacy_threshold=0.1)
+        filters.rejection_reasons(proba, 0, None, privacy_threshold=0.1)
 
 
 def test_privacy_filter_rejects_counts_and_replaces(tmp_path: Path, models) -> None:
@@ -240,9 +239,9 @@ def test_privacy_filter_rejects_counts_and_replaces(tmp_path: Path, models) -> N
     assert gap > 1e-5  # the fixture separates planted cells from the others
     fake = dataclasses.replace(reference, train_codes=planted, privacy_threshold=float(gap / 2))
 
-    summary = synth.export_dataset(
+    summary = writer.export_dataset(
         tmp_path / "d",
-        synth.SynthConfig(n_per_class=N, seed=SEED, class_filter=False, batch=3),
+        writer.SynthConfig(n_per_class=N, seed=SEED, class_filter=False, batch=3),
         generator=generator,
         classifier=classifier,
         reference=fake,
@@ -251,25 +250,25 @@ def test_privacy_filter_rejects_counts_and_replaces(tmp_path: Path, models) -> N
     assert summary.rejected["Uninfected"]["privacy"] == 1
     assert summary.attempts == {"Parasitized": 6, "Uninfected": 5}
     assert summary.accepted == dict.fromkeys(CLASSES, N)
-    rows = synth_files.read_manifest(tmp_path / "d")
+    rows = files.read_manifest(tmp_path / "d")
     indices = {
         label: [int(r["latent_index"]) for r in rows if r["class"] == label] for label in CLASSES
     }
     assert indices == {"Parasitized": [0, 2, 4, 5], "Uninfected": [1, 2, 3, 4]}
     assert all(float(r["nearest_train_distance"]) >= gap / 2 for r in rows)
-    stored = json.loads((tmp_path / "d" / synth_files.SUMMARY_NAME).read_text())
+    stored = json.loads((tmp_path / "d" / files.SUMMARY_NAME).read_text())
     assert stored["total_rejected"]["privacy"] == 3
 
     # Switched off, the same cells are kept and their (zero) distances recorded.
-    kept = synth.export_dataset(
+    kept = writer.export_dataset(
         tmp_path / "e",
-        synth.SynthConfig(n_per_class=N, seed=SEED, class_filter=False, privacy_filter=False),
+        writer.SynthConfig(n_per_class=N, seed=SEED, class_filter=False, privacy_filter=False),
         generator=generator,
         classifier=classifier,
         reference=fake,
     )
     assert kept.total_rejected["privacy"] == 0
-    rows = synth_files.read_manifest(tmp_path / "e")
+    rows = files.read_manifest(tmp_path / "e")
     assert float(rows[1]["nearest_train_distance"]) < gap / 2
 
 
@@ -292,7 +291,7 @@ def fixed_verdicts(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
 
 def cli_flags() -> set[str]:
     """Every option of ``malgan-synth``."""
-    return {flag for action in synth_cli.build_parser()._actions for flag in action.option_strings}
+    return {flag for action in cli.build_parser()._actions for flag in action.option_strings}
 
 
 def test_filters_that_reject_everything_stop_with_counts(
@@ -303,7 +302,7 @@ def test_filters_that_reject_everything_stop_with_counts(
     code, _, err = run_main(
         capsys, "--n-per-class", "2", "--out", str(out), "--max-attempts-factor", "5"
     )
-    assert code == synth_cli.EXIT_FILTERS_EXHAUSTED
+    assert code == cli.EXIT_FILTERS_EXHAUSTED
     assert "Only 0 of 2 Parasitized cells passed the filters after 10 attempts" in err
     assert "classified as the other class: 10" in err
     assert "Traceback" not in err
@@ -335,7 +334,7 @@ def test_low_confidence_names_the_confidence_flag(
         "--seed",
         "1",
     )
-    assert code == synth_cli.EXIT_FILTERS_EXHAUSTED
+    assert code == cli.EXIT_FILTERS_EXHAUSTED
     named = set(re.findall(r"--[a-z-]+", err.split("To let more through")[1]))
     assert {"--min-confidence", "--no-class-filter", "--max-attempts-factor"} <= named
     assert named <= cli_flags()
@@ -346,13 +345,13 @@ def test_low_confidence_names_the_confidence_flag(
 
 def test_name_tag_keeps_names_inside_and_keys_stable() -> None:
     for hostile in ("../../etc", "/abs/path", "..", "a/../../b", "x\\..\\y", "thin", "Thinker"):
-        tag = synth_files.name_tag(hostile)
+        tag = files.name_tag(hostile)
         assert "/" not in tag and "\\" not in tag and ".." not in tag
         assert not tag.startswith(".") and "thin" not in tag.lower()
-    name = synth_files.cell_file_name("pthinGAN", "Uninfected", 3, 250, prefix="")
+    name = files.cell_file_name("pthinGAN", "Uninfected", 3, 250, prefix="")
     assert (
         patient_key(name)
-        == synth_files.patient_key_of("pthinGAN", 3, 250, prefix="")
+        == files.patient_key_of("pthinGAN", 3, 250, prefix="")
         == "pth-inGAN-s3-g2"
     )
 
@@ -381,7 +380,7 @@ def test_hostile_model_and_prefix_cannot_escape(tmp_path: Path, capsys) -> None:
     (exported / "reference.npz").unlink()
 
     out = tmp_path / "work" / "out"
-    code = synth_cli.main(
+    code = cli.main(
         [
             *("--quiet", "--exported", str(exported), "--model", hostile, "--prefix", "../../../"),
             *("--n-per-class", "2", "--out", str(out), "--no-class-filter", "--no-privacy-filter"),
@@ -392,7 +391,7 @@ def test_hostile_model_and_prefix_cannot_escape(tmp_path: Path, capsys) -> None:
     written = [p for p in tmp_path.rglob("*") if p.is_file() and exported not in p.parents]
     assert written and all(out in p.parents for p in written)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "work"]
-    rows = synth_files.read_manifest(out)
+    rows = files.read_manifest(out)
     shas = {
         label: json.loads((EXPORTED / f"dcgan_{label.lower()}.json").read_text())["sha256"]
         for label in CLASSES
@@ -414,7 +413,7 @@ def test_refuses_non_empty_folders_and_replaces_only_exports(tmp_path: Path, cap
         code, _, err = run_main(
             capsys, "--n-per-class", "1", "--out", str(keep), "--no-class-filter", *extra
         )
-        assert code == synth_cli.EXIT_BAD_INPUT
+        assert code == cli.EXIT_BAD_INPUT
         assert str(keep) in err
     assert (keep / "notes.txt").read_text() == "precious"
     assert siblings(keep) == ["mine"]
@@ -422,15 +421,15 @@ def test_refuses_non_empty_folders_and_replaces_only_exports(tmp_path: Path, cap
     out = tmp_path / "export"
     args = ("--n-per-class", "1", "--out", str(out), "--no-class-filter")
     assert run_main(capsys, *args, "--seed", "1")[0] == 0
-    assert run_main(capsys, *args, "--seed", "2")[0] == synth_cli.EXIT_BAD_INPUT
+    assert run_main(capsys, *args, "--seed", "2")[0] == cli.EXIT_BAD_INPUT
     assert run_main(capsys, *args, "--seed", "2", "--overwrite")[0] == 0
-    assert {r["seed"] for r in synth_files.read_manifest(out)} == {"2"}
+    assert {r["seed"] for r in files.read_manifest(out)} == {"2"}
     assert len(list((out / "Parasitized").iterdir())) == 1
     assert siblings(out) == ["export", "mine"]
 
     (out / "Parasitized" / "stray.txt").write_text("not a cell")
     code, _, err = run_main(capsys, *args, "--overwrite")
-    assert code == synth_cli.EXIT_BAD_INPUT and "Parasitized/stray.txt" in err
+    assert code == cli.EXIT_BAD_INPUT and "Parasitized/stray.txt" in err
 
 
 def write_corrupt_models(root: Path) -> Path:
@@ -446,7 +445,7 @@ def write_corrupt_models(root: Path) -> Path:
 def call_main(argv: list[str]) -> int:
     """Run the CLI in-process, turning argparse's SystemExit into its exit code."""
     try:
-        return synth_cli.main(argv)
+        return cli.main(argv)
     except SystemExit as stop:
         return int(stop.code)
 
@@ -476,7 +475,7 @@ def test_bad_input_gives_exit_2_and_one_message(
             args += [flag, value]
     code = call_main(["--quiet", "--out", str(tmp_path / "out"), *args])
     out, err = capsys.readouterr()
-    assert code == synth_cli.EXIT_BAD_INPUT
+    assert code == cli.EXIT_BAD_INPUT
     assert message in err
     assert "Traceback" not in err + out
     assert not (tmp_path / "out").exists()
@@ -484,15 +483,15 @@ def test_bad_input_gives_exit_2_and_one_message(
 
 def test_zip_folder_holds_the_dataset(tmp_path: Path, models) -> None:
     generator, classifier, reference = models
-    synth.export_dataset(
+    writer.export_dataset(
         tmp_path / "d",
-        synth.SynthConfig(n_per_class=1, class_filter=False),
+        writer.SynthConfig(n_per_class=1, class_filter=False),
         generator=generator,
         classifier=classifier,
         reference=reference,
     )
-    data = synth_files.zip_folder(tmp_path / "d", top="../set")
-    assert data == synth_files.zip_folder(tmp_path / "d", top="../set")
+    data = files.zip_folder(tmp_path / "d", top="../set")
+    assert data == files.zip_folder(tmp_path / "d", top="../set")
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert all(name.startswith("_set/") for name in names)
     assert sorted(n.split("/", 1)[1] for n in names) == sorted(dataset_files(tmp_path / "d"))

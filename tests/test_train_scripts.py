@@ -17,7 +17,7 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from malgan.data import CLASSES, load_dataset  # noqa: E402
-from malgan.nets import DCGANDiscriminator  # noqa: E402
+from malgan.nn.nets import DCGANDiscriminator  # noqa: E402
 from tests.conftest import write_fake_nih_tree  # noqa: E402
 from train import cgan, classifier, common, evaluate, export, models, pipeline, seed_gan  # noqa: E402
 from train.gan_loop import SNAPSHOT_CELLS  # noqa: E402

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from malgan.augment import diff_augment, symmetry_augment
 from malgan.data import CLASSES
-from malgan.export import pixels_for
-from malgan.nets import CondGenerator, ProjectionDiscriminator
+from malgan.nn.augment import diff_augment, symmetry_augment
+from malgan.nn.nets import CondGenerator, ProjectionDiscriminator
+from malgan.nn.onnx_export import pixels_for
 from train import common, models
 from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from malgan import metrics
-from malgan.nets import count_parameters
+from malgan.nn.nets import count_parameters
 from train import common, models
 from train.classifier_loop import FitOptions, fit
 

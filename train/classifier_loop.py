@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from malgan.augment import symmetry_augment
+from malgan.nn.augment import symmetry_augment
 from train import common, models
 
 RECIPES = ("sound", "plain", "report")

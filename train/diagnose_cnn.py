@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from malgan import metrics
-from malgan.classifier_nets import SimpleCNN
+from malgan.nn.classifier_nets import SimpleCNN
 from train import common, models
 
 RAW_LR_SCALE = 255.0**2

@@ -14,10 +14,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from malgan.classifier_nets import ResNetClassifier, SimpleCNN
 from malgan.data import CLASSES
-from malgan.export import pixels_for
-from malgan.nets import CondGenerator, DCGANDiscriminator, DCGANGenerator, ProjectionDiscriminator
+from malgan.nn.classifier_nets import ResNetClassifier, SimpleCNN
+from malgan.nn.nets import (
+    CondGenerator,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    ProjectionDiscriminator,
+)
+from malgan.nn.onnx_export import pixels_for
 from train import common
 
 # Every network, by the name a checkpoint's ``net.arch`` records.

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from malgan.data import CLASSES
-from malgan.nets import DCGANDiscriminator, DCGANGenerator
+from malgan.nn.nets import DCGANDiscriminator, DCGANGenerator
 from train import common, models
 from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from malgan.nets import DCGANDiscriminator, DCGANGenerator
+from malgan.nn.nets import DCGANDiscriminator, DCGANGenerator
 from train import common, models
 from train.seed_gan import SeedGANConfig, build
 

@@ -10,8 +10,9 @@ import numpy as np
 import streamlit as st
 
 from malgan import explore, imaging, latent, runtime
+from malgan.app.cells import GRID_COLUMNS, VIEW_SCALE
+from malgan.app.loading import cached_classifier, cached_generator
 from malgan.data import CLASSES
-from malgan.ui import GRID_COLUMNS, VIEW_SCALE, cached_classifier, cached_generator
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from malgan.nets import IMG_SIZE, KERNEL, RGB, keras_init
+from malgan.nn.nets import IMG_SIZE, KERNEL, RGB, keras_init
 
 RESNET_STAGES = (3, 4, 6)
 RESNET_FILTERS = (64, 128, 256, 512)

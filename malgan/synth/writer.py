@@ -21,7 +21,7 @@ from malgan.data import CLASSES
 from malgan.errors import SynthError
 from malgan.reference import Reference
 from malgan.runtime import CellGenerator, Classifier
-from malgan.synth_files import (
+from malgan.synth.files import (
     DEFAULT_PREFIX,
     MANIFEST_NAME,
     SUMMARY_NAME,
@@ -32,7 +32,7 @@ from malgan.synth_files import (
     write_manifest,
     write_pngs,
 )
-from malgan.synth_filters import (
+from malgan.synth.filters import (
     ACCEPTED,
     DEFAULT_MIN_CONFIDENCE,
     REASON_LABELS,

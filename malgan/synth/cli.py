@@ -13,7 +13,9 @@ from tqdm import tqdm
 from malgan import artifacts, tables
 from malgan.data import CLASSES
 from malgan.errors import ModelError, SynthError
-from malgan.synth import (
+from malgan.synth.files import DEFAULT_PREFIX, check_target
+from malgan.synth.filters import FiltersExhaustedError
+from malgan.synth.writer import (
     DEFAULT_BATCH,
     DEFAULT_MAX_ATTEMPTS_FACTOR,
     DEFAULT_MIN_CONFIDENCE,
@@ -21,8 +23,6 @@ from malgan.synth import (
     SynthConfig,
     export_dataset,
 )
-from malgan.synth_files import DEFAULT_PREFIX, check_target
-from malgan.synth_filters import FiltersExhaustedError
 
 DEFAULT_MODEL = "cgan"
 EXIT_OK = 0
@@ -50,7 +50,7 @@ def _number(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``malgan-synth`` (also ``python -m malgan.synth_cli``)."""
+    """The command-line interface of ``malgan-synth`` (also ``python -m malgan.synth.cli``)."""
     parser = argparse.ArgumentParser(
         prog="malgan-synth",
         description="Write a synthetic dataset in NIH's layout (DIR/Parasitized/*.png, "

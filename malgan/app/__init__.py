@@ -1,0 +1,1 @@
+"""The dashboard's Streamlit and plotly code: loading, page frame, URL controls, views, charts."""

@@ -1,0 +1,1 @@
+"""The synthetic-dataset writer, its files, filters and command-line interface."""
