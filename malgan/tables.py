@@ -142,10 +142,15 @@ def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
     floor = metrics_data.get("fd_real_floor") or {}
     accuracy = percent((metrics_data.get("classifier") or {}).get("test_accuracy"))
     rows: list[dict[str, str]] = []
+    shown = {
+        column: name
+        for column, name in HEADLINE_MODELS.items()
+        if known_fault(metrics_data, name) is None
+    }
 
     def add(figure: str, reported: str, ours: Callable[[dict[str, Any]], str]) -> None:
         row = {"Figure": figure, "The report": reported}
-        for column, name in HEADLINE_MODELS.items():
+        for column, name in shown.items():
             model = models.get(name)
             row[column] = ours(model) if isinstance(model, dict) else MISSING
         rows.append(row)
@@ -170,6 +175,68 @@ def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
     add("Train on synthetic, test on real: accuracy", MISSING, _tstr_text)
     add("Memorisation share (near-copies of training cells)", MISSING, _memorisation_text)
     return rows
+
+
+def headline_columns(metrics_data: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The overview's columns: a model whose run has a known fault is left out."""
+    return tuple(
+        column
+        for column in HEADLINE_COLUMNS
+        if known_fault(metrics_data, HEADLINE_MODELS.get(column, "")) is None
+    )
+
+
+# Where a model comes from, and what is known to be wrong with it.
+def known_fault(metrics_data: Mapping[str, Any] | None, name: str) -> str | None:
+    """The sentence ``metrics.json`` gives for a model trained with a known fault, or None."""
+    model = ((metrics_data or {}).get("models") or {}).get(name)
+    fault = model.get("known_fault") if isinstance(model, Mapping) else None
+    return fault if isinstance(fault, str) and fault else None
+
+
+def machine_text(hardware: Any) -> str | None:
+    """A machine in words: "one NVIDIA H200", "2 CPU cores"; None when unknown."""
+    if not isinstance(hardware, Mapping):
+        return None
+    gpu, count = hardware.get("gpu"), hardware.get("gpu_count")
+    if isinstance(gpu, str) and gpu:
+        return f"{counted(count, gpu) if isinstance(count, int) and count > 1 else 'one ' + gpu}"
+    cores = hardware.get("cpu_count")
+    return counted(cores, "CPU core") if isinstance(cores, int) else None
+
+
+def generator_origin(metrics_data: Mapping[str, Any] | None, name: str) -> str:
+    """How much a generator trained and on what, e.g. "2,400 and 2,380 of the report's 15,000
+    iterations, on 2 CPU cores" for the report's DCGAN pair; "" when unknown.
+
+    The machine is the model's own ``trained_on`` where it was trained apart from the rest of
+    the release, else the release's ``hardware``.
+    """
+    metrics_data = metrics_data or {}
+    model = (metrics_data.get("models") or {}).get(name)
+    if not isinstance(model, Mapping):
+        return ""
+    runs = model.get("training") if isinstance(model.get("training"), Mapping) else {}
+    counts = [info.get("iterations") for info in runs.values() if isinstance(info, Mapping)]
+    counts = [c for c in counts if isinstance(c, int)]
+    if not counts:
+        return ""
+    its = " and ".join(f"{c:,}" for c in counts)
+    if name == "dcgan":
+        its += f" of the report's {report.REPORT_DCGAN_ITERATIONS:,} iterations"
+    else:
+        its += " iterations"
+    machine = machine_text(model.get("trained_on") or metrics_data.get("hardware"))
+    return f"{its}, on {machine}" if machine else its
+
+
+def generator_label(metrics_data: Mapping[str, Any] | None, name: str, display: str) -> str:
+    """A generator's name on a chart: its display name, and either that its run has a known
+    fault or how much it trained and on what."""
+    if known_fault(metrics_data, name):
+        return f"{display} (faulty run, not the report's method)"
+    origin = generator_origin(metrics_data, name)
+    return f"{display} ({origin})" if origin and name == "dcgan" else display
 
 
 # Training runs.

@@ -63,7 +63,12 @@ if metrics is None:
     )
 else:
     # A Markdown table: the first page of a fresh server need not load pandas for seven rows.
-    st.markdown(tables.markdown_table(tables.headline_table(metrics), tables.HEADLINE_COLUMNS))
+    columns = tables.headline_columns(metrics)
+    st.markdown(tables.markdown_table(tables.headline_table(metrics), columns))
+    for name in tables.HEADLINE_MODELS.values():
+        fault = tables.known_fault(metrics, name)
+        if fault:
+            st.warning(f"Left out of the table: {choices.get(name, name)}. {fault}", icon="⚠️")
     st.caption(
         "**Recovery**: share of generated cells the classifier assigns to the intended class "
         "(Wilson 95% interval). **Fréchet distance** between generated and held-out real cells "

@@ -54,6 +54,7 @@ for col, (name, entry) in zip(st.columns(max(len(models), 1)), models.items(), s
     trained = tables.training_summary(choices.get(name, name), (entry or {}).get("training"))
     if trained:
         col.caption(f"{trained}.")
+    frame.model_note(name, choices.get(name, name), col)
 
 if not choices:
     st.info("No generator is listed in the model index, so there is nothing more to show.")
@@ -63,6 +64,7 @@ if not choices:
 st.subheader("One model in detail")
 pick = st.columns([1, 2], vertical_alignment="bottom")
 model = pick[0].selectbox("Model", list(choices), format_func=choices.get, key="r_model")
+frame.model_note(model, choices[model])
 pick[1].caption(
     "Its classifier confidence, its recovery during training and a live measurement follow."
 )

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,13 @@ GENERATOR_NAMES = {
     "cgan": "malgan conditional GAN",
     "dcgan": "The report's DCGAN (one per class)",
 }
+# What the first GPU release's DCGANs got wrong, in a sentence the pages show beside them.
+DCGAN_BN_FAULT = (
+    "This DCGAN pair comes from a run with a known fault of our port, not the report's method: "
+    "during the generator's update the frozen discriminator's BatchNorm used its running "
+    "statistics instead of the batch's (as Keras 2.2 on TensorFlow 1 did for the report), "
+    "so it drew saturated frames instead of cells."
+)
 MAX_HISTORY_POINTS = 600
 LATENCY_WARMUP = 5
 
@@ -82,13 +90,26 @@ def _first_linear_output(net: torch.nn.Module, *inputs: torch.Tensor) -> torch.T
     return captured["h"].flatten(1)
 
 
+# P(each class) of generated cells, given as uint8 NCHW images: a torch or an ONNX classifier.
+Judge = Callable[[torch.Tensor], np.ndarray]
+
+
+def torch_judge(clf: torch.nn.Module, input_scale: str) -> Judge:
+    """A judge from a trained torch classifier."""
+    return lambda images: models.predict(clf, images, input_scale)[0]
+
+
+def onnx_judge(clf: Classifier) -> Judge:
+    """A judge from an exported classifier (ONNX Runtime, plain view)."""
+    return lambda images: clf.predict_proba(images.permute(0, 2, 3, 1).cpu().numpy())
+
+
 @torch.no_grad()
 def generator_directions(
     net: torch.nn.Module,
     labels: tuple[str, ...],
     conditional: bool,
-    clf: torch.nn.Module,
-    input_scale: str,
+    judge: Judge,
     cfg: ExportConfig,
     device: torch.device,
 ) -> dict[str, Any]:
@@ -105,7 +126,7 @@ def generator_directions(
     for label in labels:
         y = eye[torch.full((n,), CLASSES.index(label), device=device)]
         images = net(zt, y) if conditional else net(zt)
-        proba, _ = models.predict(clf, models.to_uint8(images), input_scale)
+        proba = judge(models.to_uint8(images))
         infection[label] = latent.attribute_direction(z, proba[:, 0]).tolist()
     return {"principal": principal.tolist(), "sigmas": sigmas.tolist(), "infection": infection}
 
@@ -212,82 +233,105 @@ def export_classifiers(ex: ExportRun, index: dict[str, Any]) -> tuple[torch.nn.M
     return main_clf
 
 
-def export_generators(
-    ex: ExportRun, index: dict[str, Any], main_clf: tuple[torch.nn.Module, str]
-) -> None:
+def export_generators(ex: ExportRun, index: dict[str, Any], judge: Judge) -> None:
     """Export every generator network with its latent directions."""
-    index["generators"] = []
-    for name, display in GENERATOR_NAMES.items():
-        gen = models.load_generator(ex.runs, name, ex.device)
-        runs = models.generator_runs(name)
-        files = {}
-        for label, net in gen.nets.items():
-            classes = CLASSES if gen.conditional else (label,)
-            run = runs[label]
-            dirs = generator_directions(net, classes, gen.conditional, *main_clf, ex.cfg, ex.device)
-            files[label] = f"{run}.onnx"
-            export_generator(
-                net,
-                ex.out / files[label],
-                name=run,
-                display_name=display if gen.conditional else f"{display}: {label}",
-                classes=list(classes),
-                provenance={
-                    "source_checkpoint": str(ex.runs / run / models.FINAL),
-                    "git_commit": ex.commit,
-                },
-                directions=dirs,
-            )
-        entry: dict[str, Any] = {"name": name, "display_name": display}
-        if gen.conditional:
-            entry["file"] = files["*"]
-        else:
-            entry["files"] = files
-        index["generators"].append(entry)
-        first = Generator.load(ex.out / next(iter(files.values())))
-        latency = cpu_latency_ms(first, ex.cfg.latency_runs)
-        ex.emit(
-            {
-                "kind": "generator",
-                "name": name,
-                "display_name": display,
-                "cpu_latency_ms_one_cell": latency,
-            }
+    index["generators"] = [export_generator_runs(ex, name, judge) for name in GENERATOR_NAMES]
+
+
+def export_generator_runs(ex: ExportRun, name: str, judge: Judge) -> dict[str, Any]:
+    """Export one generator's networks with their latent directions; return its index entry."""
+    display = GENERATOR_NAMES[name]
+    gen = models.load_generator(ex.runs, name, ex.device)
+    runs = models.generator_runs(name)
+    files = {}
+    for label, net in gen.nets.items():
+        classes = CLASSES if gen.conditional else (label,)
+        run = runs[label]
+        dirs = generator_directions(net, classes, gen.conditional, judge, ex.cfg, ex.device)
+        files[label] = f"{run}.onnx"
+        export_generator(
+            net,
+            ex.out / files[label],
+            name=run,
+            display_name=display if gen.conditional else f"{display}: {label}",
+            classes=list(classes),
+            provenance={
+                "source_checkpoint": str(ex.runs / run / models.FINAL),
+                "git_commit": ex.commit,
+            },
+            directions=dirs,
         )
+    entry: dict[str, Any] = {"name": name, "display_name": display}
+    if gen.conditional:
+        entry["file"] = files["*"]
+    else:
+        entry["files"] = files
+    first = Generator.load(ex.out / next(iter(files.values())))
+    latency = cpu_latency_ms(first, ex.cfg.latency_runs)
+    ex.emit(
+        {
+            "kind": "generator",
+            "name": name,
+            "display_name": display,
+            "cpu_latency_ms_one_cell": latency,
+        }
+    )
+    return entry
 
 
 def export_training(ex: ExportRun, index: dict[str, Any]) -> None:
     """Copy each generator's snapshot grids and write its loss and probe histories."""
     index["snapshots"], index["history"] = {}, {"classifier": "history/classifier.json"}
     for name in GENERATOR_NAMES:
-        dest = ex.out / "snapshots" / name
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir(parents=True)
-        snaps, losses, probes, its = [], {}, {}, {}
-        for run_name in models.generator_runs(name).values():
-            for src in sorted((ex.runs / run_name / SNAPSHOT_DIR).glob("*_iter_*.png")):
-                label, _, iteration = src.stem.rpartition("_iter_")
-                shutil.copyfile(src, dest / src.name)
-                file = f"snapshots/{name}/{src.name}"
-                snaps.append({"class": label, "iteration": int(iteration), "file": file})
-            final = common.load_checkpoint(ex.runs / run_name / models.FINAL)
-            state = final["state"]
-            losses[run_name] = _thin(state["losses"])
-            probes[run_name] = state["probes"]
-            # The loop saves the best probe's weights only when its config keeps the best.
-            best = state.get("best") if final["config"].get("keep_best") else None
-            its[run_name] = {
-                "iterations": state["iteration"],
-                "train_seconds": state["train_seconds"],
-                "iterations_per_second": state["iteration"] / max(state["train_seconds"], 1e-9),
-                "selected_iteration": (best or {}).get("iteration", state["iteration"]),
-            }
-        index["snapshots"][name] = sorted(snaps, key=lambda s: (s["class"], s["iteration"]))
-        history = {"losses": losses, "probes": probes}
-        (ex.out / "history" / f"{name}.json").write_text(json.dumps(history))
-        index["history"][name] = f"history/{name}.json"
-        ex.emit({"kind": "training", "name": name, "runs": its})
+        export_generator_training(ex, index, name)
+
+
+def run_fault(generator: str, config: dict[str, Any]) -> str | None:
+    """The known fault of a finished run, from its config; None for a sound run.
+
+    The report's DCGAN first ran the frozen D's BatchNorm on its running statistics during G's
+    update (a run from before ``frozen_bn`` existed did so too)."""
+    if generator == "dcgan" and config.get("frozen_bn", "inference") == "inference":
+        return DCGAN_BN_FAULT
+    return None
+
+
+def export_generator_training(ex: ExportRun, index: dict[str, Any], name: str) -> None:
+    """Copy one generator's snapshot grids, write its histories and log how it trained."""
+    dest = ex.out / "snapshots" / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    snaps, losses, probes, its, faults = [], {}, {}, {}, set()
+    for run_name in models.generator_runs(name).values():
+        for src in sorted((ex.runs / run_name / SNAPSHOT_DIR).glob("*_iter_*.png")):
+            label, _, iteration = src.stem.rpartition("_iter_")
+            shutil.copyfile(src, dest / src.name)
+            file = f"snapshots/{name}/{src.name}"
+            snaps.append({"class": label, "iteration": int(iteration), "file": file})
+        final = common.load_checkpoint(ex.runs / run_name / models.FINAL)
+        state = final["state"]
+        losses[run_name] = _thin(state["losses"])
+        probes[run_name] = state["probes"]
+        # The loop saves the best probe's weights only when its config keeps the best.
+        best = state.get("best") if final["config"].get("keep_best") else None
+        its[run_name] = {
+            "iterations": state["iteration"],
+            "train_seconds": state["train_seconds"],
+            "iterations_per_second": state["iteration"] / max(state["train_seconds"], 1e-9),
+            "selected_iteration": (best or {}).get("iteration", state["iteration"]),
+        }
+        faults.add(run_fault(name, final["config"]))
+    index["snapshots"][name] = sorted(snaps, key=lambda s: (s["class"], s["iteration"]))
+    history = {"losses": losses, "probes": probes}
+    (ex.out / "history").mkdir(exist_ok=True)
+    (ex.out / "history" / f"{name}.json").write_text(json.dumps(history))
+    index["history"][name] = f"history/{name}.json"
+    record = {"kind": "training", "name": name, "runs": its}
+    fault = next((f for f in sorted(faults - {None})), None)
+    if fault:
+        record["known_fault"] = fault
+    ex.emit(record)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -370,7 +414,7 @@ def export_all(cfg: ExportConfig) -> dict[str, Any]:
         },
     }
     main_clf = export_classifiers(ex, index)
-    export_generators(ex, index, main_clf)
+    export_generators(ex, index, torch_judge(*main_clf))
     # Training reference (privacy filter, OOD warnings).
     shutil.copyfile(eval_dir / models.REFERENCE, ex.out / models.REFERENCE)
     ref_hash = sha256_file(ex.out / models.REFERENCE)
@@ -397,6 +441,8 @@ def write_metrics(cfg: ExportConfig, command: str = "") -> dict[str, Any]:
     for r in exported:
         if r["kind"] == "training":
             gen_models[r["name"]]["training"] = r["runs"]
+            if r.get("known_fault"):
+                gen_models[r["name"]]["known_fault"] = r["known_fault"]
     rows = [
         {k: v for k, v in r.items() if k != "kind"} for r in exported if r["kind"] == "classifier"
     ]

@@ -11,7 +11,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from malgan import report
+from malgan import report, tables
 from malgan.data import CLASSES
 from malgan.tables import MISSING, finite, percent, percent_range, run_class
 
@@ -95,7 +95,8 @@ def recovery_sources(
         entry = models[name] or {}
         rates = entry.get("recovery")
         if isinstance(rates, Mapping) and rates:
-            sources.append((str(entry.get("display_name", name)), dict(rates)))
+            display = str(entry.get("display_name", name))
+            sources.append((tables.generator_label(metrics, name, display), dict(rates)))
     sources.extend((label, dict(rates)) for label, rates in extra)
     return sources
 

@@ -7,9 +7,15 @@ from typing import Any
 
 import streamlit as st
 
-from malgan import runtime, uploads
+from malgan import runtime, tables, uploads
 from malgan.app import controls
-from malgan.app.loading import classifier, generator, generator_choices, models_notice
+from malgan.app.loading import (
+    classifier,
+    generator,
+    generator_choices,
+    models_notice,
+    quiet_metrics,
+)
 
 DEFAULT_SEED = 7
 
@@ -103,7 +109,22 @@ def choose_generator(key: str, where: Any = st, *, purpose: str, label: str = "M
         )
         st.stop()
     controls.url_choice(key, DEFAULT_MODEL, list(choices))
-    return where.selectbox(label, list(choices), format_func=choices.get, key=key)
+    name = where.selectbox(label, list(choices), format_func=choices.get, key=key)
+    model_note(name, choices.get(name, name))
+    return name
+
+
+def model_note(name: str, display: str, where: Any = st) -> None:
+    """Beside a model's cells or figures: the known fault of its run as a warning, or, for the
+    report's DCGAN, how many of the report's iterations it trained and on what machine."""
+    data = quiet_metrics()
+    fault = tables.known_fault(data, name)
+    if fault:
+        where.warning(fault, icon="⚠️")
+        return
+    origin = tables.generator_origin(data, name) if name == "dcgan" else ""
+    if origin:
+        where.caption(f"{display}: {origin}.")
 
 
 def require_generator(name: str) -> runtime.CellGenerator:

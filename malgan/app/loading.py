@@ -121,9 +121,14 @@ def smoke_models() -> bool:
     return idx is not None and artifacts.profile_name(idx) == artifacts.SMOKE_PROFILE
 
 
+def quiet_metrics() -> dict[str, Any] | None:
+    """``metrics.json``, or None when it is unreadable (another part of the page says why)."""
+    return _quiet(lambda: _metrics(artifacts.exported_dir()))
+
+
 def measured_recovery(name: str) -> dict[str, float]:
     """Recovery rates of a generator per class from ``metrics.json`` (empty when unknown)."""
-    data = _quiet(lambda: _metrics(artifacts.exported_dir()))
+    data = quiet_metrics()
     return {} if data is None else artifacts.measured_recovery(data, name)
 
 
