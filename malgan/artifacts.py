@@ -14,7 +14,7 @@ from malgan import tables
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 from malgan.reference import Reference
-from malgan.runtime import CellGenerator, Classifier, Generator, GeneratorSet, read_json
+from malgan.runtime import FP32, CellGenerator, Classifier, Generator, GeneratorSet, read_json
 
 EXPORTED_ENV = "MALGAN_EXPORTED"
 DEFAULT_EXPORTED = Path(__file__).resolve().parents[1] / "exported"
@@ -198,18 +198,30 @@ def snapshot_files(
 # Models.
 
 
-def load_generator(exported: str | os.PathLike, name: str) -> CellGenerator:
-    """Load a generator listed in the index: one file, or one file per class."""
+def load_generator(
+    exported: str | os.PathLike, name: str, *, precision: str = FP32
+) -> CellGenerator:
+    """Load a generator listed in the index: one file, or one file per class.
+
+    With ``precision="int8"``, each file's int8 copy where one passed parity (see
+    ``runtime.usable_copy``); the generator's ``precision`` says what runs.
+    """
     root = Path(exported)
     entry = generator_entry(load_index(root), name)
     if "files" in entry:
         files = {label: root / file for label, file in entry["files"].items()}
-        return GeneratorSet.load(files, name=name, display_name=entry.get("display_name", name))
-    return Generator.load(root / entry["file"])
+        display_name = entry.get("display_name", name)
+        return GeneratorSet.load(files, name=name, display_name=display_name, precision=precision)
+    return Generator.load(root / entry["file"], precision=precision)
 
 
-def load_classifier(exported: str | os.PathLike, name: str | None = None) -> Classifier:
-    """Load the index's classifier (or a named entry of its ``classifiers`` list)."""
+def load_classifier(
+    exported: str | os.PathLike, name: str | None = None, *, precision: str = FP32
+) -> Classifier:
+    """Load the index's classifier (or a named entry of its ``classifiers`` list).
+
+    ``precision`` as for ``load_generator``.
+    """
     root = Path(exported)
     index = load_index(root)
     entry = index["classifier"]
@@ -218,7 +230,7 @@ def load_classifier(exported: str | os.PathLike, name: str | None = None) -> Cla
         if not matches:
             raise ModelError(f"No classifier called {name!r} in the index.")
         entry = matches[0]
-    return Classifier.load(root / entry["file"])
+    return Classifier.load(root / entry["file"], precision=precision)
 
 
 def load_reference(exported: str | os.PathLike) -> Reference:
@@ -231,7 +243,11 @@ def load_reference(exported: str | os.PathLike) -> Reference:
 
 
 def load_models(
-    exported: str | os.PathLike, model: str, *, need_reference: bool = True
+    exported: str | os.PathLike,
+    model: str,
+    *,
+    need_reference: bool = True,
+    precision: str = FP32,
 ) -> tuple[CellGenerator, Classifier, Reference | None]:
     """Load a generator, the classifier and the training reference.
 
@@ -239,6 +255,7 @@ def load_models(
         exported: The folder of exported models.
         model: Generator name in the index.
         need_reference: Raise when the reference is unavailable; otherwise return None for it.
+        precision: ``fp32``, or ``int8`` for the copies that passed parity where they exist.
 
     Returns:
         ``(generator, classifier, reference)``.
@@ -253,8 +270,8 @@ def load_models(
             f"The exported models folder {root} does not exist; export the models or name "
             "another folder."
         )
-    generator = load_generator(root, model)
-    classifier = load_classifier(root)
+    generator = load_generator(root, model, precision=precision)
+    classifier = load_classifier(root, precision=precision)
     try:
         reference = load_reference(root)
     except ModelError:

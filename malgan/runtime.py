@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,107 +9,42 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
-import onnxruntime as ort
 
 from malgan.data import CLASSES
 from malgan.directions import Directions
 from malgan.errors import ModelError
 
-# Threads per session: the dashboard shares one session between all its users, so a session
-# never takes more than this many cores.
-DEFAULT_THREADS = 2
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    return sha256_bytes(Path(path).read_bytes())
-
-
-def sidecar_path(model_path: str | os.PathLike) -> Path:
-    """The JSON sidecar that travels with an ONNX file."""
-    return Path(model_path).with_suffix(".json")
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """Read a JSON object, turning every failure into a ModelError that names the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"The {what} {path} is missing.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"The {what} {path} cannot be read ({err}).") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"The {what} {path} does not hold a JSON object.")
-    return data
-
-
-def _session_options(threads: int) -> ort.SessionOptions:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, min(threads, os.cpu_count() or 1))
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    # Idle threads sleep instead of spinning: one server shares a few cores among many users.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # Without the arena, memory goes back after each call instead of growing with the number of
-    # concurrent requests (measured: 10 concurrent users held 1.1 GiB with it, 0.5 GiB without,
-    # at the same speed).
-    opts.enable_cpu_mem_arena = False
-    return opts
-
-
-def load_verified(path: str | os.PathLike, kind: str, *, threads: int = DEFAULT_THREADS):
-    """Open an ONNX file after checking it against the sha256 in its sidecar.
-
-    Args:
-        path: The ``.onnx`` file.
-        kind: The ``kind`` the sidecar must declare ("generator" or "classifier").
-        threads: Intra-op threads for the session.
-
-    Returns:
-        ``(session, meta)``: the ONNX Runtime session and the sidecar dict.
-
-    Raises:
-        ModelError: The file or sidecar is missing, the hash does not match (truncated, swapped
-            or altered file), the sidecar declares another kind, or ONNX Runtime rejects the file.
-    """
-    path = Path(path)
-    meta = read_json(sidecar_path(path), "model sidecar")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"The model file {path} is missing.") from None
-    except OSError as err:
-        raise ModelError(f"The model file {path} cannot be read ({err}).") from None
-    if meta.get("kind") != kind:
-        raise ModelError(
-            f"{path.name} is described as a {meta.get('kind', 'unknown')} model, not a {kind}."
-        )
-    expected = meta.get("sha256")
-    if not expected:
-        raise ModelError(f"The sidecar of {path.name} has no sha256, so it cannot be verified.")
-    actual = sha256_bytes(data)
-    if actual != expected:
-        raise ModelError(
-            f"{path.name} does not match its sidecar (sha256 {actual[:12]}… instead of "
-            f"{expected[:12]}…): the file is truncated, replaced or corrupt. Export it again."
-        )
-    try:
-        session = ort.InferenceSession(
-            data, sess_options=_session_options(threads), providers=["CPUExecutionProvider"]
-        )
-    except Exception as err:  # ONNX Runtime raises its own exception types
-        raise ModelError(f"ONNX Runtime cannot load {path.name}: {err}") from None
-    declared = [spec["name"] for spec in meta.get("inputs", [])]
-    present = [node.name for node in session.get_inputs()]
-    if declared != present:
-        raise ModelError(f"{path.name} has inputs {present}, but its sidecar declares {declared}.")
-    return session, meta
+# The file layer; the names callers import from here are re-exported.
+from malgan.onnx_files import (
+    DEFAULT_THREADS,
+    FP32,
+    load_verified,
+    usable_copy,
+)
+from malgan.onnx_files import (
+    INT8 as INT8,
+)
+from malgan.onnx_files import (
+    PRECISIONS as PRECISIONS,
+)
+from malgan.onnx_files import (
+    low_precision_path as low_precision_path,
+)
+from malgan.onnx_files import (
+    read_json as read_json,
+)
+from malgan.onnx_files import (
+    session_from_bytes as session_from_bytes,
+)
+from malgan.onnx_files import (
+    sha256_bytes as sha256_bytes,
+)
+from malgan.onnx_files import (
+    sha256_file as sha256_file,
+)
+from malgan.onnx_files import (
+    sidecar_path as sidecar_path,
+)
 
 
 def to_uint8_nhwc(images: np.ndarray, pixels: dict[str, Any]) -> np.ndarray:
@@ -153,10 +86,22 @@ class ExportedModel:
     path: Path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, threads: int = DEFAULT_THREADS) -> Self:
-        """Load a model file after checking it against its sidecar (see ``load_verified``)."""
+    def load(
+        cls, path: str | os.PathLike, *, threads: int = DEFAULT_THREADS, precision: str = FP32
+    ) -> Self:
+        """Load a model file after checking it against its sidecar (see ``load_verified``).
+
+        With ``precision="int8"`` its int8 copy is loaded where one made from this file exists
+        (see ``usable_copy``), and the fp32 file otherwise; ``precision`` says which ran.
+        """
+        path = usable_copy(path, precision)
         session, meta = load_verified(path, cls.kind, threads=threads)
-        return cls(session=session, meta=meta, path=Path(path))
+        return cls(session=session, meta=meta, path=path)
+
+    @property
+    def precision(self) -> str:
+        """The precision the session runs at (``fp32`` unless the sidecar says otherwise)."""
+        return str(self.meta.get("precision", FP32))
 
     @property
     def name(self) -> str:
@@ -211,6 +156,11 @@ class CellGenerator(Protocol):
     @property
     def directions(self) -> dict[str, Directions]:
         """Edit directions by class."""
+        ...
+
+    @property
+    def precision(self) -> str:
+        """Precision its sessions run at (``fp32``, ``int8``, or ``mixed`` for a set)."""
         ...
 
     def file_sha256(self, label: str) -> str:
@@ -334,10 +284,17 @@ class GeneratorSet:
 
     @classmethod
     def load(
-        cls, files: dict[str, str | os.PathLike], *, name: str, display_name: str
+        cls,
+        files: dict[str, str | os.PathLike],
+        *,
+        name: str,
+        display_name: str,
+        precision: str = FP32,
     ) -> GeneratorSet:
-        """Load one generator file per class."""
-        members = {label: Generator.load(path) for label, path in files.items()}
+        """Load one generator file per class (each at ``precision`` where it has a copy)."""
+        members = {
+            label: Generator.load(path, precision=precision) for label, path in files.items()
+        }
         for what in ("z_dim", "img_size"):
             values = {getattr(g, what) for g in members.values()}
             if len(values) != 1:
@@ -364,6 +321,12 @@ class GeneratorSet:
     def directions(self) -> dict[str, Directions]:
         """Each class's directions, from the member that draws it."""
         return {label: g.directions[label] for label, g in self.members.items()}
+
+    @property
+    def precision(self) -> str:
+        """The members' precision, or ``"mixed"`` when only some run a low-precision copy."""
+        values = {g.precision for g in self.members.values()}
+        return values.pop() if len(values) == 1 else "mixed"
 
     def file_sha256(self, label: str) -> str:
         """sha256 of the member file that draws ``label``."""
@@ -403,6 +366,10 @@ class GeneratorSet:
 
 
 DIHEDRAL_VIEWS = 8
+# The views averaged for each allowed count: the plain view first, then the flip, then the
+# 180-degree turns, so that fewer views still cover opposite orientations. Eight keeps the
+# original order, so that its averages are bit for bit those of earlier releases.
+VIEW_SETS = {1: (0,), 2: (0, 4), 4: (0, 2, 4, 6), DIHEDRAL_VIEWS: tuple(range(DIHEDRAL_VIEWS))}
 
 
 def dihedral_view(x: np.ndarray, k: int) -> np.ndarray:
@@ -439,12 +406,17 @@ class Classifier(ExportedModel):
 
     kind: ClassVar[str] = "classifier"
 
-    def predict(self, images: np.ndarray, *, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, images: np.ndarray, *, batch: int = 256, views: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and penultimate features.
 
         Args:
             images: uint8 [N, img_size, img_size, 3] (or one such image).
             batch: Cells per ONNX Runtime call.
+            views: Dihedral views the probabilities average (a key of ``VIEW_SETS``); None
+                for the training-time choice (``default_views``). Features always come from
+                the plain view.
 
         Returns:
             ``(proba float32 [N, 2], features float32 [N, F])``. A diverged network's NaN
@@ -454,19 +426,33 @@ class Classifier(ExportedModel):
         if len(x) == 0:
             dim = int(self.meta.get("feature_dim", 0))
             return np.zeros((0, len(self.classes)), np.float32), np.zeros((0, dim), np.float32)
-        views = DIHEDRAL_VIEWS if self.tta else 1
+        ks = VIEW_SETS[self.check_views(views)]
         probas, feats = [], []
         for start in range(0, len(x), batch):
             chunk = x[start : start + batch]
             proba = np.zeros((len(chunk), len(self.classes)), np.float64)
-            for k in range(views):
+            for k in ks:
                 logits, feat = self._run(dihedral_view(chunk, k))
                 proba += softmax(logits)
                 if k == 0:
                     feats.append(feat)
-            probas.append(np.nan_to_num(proba / views, nan=1.0 / len(self.classes)))
+            probas.append(np.nan_to_num(proba / len(ks), nan=1.0 / len(self.classes)))
         features = np.nan_to_num(np.concatenate(feats).astype(np.float32))
         return np.concatenate(probas).astype(np.float32), features
+
+    def view_probabilities(self, images: np.ndarray, *, batch: int = 256) -> np.ndarray:
+        """float64 [8, N, C] probabilities of each dihedral view, for choosing how many to use.
+
+        Averaging rows ``VIEW_SETS[v]`` in order gives ``predict(images, views=v)``'s
+        probabilities.
+        """
+        x = to_network_input(images, self.meta["pixels"])
+        out = np.zeros((DIHEDRAL_VIEWS, len(x), len(self.classes)), np.float64)
+        for start in range(0, len(x), batch):
+            chunk = x[start : start + batch]
+            for k in range(DIHEDRAL_VIEWS):
+                out[k, start : start + len(chunk)] = softmax(self._run(dihedral_view(chunk, k))[0])
+        return out
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         names = [spec["name"] for spec in self.meta["outputs"]]
@@ -477,6 +463,22 @@ class Classifier(ExportedModel):
     def tta(self) -> bool:
         """Whether probabilities average the 8 flips and rotations (chosen at training time)."""
         return bool(self.meta.get("tta", False))
+
+    @property
+    def default_views(self) -> int:
+        """Views averaged when a call names none: 8 with test-time augmentation, else 1."""
+        return DIHEDRAL_VIEWS if self.tta else 1
+
+    def check_views(self, views: int | None) -> int:
+        """``views``, or ``default_views`` for None.
+
+        Raises:
+            ValueError: For a count that is not a key of ``VIEW_SETS``.
+        """
+        views = self.default_views if views is None else int(views)
+        if views not in VIEW_SETS:
+            raise ValueError(f"views must be one of {sorted(VIEW_SETS)}, got {views}")
+        return views
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """float32 [N, 2] class probabilities, columns in ``classes`` order."""
