@@ -68,6 +68,13 @@ class ExportConfig:
     latency_runs: int = 50
     command: str = field(default="", metadata={"help": "Command recorded in metrics.json."})
     seed: int = 0
+    only: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Export only these generators into the release in OUT, replacing theirs and "
+            "keeping every other model; judged by the release's exported classifier."
+        },
+    )
     smoke: bool = False
 
 
@@ -571,10 +578,69 @@ def assemble_metrics(
     return result
 
 
+def export_only(cfg: ExportConfig, command: str) -> dict[str, Any]:
+    """Replace some generators of an existing release with new runs; keep everything else.
+
+    Each generator in ``cfg.only`` is exported from ``cfg.runs`` with its latent directions
+    (judged by the release's exported classifier), snapshots and histories. In ``metrics.json``
+    its entry starts afresh: how it trained, on what machine (``trained_on``) and what wrote it
+    (``written_by["generators"]``); its figures come from the evaluation of the exported models
+    (``train.evaluate_exported``). Every other file of the release is left as it is.
+
+    Returns:
+        The updated metrics.
+    """
+    if cfg.smoke:
+        cfg = smoke_config(cfg)
+    out = Path(cfg.out)
+    index = json.loads((out / "index.json").read_text())
+    unknown = set(cfg.only) - set(GENERATOR_NAMES)
+    if unknown:
+        raise ValueError(f"--only names unknown generators: {sorted(unknown)}")
+    ex = ExportRun(
+        cfg=cfg,
+        runs=Path(cfg.runs),
+        out=out,
+        device=common.pick_device(),
+        commit=common.git_commit(),
+    )
+    (ex.runs / models.EXPORT_LOG).unlink(missing_ok=True)
+    judge = onnx_judge(Classifier.load(out / index["classifier"]["file"]))
+    for name in cfg.only:
+        entry = export_generator_runs(ex, name, judge)
+        kept = [g for g in index["generators"] if g["name"] != name]
+        index["generators"] = [*kept, entry]
+        export_generator_training(ex, index, name)
+    (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    result = json.loads((out / "metrics.json").read_text())
+    trained_on = run_profile(ex.runs).get("hardware") or common.hardware()
+    wrote = {"command": command, "git_commit": ex.commit, "hardware": common.hardware()}
+    for name in cfg.only:
+        model: dict[str, Any] = {"trained_on": trained_on}
+        for r in read_jsonl(ex.runs / models.EXPORT_LOG):
+            if r.get("name") != name:
+                continue
+            if r["kind"] == "generator":
+                model["display_name"] = r["display_name"]
+                model["cpu_latency_ms_one_cell"] = r["cpu_latency_ms_one_cell"]
+            elif r["kind"] == "training":
+                model["training"] = r["runs"]
+                if r.get("known_fault"):
+                    model["known_fault"] = r["known_fault"]
+        result["models"][name] = model
+        result.setdefault("written_by", {}).setdefault("generators", {})[name] = wrote
+    save_metrics(out, result)
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     cfg = common.parse_config(ExportConfig, argv)
-    export_all(cfg)
     command = shlex.join([Path(sys.executable).name, "-m", "train.export", *sys.argv[1:]])
+    if cfg.only:
+        export_only(cfg, cfg.command or command)
+        print(f"Exported {', '.join(cfg.only)} into {cfg.out}")
+        return
+    export_all(cfg)
     result = write_metrics(cfg, cfg.command or command)
     print(f"Exported to {cfg.out}: classifier accuracy {result['classifier']['test_accuracy']:.4f}")
 
