@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from malgan import artifacts, latent, runtime
+from malgan import artifacts, latent, real_sample, runtime
 from malgan.data import CLASSES
 from tests.conftest import REPO_ROOT, SHARED_DATA, write_fake_nih_tree
 from train.common import SMOKE_CELLS
@@ -187,6 +187,13 @@ def test_smoke_pipeline_runs_every_stage_in_order(smoke):
     assert [line["stage"] for line in finished] == list(PIPELINE_STAGES)
     assert set(STAGES) <= set(PIPELINE_STAGES)
     assert all(line["seconds"] >= 0 for line in finished)
+
+
+def test_smoke_pipeline_ships_no_real_cell_by_default(smoke):
+    """A run on private scans must not export a patient's cell unless asked (--real-sample)."""
+    assert not real_sample.exists(smoke["out"])
+    exported = {p.name for p in smoke["out"].rglob("*")}
+    assert not exported & {real_sample.SHEET_NAME, real_sample.SIDECAR_NAME}
 
 
 @pytest.mark.shared

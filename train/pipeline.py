@@ -5,6 +5,7 @@ Usage:
     python -m train.pipeline --data DIR --out exported/ --profile gpu    # the release run
     python -m train.pipeline --data DIR --out exported/ --profile cpu    # two CPU cores, 90 min
     python -m train.pipeline --data DIR --out exported/ --smoke          # every stage, minutes
+    python -m train.pipeline ... --real-sample 512   # ship real test-patient cells (public data)
 
 With ``--jobs N`` (the gpu profile's default is 4), up to N stages train side by side, each in
 its own process, as soon as the stages they need have finished: on one GPU, loops bound by kernel
@@ -39,6 +40,7 @@ from train import (
     evaluate,
     export,
     models,
+    real_sample,
     seed_gan,
     throughput,
 )
@@ -106,6 +108,13 @@ class PipelineConfig:
         metadata={"help": "Stages trained side by side (0: the profile's; 1: one after another)."},
     )
     smoke: bool = field(default=False, metadata={"help": "The same as --profile smoke."})
+    real_sample: int = field(
+        default=0,
+        metadata={
+            "help": "Also write this many real cells of the test patients into OUT for the "
+            "'Real or synthetic?' page (0: none; only for data that may be shown)."
+        },
+    )
 
     @property
     def chosen(self) -> Profile:
@@ -180,10 +189,29 @@ def stage_runners(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Callab
         "evaluate": lambda: evaluate.evaluate(
             common.replace(profile.evaluate, runs=str(runs), **paths)
         ),
-        "export": lambda: export.export_all(
-            common.replace(profile.export, runs=str(runs), out=cfg.out, seed=cfg.seed)
-        ),
+        "export": lambda: export_stage(cfg, profile, runs),
     }
+
+
+def export_stage(cfg: PipelineConfig, profile: Profile, runs: Path) -> dict[str, Any]:
+    """Export the runs; with ``--real-sample N``, also write the real sample (off by default:
+    users train on private scans, which must not leave with the models)."""
+    index = export.export_all(
+        common.replace(profile.export, runs=str(runs), out=cfg.out, seed=cfg.seed)
+    )
+    if cfg.real_sample > 0:
+        real_sample.write_real_sample(
+            real_sample.RealSampleConfig(
+                data=cfg.data,
+                out=cfg.out,
+                n=cfg.real_sample,
+                seed=cfg.seed,
+                cache_dir=cfg.cache_dir,
+                smoke=profile.smoke,
+            ),
+            command=f"python -m train.pipeline --real-sample {cfg.real_sample}",
+        )
+    return index
 
 
 def gan_minutes(profile: Profile, spent_seconds: float) -> float:
