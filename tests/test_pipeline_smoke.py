@@ -14,6 +14,7 @@ import pytest
 from malgan import artifacts, latent, real_sample, runtime
 from malgan.data import CLASSES
 from tests.conftest import REPO_ROOT, SHARED_DATA, write_fake_nih_tree
+from train import figures
 from train.common import SMOKE_CELLS
 from train.models import STAGES_LOG
 from train.pipeline import STAGES as PIPELINE_STAGES
@@ -133,6 +134,11 @@ def check_metrics(out: Path) -> dict[str, Any]:
             assert np.isfinite(model["fd"][label]) and model["fd"][label] >= 0
             assert model["fd_real_floor"][label] >= 0
             assert 0.0 <= model["memorization"][label]["share"] <= 1.0
+            assert 0.0 <= model["membership"][label]["generated"] <= 1.0
+            # A smoke split's few validation cells may leave the k-NN figures undefined (null).
+            assert set(model["diversity"][label]) == {"generated", "reference", "n", "n_real"}
+        # train.evaluate files the same figures as train.evaluate_exported.
+        assert set(figures.FIGURES) <= set(model)
         assert 0.0 <= model["tstr_accuracy"] <= 1.0
     rows = {row["name"]: row for row in metrics["classifiers"]}
     assert len(rows) == len(_index(out)["classifiers"])

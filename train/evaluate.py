@@ -5,7 +5,10 @@ test patients. For each generator, on cells drawn with ``malgan.latent.sample_z`
 seeds the dashboard uses): recovery (the report's measure) with a 95% Wilson interval, the
 Fréchet distance to held-out real cells on the classifier's penultimate features (and the same
 between two real sets, ``fd_real_floor``), train-on-synthetic-test-on-real accuracy, and the
-share of generated cells closer to a training cell than 1% of held-out real cells are.
+share of generated cells closer to a training cell than 1% of held-out real cells are, and
+every figure of ``train.figures`` (k-NN precision, recall, density and coverage, the
+nearest-training-cell share), each beside its real reference; ``train.evaluate_exported``
+computes the same figures from the exported ONNX models.
 
 It also writes ``reference.npz``: the training-set summary the runtime uses for privacy
 filtering and out-of-distribution warnings.
@@ -25,7 +28,7 @@ import torch
 
 from malgan import latent, metrics
 from malgan.data import CLASSES
-from train import common, models
+from train import common, figures, models
 from train.classifier_loop import FitOptions, fit
 
 # Seeds of evaluation draws; distinct from the dashboard's default seed so the shown cells are
@@ -45,6 +48,10 @@ class EvalConfig:
     classifier: str = "classifier"
     generators: tuple[str, ...] = ("dcgan", "cgan")
     n_cells: int = field(default=1000, metadata={"help": "Generated cells per class."})
+    diversity_cells: int = field(
+        default=figures.DIVERSITY_CELLS,
+        metadata={"help": "Generated cells per class of train.figures (capped at validation's)."},
+    )
     tstr_per_class: int = 5000
     tstr_epochs: int = 10
     tstr_arch: str = field(
@@ -65,7 +72,9 @@ class EvalConfig:
 
 def smoke_config(cfg: EvalConfig) -> EvalConfig:
     """A config that runs the whole path in seconds on a CPU."""
-    return common.replace(cfg, n_cells=16, tstr_per_class=24, tstr_epochs=1, reference_dim=8)
+    return common.replace(
+        cfg, n_cells=16, diversity_cells=16, tstr_per_class=24, tstr_epochs=1, reference_dim=8
+    )
 
 
 def guide_runs(runs: Path, generator: str) -> set[str]:
@@ -209,6 +218,18 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
             floor[label] = metrics.frechet_distance(val_f, test_f)
         emit({"metric": "fd_real_floor", **floor})
 
+        # Real cells of the per-generator figures: members, validation and test patients.
+        n_drawn = figures.draw_counts(splits.val.labels, cfg.diversity_cells)
+        picked = figures.real_samples(
+            splits.train.labels, splits.val.labels, splits.test.labels, n_drawn
+        )
+        real = figures.RealCells(
+            **{
+                part: {label: outputs[figures.SOURCE_SPLIT[part]][1][i] for label, i in by.items()}
+                for part, by in picked.items()
+            }
+        )
+
         # Independent judges: recovery by classifiers of another architecture and recipe.
         judges = {}
         for judge in cfg.second_judges:
@@ -265,6 +286,12 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
             emit({"metric": "confidence_histogram", "model": name, **hist})
             emit({"metric": "fd", "model": name, **fd})
             emit({"metric": "memorization", "model": name, **memo})
+            drawn = {}
+            for label in CLASSES:
+                z = figures.draw_latents(label, n_drawn[label], gen.z_dim)
+                drawn[label] = models.predict(clf, gen.generate(label, z, device), scale)[1]
+            for figure, values in figures.compute(figures.Drawn(drawn), real).items():
+                emit({"metric": figure, "model": name, **values})
             tstr = tstr_accuracy(gen, cfg, run, tensors["test"], splits.test.labels)
             emit({"metric": "tstr", "model": name, **tstr})
 

@@ -521,8 +521,9 @@ def update_metrics(
     """Replace some generators' figures in an existing ``metrics.json``; keep everything else.
 
     Each record's figures replace that generator's entry of the same key; the provenance
-    (command, commit, hardware) of the evaluation is kept under ``written_by["figures"]`` per
-    figure, beside the ``written_by`` of the export that wrote the rest of the file.
+    (command, commit, hardware) of the evaluation is kept under
+    ``written_by["figures"][figure][generator]``, beside the ``written_by`` of the export that
+    wrote the rest of the file.
 
     Args:
         out: The exported-models folder.
@@ -536,7 +537,7 @@ def update_metrics(
     written = result.setdefault("written_by", {}).setdefault("figures", {})
     for rec in records:
         add_model_record(result, rec)
-        written[rec["metric"]] = provenance
+        written.setdefault(rec["metric"], {})[rec["model"]] = provenance
     save_metrics(out, result)
     return result
 
