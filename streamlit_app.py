@@ -16,6 +16,7 @@ PAGES = [
     st.Page("pages/classifiers.py", title="Classifiers", icon="🧪"),
     st.Page("pages/training.py", title="Training", icon="📈"),
     st.Page("pages/synthetic_dataset.py", title="Synthetic dataset", icon="📦"),
+    st.Page("pages/real_or_synthetic.py", title="Real or synthetic?", icon="🎭"),
 ]
 
 page = st.navigation(PAGES)

@@ -444,3 +444,134 @@ def diagnosis_rows(diagnosis: dict[str, Any] | None) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+# Per-generator figures: the C2ST and the list a synthetic set's datasheet states.
+
+# Shown for a figure that metrics.json does not hold.
+NOT_MEASURED = "not measured"
+C2ST_KEY = "c2st"
+C2ST_COLUMNS = (
+    "class",
+    "C2ST accuracy: generated vs real",
+    "AUC",
+    "reference: real vs real, other patients",
+    "reference AUC",
+    "cells per side",
+)
+
+
+def _model(metrics_data: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    entry = ((metrics_data or {}).get("models") or {}).get(name)
+    return entry if isinstance(entry, dict) else {}
+
+
+def c2st_figures(metrics_data: Mapping[str, Any] | None, name: str) -> dict[str, dict[str, Any]]:
+    """A generator's classifier two-sample test per class, where ``metrics.json`` has it.
+
+    Returns:
+        ``{label: {"accuracy", "auc", "reference_accuracy", "reference_auc", "n"}}`` for the
+        classes measured (a value is None where the file lacks it); empty when not measured.
+    """
+    entry = _model(metrics_data, name).get(C2ST_KEY)
+    out: dict[str, dict[str, Any]] = {}
+    for label in CLASSES:
+        figures = (entry or {}).get(label) if isinstance(entry, dict) else None
+        if not isinstance(figures, dict):
+            continue
+        generated = figures.get("generated") or {}
+        reference = figures.get("reference") or {}
+        out[label] = {
+            "accuracy": generated.get("accuracy"),
+            "auc": generated.get("auc"),
+            "reference_accuracy": reference.get("accuracy"),
+            "reference_auc": reference.get("auc"),
+            "n": figures.get("n"),
+        }
+    return out
+
+
+def c2st_rows(metrics_data: Mapping[str, Any] | None, name: str) -> list[dict[str, str]]:
+    """The C2ST of a generator as display rows (``C2ST_COLUMNS``), one per class measured."""
+    rows = []
+    for label, f in c2st_figures(metrics_data, name).items():
+        values = (
+            label,
+            percent(f["accuracy"]),
+            number(f["auc"], ".3f"),
+            percent(f["reference_accuracy"]),
+            number(f["reference_auc"], ".3f"),
+            number(f["n"], ","),
+        )
+        rows.append(dict(zip(C2ST_COLUMNS, values, strict=True)))
+    return rows
+
+
+def _per_class(entry: Any, text: Callable[[Any], str]) -> str:
+    """ "Parasitized X; Uninfected Y" of a per-class entry, or "not measured"."""
+    if not isinstance(entry, Mapping) or not any(label in entry for label in CLASSES):
+        return NOT_MEASURED
+    return "; ".join(f"{label} {text(entry.get(label))}" for label in CLASSES if label in entry)
+
+
+def _generated_and_reference(key: str, fmt: Callable[[Any], str]) -> Callable[[Any], str]:
+    def text(value: Any) -> str:
+        value = value if isinstance(value, Mapping) else {}
+        generated, reference = value.get("generated"), value.get("reference")
+        if key:
+            generated = (generated or {}).get(key) if isinstance(generated, Mapping) else None
+            reference = (reference or {}).get(key) if isinstance(reference, Mapping) else None
+        return f"{fmt(generated)} (real reference {fmt(reference)})"
+
+    return text
+
+
+def generator_figures(metrics_data: Mapping[str, Any] | None, name: str) -> list[tuple[str, str]]:
+    """What ``metrics.json`` says of a generator, as ``(figure, text)`` in reading order.
+
+    Recovery, Fréchet distance with its real-vs-real floor, coverage, TSTR, memorisation and
+    the C2ST, each with its real reference where it has one; "not measured" for a figure the
+    file lacks.
+    """
+    model = _model(metrics_data, name)
+    floor = (metrics_data or {}).get("fd_real_floor") or {}
+    fd = model.get("fd")
+    fd_text = NOT_MEASURED
+    if isinstance(fd, Mapping) and fd:
+        fd_text = "; ".join(
+            f"{label} {number(fd.get(label), '.2f')} "
+            f"(real floor {number((model.get('fd_real_floor') or floor).get(label), '.2f')}, "
+            f"{_fd_ratio_text(model, floor, label)})"
+            for label in CLASSES
+            if label in fd
+        )
+    memorisation = _memorisation_text(model)
+    tstr = _tstr_text(model)
+    return [
+        ("Recovery by the classifier (95% CI)", _per_class(model.get("recovery"), _recovery_text)),
+        ("Fréchet distance", fd_text),
+        (
+            "Coverage (k-NN)",
+            _per_class(model.get("diversity"), _generated_and_reference("coverage", percent)),
+        ),
+        ("Train on synthetic, test on real: accuracy", NOT_MEASURED if tstr == MISSING else tstr),
+        (
+            "Memorisation share (near-copies of training cells)",
+            NOT_MEASURED if memorisation == MISSING else memorisation,
+        ),
+        (
+            "Nearest-training-cell share",
+            _per_class(model.get("membership"), _generated_and_reference("", percent)),
+        ),
+        (
+            "C2ST accuracy, generated vs real (0.5: indistinguishable)",
+            _per_class(model.get(C2ST_KEY), _generated_and_reference("accuracy", percent)),
+        ),
+        (
+            "C2ST AUC",
+            _per_class(
+                model.get(C2ST_KEY),
+                _generated_and_reference("auc", lambda v: number(v, ".3f")),
+            ),
+        ),
+    ]
