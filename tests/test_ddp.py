@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 
 from malgan.data import CLASSES, load_dataset  # noqa: E402
+from malgan.nn.registry import rebuild  # noqa: E402
 from tests.conftest import REPO_ROOT, write_fake_nih_tree  # noqa: E402
 from train import models  # noqa: E402
-from train.models import rebuild  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,

@@ -1,8 +1,13 @@
-"""Import contracts, read from the source with ``ast``: the app never reaches torch, no cycles.
+"""Import contracts, read from the source with ``ast``: each tier imports only what it may.
 
-Every module is found by glob, so a new module is covered without editing this file. An import
-counts wherever it stands (a lazy import inside a function still loads its module when called),
-except under ``if TYPE_CHECKING:``, which never runs.
+The tiers are folders, each given as globs under the repository root:
+- only ``malgan/nn/**`` and ``train/`` import torch (the app and the numpy core never reach it);
+- only ``malgan/app/**`` and ``pages/`` (with the entry point ``streamlit_app.py``) import
+  Streamlit or plotly.
+
+Every module is found by recursive glob, so a module added to any folder is covered without
+editing this file. An import counts wherever it stands (a lazy import inside a function still
+loads its module when called), except under ``if TYPE_CHECKING:``, which never runs.
 """
 
 from __future__ import annotations
@@ -17,20 +22,15 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-# Packages that bring torch with them.
+# Every source file of the library, the training scripts and the app.
+SOURCE_GLOBS = ("malgan/**/*.py", "train/**/*.py", "pages/**/*.py", "streamlit_app.py")
+# The two rules: these packages, only from these folders.
 TORCH_PACKAGES = frozenset({"torch", "torchvision"})
-# The library, the training scripts and the app, each as globs under the repository root.
-LIBRARY_GLOBS = ("malgan/*.py", "malgan/*/*.py")
-# A library module longer than this holds more than one concept: split it.
-MAX_MODULE_LINES = 500
-TRAIN_GLOBS = ("train/*.py",)
-APP_GLOBS = ("streamlit_app.py", "pages/*.py")
+TORCH_TIER = ("malgan/nn/**/*.py", "train/**/*.py")
+UI_PACKAGES = frozenset({"streamlit", "plotly"})
+UI_TIER = ("malgan/app/**/*.py", "pages/**/*.py", "streamlit_app.py")
 # The library may import neither the training scripts nor the app's pages.
 LIBRARY_FORBIDDEN = ("train", "pages")
-# The app-side modules that the house style names: never torch modules, whatever they import.
-APP_CORE = frozenset({"malgan.data", "malgan.latent", "malgan.runtime", "malgan.metrics"})
-# Torch modules that exist today; a sanity check that the detector sees direct torch imports.
-KNOWN_TORCH_MODULES = frozenset({"malgan.nn.nets", "malgan.nn.onnx_export"})
 
 
 @dataclass(frozen=True)
@@ -156,16 +156,26 @@ def build_graph(root: Path, globs: Iterable[str]) -> ImportGraph:
     return ImportGraph(paths=paths, names=imported, edges=edges, external=external)
 
 
-def torch_violations(graph: ImportGraph, app: Iterable[str], torch_modules: set[str]) -> list[str]:
-    """One line per app module that reaches torch, with the chain that does it."""
+def tier_modules(graph: ImportGraph, root: Path, globs: Iterable[str]) -> set[str]:
+    """The modules of ``graph`` whose files match one of ``globs`` under ``root``."""
+    files = {path.resolve() for g in globs for path in root.glob(g)}
+    return {module for module, path in graph.paths.items() if path.resolve() in files}
+
+
+def tier_violations(graph: ImportGraph, packages: Iterable[str], tier: set[str]) -> list[str]:
+    """One line per module outside ``tier`` that imports one of ``packages``, or reaches a
+    module that does through the project's own imports (with the chain that does it)."""
+    wanted = frozenset(packages)
+    direct = graph.importing(wanted)
+    label = "/".join(sorted(wanted))
     problems = []
-    for module in sorted(app):
-        if module in graph.importing(TORCH_PACKAGES):
-            problems.append(f"{graph.paths[module]} imports torch")
+    for module in sorted(set(graph.paths) - tier):
+        if module in direct:
+            problems.append(f"{graph.paths[module]} imports {label}")
             continue
-        chain = graph.path_to(module, torch_modules)
+        chain = graph.path_to(module, direct)
         if chain is not None:
-            problems.append(f"{graph.paths[module]} reaches torch: {' -> '.join(chain)} -> torch")
+            problems.append(f"{graph.paths[module]} reaches {label}: {' -> '.join(chain)}")
     return problems
 
 
@@ -183,7 +193,7 @@ def forbidden_imports(graph: ImportGraph, sources: Iterable[str], tops: Iterable
 
 @pytest.fixture(scope="module")
 def graph() -> ImportGraph:
-    return build_graph(REPO_ROOT, LIBRARY_GLOBS + TRAIN_GLOBS + APP_GLOBS)
+    return build_graph(REPO_ROOT, SOURCE_GLOBS)
 
 
 @pytest.fixture(scope="module")
@@ -191,29 +201,31 @@ def library(graph: ImportGraph) -> set[str]:
     return {m for m in graph.paths if m.split(".")[0] == "malgan"}
 
 
-@pytest.fixture(scope="module")
-def torch_modules(graph: ImportGraph, library: set[str]) -> set[str]:
-    """The allow-list: library modules that import torch themselves."""
-    return graph.importing(TORCH_PACKAGES) & library
+def test_discovery_covers_every_module(graph: ImportGraph) -> None:
+    files = {
+        path.resolve()
+        for folder in ("malgan", "train", "pages")
+        for path in (REPO_ROOT / folder).rglob("*.py")
+    }
+    assert files <= {path.resolve() for path in graph.paths.values()}
+    for package in ("malgan.nn", "malgan.app", "malgan.synth"):
+        assert any(m.startswith(f"{package}.") for m in graph.paths), package
+    assert {"malgan.metrics", "train.pipeline", "streamlit_app"} <= graph.paths.keys()
 
 
-def test_discovery_finds_every_part(graph: ImportGraph) -> None:
-    tops = {m.split(".")[0] for m in graph.paths}
-    assert {"malgan", "train", "pages", "streamlit_app"} <= tops
-    assert "malgan.metrics" in graph.paths and "train.pipeline" in graph.paths
+def test_the_tiers_hold_what_they_name(graph: ImportGraph) -> None:
+    """A sanity check that the detector sees direct imports where they are expected."""
+    assert {"malgan.nn.nets", "malgan.nn.registry"} <= graph.importing(TORCH_PACKAGES)
+    assert "malgan.app.charts" in graph.importing(UI_PACKAGES)
 
 
-def test_torch_modules_are_the_training_side(torch_modules: set[str]) -> None:
-    assert torch_modules >= KNOWN_TORCH_MODULES, "the detector missed a direct torch import"
-    assert not torch_modules & APP_CORE, f"app-side modules import torch: {torch_modules}"
+def test_only_nn_and_train_import_torch(graph: ImportGraph) -> None:
+    problems = tier_violations(graph, TORCH_PACKAGES, tier_modules(graph, REPO_ROOT, TORCH_TIER))
+    assert not problems, "\n".join(problems)
 
 
-def test_app_never_reaches_torch(
-    graph: ImportGraph, library: set[str], torch_modules: set[str]
-) -> None:
-    app = {m for m in graph.paths if m.split(".")[0] in ("streamlit_app", "pages")}
-    app |= library - torch_modules
-    problems = torch_violations(graph, app, torch_modules)
+def test_only_app_and_pages_import_streamlit_or_plotly(graph: ImportGraph) -> None:
+    problems = tier_violations(graph, UI_PACKAGES, tier_modules(graph, REPO_ROOT, UI_TIER))
     assert not problems, "\n".join(problems)
 
 
@@ -226,15 +238,6 @@ def test_library_and_train_have_no_import_cycle(graph: ImportGraph) -> None:
     modules = [m for m in graph.paths if m.split(".")[0] in ("malgan", "train")]
     cycle = graph.cycle(modules)
     assert cycle is None, " -> ".join(cycle or ())
-
-
-def test_no_library_module_is_longer_than_500_lines() -> None:
-    lengths = {
-        path.name: len(path.read_text(encoding="utf-8").splitlines())
-        for glob in LIBRARY_GLOBS
-        for path in REPO_ROOT.glob(glob)
-    }
-    assert lengths and not {n: k for n, k in lengths.items() if k > MAX_MODULE_LINES}
 
 
 # The analyser itself, on a made-up tree where every contract is broken once.
@@ -255,12 +258,16 @@ SYNTHETIC_TREE = {
 }
 
 
-@pytest.fixture
-def synthetic(tmp_path: Path) -> ImportGraph:
-    for name, text in SYNTHETIC_TREE.items():
-        path = tmp_path / name
+def _write_tree(root: Path, tree: dict[str, str]) -> None:
+    for name, text in tree.items():
+        path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def synthetic(tmp_path: Path) -> ImportGraph:
+    _write_tree(tmp_path, SYNTHETIC_TREE)
     return build_graph(tmp_path, ("lib/*.py", "scripts/*.py", "app.py"))
 
 
@@ -275,16 +282,66 @@ def test_analyser_resolves_imports(synthetic: ImportGraph) -> None:
 
 
 def test_analyser_reports_broken_contracts(synthetic: ImportGraph) -> None:
-    torch_modules = {"lib.nets"}
-    app = set(synthetic.paths) - torch_modules - {"scripts.run"}
-    problems = torch_violations(synthetic, app, torch_modules)
+    tier = {"lib.nets", "scripts.run"}
+    problems = tier_violations(synthetic, TORCH_PACKAGES, tier)
     reached = [p.split(" reaches")[0].split("/")[-1] for p in problems]
     assert reached == ["core.py", "helpers.py", "upward.py"]
-    assert "lib.core -> lib.helpers -> lib.nets -> torch" in problems[0]
-    assert torch_violations(synthetic, {"app", "lib.typed"}, torch_modules) == []
+    assert "lib.core -> lib.helpers -> lib.nets" in problems[0]
+    assert (
+        tier_violations(synthetic, TORCH_PACKAGES, set(synthetic.paths) - {"app", "lib.typed"})
+        == []
+    )
+    app = set(synthetic.paths) - {"scripts.run"}
     assert [p.split("/")[-1] for p in forbidden_imports(synthetic, app, ["scripts"])] == [
         "upward.py imports scripts.run"
     ]
     cycle = synthetic.cycle(synthetic.paths)
     assert cycle is not None and set(cycle) == {"lib.loop_a", "lib.loop_b"}
     assert synthetic.cycle(set(synthetic.paths) - {"lib.loop_a"}) is None
+
+
+# A tree laid out as the project is: the tier globs, not a list of modules, decide.
+TIERED_TREE = {
+    "pkg/__init__.py": "",
+    "pkg/core.py": "import numpy\n",
+    "pkg/nn/__init__.py": "",
+    "pkg/nn/nets.py": "import torch\n",
+    "pkg/app/__init__.py": "",
+    "pkg/app/charts.py": "import plotly.graph_objects as go\nfrom pkg import core\n",
+    "train/loop.py": "from pkg.nn import nets\n",
+    "pages/page.py": "import streamlit as st\nfrom pkg.app import charts\n",
+}
+TIERED_GLOBS = ("pkg/**/*.py", "train/**/*.py", "pages/**/*.py")
+TIERED_TORCH = ("pkg/nn/**/*.py", "train/**/*.py")
+TIERED_UI = ("pkg/app/**/*.py", "pages/**/*.py")
+# Modules that someone might add later, each breaking one rule from a new (nested) folder.
+BREAKING_MODULES = {
+    "pkg/app/deep/tensors.py": ("torch", "import torch\n"),
+    "pkg/synth/sample.py": ("torch", "def f():\n    from pkg.nn.nets import G\n"),
+    "pkg/nn/plots.py": ("ui", "from plotly import express\n"),
+    "pkg/sub/widgets.py": ("ui", "import streamlit\n"),
+    "train/report.py": ("ui", "from pkg.app.charts import figure\n"),
+}
+
+
+def _tiered_problems(root: Path) -> dict[str, list[str]]:
+    tree = build_graph(root, TIERED_GLOBS)
+    return {
+        "torch": tier_violations(tree, TORCH_PACKAGES, tier_modules(tree, root, TIERED_TORCH)),
+        "ui": tier_violations(tree, UI_PACKAGES, tier_modules(tree, root, TIERED_UI)),
+    }
+
+
+def test_a_sound_tiered_tree_passes(tmp_path: Path) -> None:
+    _write_tree(tmp_path, TIERED_TREE)
+    assert _tiered_problems(tmp_path) == {"torch": [], "ui": []}
+
+
+@pytest.mark.parametrize("added", sorted(BREAKING_MODULES))
+def test_a_module_added_that_breaks_a_tier_fails(tmp_path: Path, added: str) -> None:
+    rule, text = BREAKING_MODULES[added]
+    _write_tree(tmp_path, {**TIERED_TREE, added: text})
+    problems = _tiered_problems(tmp_path)
+    assert len(problems[rule]) == 1 and added in problems[rule][0], problems
+    other = "ui" if rule == "torch" else "torch"
+    assert problems[other] == []

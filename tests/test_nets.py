@@ -7,8 +7,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn.utils import parametrize  # noqa: E402
 
-from malgan.nn import augment, classifier_nets, nets  # noqa: E402
-from train import models  # noqa: E402
+from malgan.nn import augment, classifier_nets, nets, registry  # noqa: E402
 
 IMG = nets.IMG_SIZE
 ONNX_BUDGET_BYTES = 16 * 2**20
@@ -69,11 +68,11 @@ def _inputs(net: nn.Module, n: int) -> tuple[torch.Tensor, ...]:
 @pytest.fixture(scope="module")
 def built_networks():
     torch.manual_seed(0)
-    return {name: models.build(name) for name in models.NETWORKS}
+    return {name: registry.build(name) for name in registry.NETWORKS}
 
 
 @pytest.mark.parametrize(("n", "train"), [(1, False), (3, False), (3, True)])
-@pytest.mark.parametrize("name", sorted(models.NETWORKS))
+@pytest.mark.parametrize("name", sorted(registry.NETWORKS))
 def test_every_network_gives_finite_outputs_of_the_right_shape(built_networks, name, n, train):
     net = built_networks[name].train(train)
     with torch.no_grad():
@@ -98,7 +97,7 @@ def test_every_network_gives_finite_outputs_of_the_right_shape(built_networks, n
 def test_networks_carry_their_dimensions(built_networks):
     assert built_networks["dcgan"].z_dim == 100
     assert built_networks["cgan"].z_dim == 128
-    for name in ("cgan", "projection_discriminator", *models.CLASSIFIER_ARCHS):
+    for name in ("cgan", "projection_discriminator", *registry.CLASSIFIER_ARCHS):
         assert built_networks[name].num_classes == 2
     for net in built_networks.values():
         assert net.img_size == IMG
@@ -106,7 +105,7 @@ def test_networks_carry_their_dimensions(built_networks):
 
 def test_build_rejects_unknown_network():
     with pytest.raises(ValueError, match="simple_cnn"):
-        models.build("vgg")
+        registry.build("vgg")
 
 
 def test_resnet_rejects_mismatched_filters():

@@ -17,6 +17,7 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from malgan.data import CLASSES, load_dataset  # noqa: E402
+from malgan.nn import registry  # noqa: E402
 from malgan.nn.nets import DCGANDiscriminator  # noqa: E402
 from tests.conftest import write_fake_nih_tree  # noqa: E402
 from train import cgan, classifier, common, evaluate, export, models, pipeline, seed_gan  # noqa: E402
@@ -180,7 +181,7 @@ def test_classifier_smoke_writes_a_self_describing_model(classifier_runs, name):
     ckpt = torch.load(out / models.FINAL, map_location="cpu", weights_only=True)
     assert {"config", "net", "state_dict", "input_scale", "tta", "summary"} <= set(ckpt)
     assert ckpt["config"]["arch"] == ckpt["net"]["arch"] == ckpt["summary"]["arch"]
-    net = models.rebuild(ckpt)
+    net = registry.rebuild(ckpt)
     assert not net.training
     logits, feats = net(torch.zeros(2, 3, 64, 64))
     assert logits.shape == (2, len(CLASSES)) and feats.shape == (2, net.feature_dim)
@@ -288,7 +289,7 @@ def test_gan_smoke_writes_logs_snapshots_and_a_model(gan_runs, name):
     assert {"config", "net", "state_dict", "classes", "state"} <= set(ckpt)
     assert tuple(ckpt["classes"]) == classes
     assert ckpt["config"] == {k: v for k, v in config.items() if k not in ("world_size", "device")}
-    net = models.rebuild(ckpt)
+    net = registry.rebuild(ckpt)
     assert not net.training
     z = torch.randn(2, net.z_dim)
     with torch.no_grad():

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from malgan.data import CLASSES
+from malgan.nn import registry
 from malgan.nn.augment import diff_augment, symmetry_augment
 from malgan.nn.nets import CondGenerator, ProjectionDiscriminator
 from malgan.nn.onnx_export import pixels_for
@@ -94,7 +95,7 @@ def net_spec(cfg: CGANConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"z_dim": cfg.z_dim, "num_classes": len(CLASSES)}
     if cfg.ch:
         kwargs["ch"] = cfg.ch
-    return models.spec("cgan", **kwargs)
+    return registry.spec("cgan", **kwargs)
 
 
 def load_guide(

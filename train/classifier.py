@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from malgan import metrics
+from malgan.nn import registry
 from malgan.nn.nets import count_parameters
 from train import common, models
 from train.classifier_loop import FitOptions, fit
@@ -78,7 +79,7 @@ def train(cfg: ClassifierConfig) -> dict[str, Any]:
             common.save_checkpoint(
                 {
                     "config": asdict(cfg),
-                    "net": models.spec(cfg.arch),
+                    "net": registry.spec(cfg.arch),
                     "state_dict": state["best_state"],
                     "input_scale": cfg.input_scale,
                     "tta": use_tta,

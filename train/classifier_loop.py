@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from malgan.nn import registry
 from malgan.nn.augment import symmetry_augment
 from train import common, models
 
@@ -23,7 +24,7 @@ COLOR_JITTER = 0.1
 class FitOptions:
     """How a classifier trains: network, recipe, schedule and precision."""
 
-    arch: str = field(default="resnet", metadata={"choices": models.CLASSIFIER_ARCHS})
+    arch: str = field(default="resnet", metadata={"choices": registry.CLASSIFIER_ARCHS})
     recipe: str = field(
         default="sound",
         metadata={
@@ -98,7 +99,7 @@ def fit(
     gen = torch.Generator(device=device).manual_seed(cfg.seed + run.rank)
     perm_gen = torch.Generator().manual_seed(cfg.seed)
     with common.seeded_init(cfg.seed):
-        net = models.build(cfg.arch).to(device)
+        net = registry.build(cfg.arch).to(device)
     net = common.channels_last(net)
     common.broadcast_module(net, run.world)
     steps_per_epoch = max(1, len(train_x) // (cfg.batch * run.world))
@@ -166,7 +167,7 @@ def fit(
             common.save_checkpoint(
                 {
                     "config": asdict(cfg),
-                    "net": models.spec(cfg.arch),
+                    "net": registry.spec(cfg.arch),
                     "state_dict": common.to_cpu_state(net),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict() if sched is not None else {},

@@ -28,6 +28,7 @@ import torch
 
 from malgan import latent, metrics
 from malgan.data import CLASSES
+from malgan.nn import registry
 from train import common, figures, models
 from train.classifier_loop import FitOptions, fit
 
@@ -56,7 +57,7 @@ class EvalConfig:
     tstr_epochs: int = 10
     tstr_arch: str = field(
         default="resnet",
-        metadata={"choices": models.CLASSIFIER_ARCHS, "help": "Network of the TSTR classifier."},
+        metadata={"choices": registry.CLASSIFIER_ARCHS, "help": "Network of the TSTR classifier."},
     )
     second_judges: tuple[str, ...] = field(
         default=("resnet_plain", "cnn_sound"),

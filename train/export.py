@@ -26,6 +26,7 @@ import torch
 
 from malgan import latent, metrics
 from malgan.data import CLASSES
+from malgan.nn import registry
 from malgan.nn.onnx_export import export_classifier, export_generator
 from malgan.runtime import Classifier, Generator, sha256_file
 from train import common, models
@@ -208,7 +209,7 @@ def export_classifiers(ex: ExportRun, index: dict[str, Any]) -> tuple[torch.nn.M
         if not path.exists():
             continue
         ckpt = common.load_checkpoint(path, ex.device)
-        net = models.rebuild(ckpt)
+        net = registry.rebuild(ckpt)
         file = "classifier.onnx" if name == "classifier" else f"classifier_{name}.onnx"
         meta = export_classifier(
             net,

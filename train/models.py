@@ -1,7 +1,7 @@
-"""Networks by name, checkpoints back to networks, prediction, pixel conversion and run folders.
+"""Trained networks on a device: prediction, pixel conversion, run folders and loaders.
 
-The one registry of the project's torch networks lives here; scripts, evaluation, export and
-the tests build, rebuild and name networks and run folders through this module only.
+Networks are built and rebuilt by name through ``malgan.nn.registry``; this module names the
+files of a run folder and loads trained generators and classifiers from them.
 """
 
 from __future__ import annotations
@@ -15,27 +15,10 @@ import torch
 from torch import nn
 
 from malgan.data import CLASSES
-from malgan.nn.classifier_nets import ResNetClassifier, SimpleCNN
-from malgan.nn.nets import (
-    CondGenerator,
-    DCGANDiscriminator,
-    DCGANGenerator,
-    ProjectionDiscriminator,
-)
 from malgan.nn.onnx_export import pixels_for
+from malgan.nn.registry import rebuild
 from train import common
 
-# Every network, by the name a checkpoint's ``net.arch`` records.
-NETWORKS: dict[str, type[nn.Module]] = {
-    "dcgan": DCGANGenerator,
-    "dcgan_discriminator": DCGANDiscriminator,
-    "cgan": CondGenerator,
-    "projection_discriminator": ProjectionDiscriminator,
-    "resnet": ResNetClassifier,
-    "simple_cnn": SimpleCNN,
-}
-GENERATOR_ARCHS = ("dcgan", "cgan")
-CLASSIFIER_ARCHS = ("resnet", "simple_cnn")
 # The generators the pipeline trains: one conditional network, or the report's pair.
 GENERATORS = {"cgan": True, "dcgan": False}  # name -> conditional
 
@@ -51,34 +34,6 @@ DIAGNOSIS_FILE = "diagnose_cnn.json"
 # Cells per forward pass when predicting.
 EVAL_BATCH = 512
 GEN_BATCH = 500
-
-
-def build(arch: str, **kwargs: Any) -> nn.Module:
-    """Build a network by name.
-
-    Args:
-        arch: A key of ``NETWORKS``.
-        **kwargs: Keyword arguments of its constructor.
-
-    Raises:
-        ValueError: For an unknown name.
-    """
-    if arch not in NETWORKS:
-        raise ValueError(f"unknown network {arch!r}; choose one of {sorted(NETWORKS)}")
-    return NETWORKS[arch](**kwargs)
-
-
-def spec(arch: str, **kwargs: Any) -> dict[str, Any]:
-    """The ``net`` entry of a self-describing checkpoint."""
-    return {"arch": arch, "kwargs": kwargs}
-
-
-def rebuild(ckpt: dict[str, Any]) -> nn.Module:
-    """Rebuild a network from a self-describing checkpoint (``net`` and ``state_dict``), in eval
-    mode."""
-    net = build(ckpt["net"]["arch"], **ckpt["net"]["kwargs"])
-    net.load_state_dict(ckpt["state_dict"])
-    return net.eval()
 
 
 # Pixels.

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from malgan.data import CLASSES
+from malgan.nn import registry
 from malgan.nn.nets import DCGANDiscriminator, DCGANGenerator
 from train import common, models
 from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
@@ -144,7 +145,7 @@ def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
         losses=losses,
         loss_names=("d_real", "d_fake", "g"),
         sample=sample,
-        net_spec=models.spec("dcgan", z_dim=cfg.z_dim),
+        net_spec=registry.spec("dcgan", z_dim=cfg.z_dim),
         classes=(cfg.class_name,),
         generators=[gen],
     )
