@@ -15,7 +15,7 @@ from malgan.app import cells, controls, frame, loading, views
 from malgan.app.charts import CLASS_COLOURS
 from malgan.data import CLASSES
 from malgan.errors import SynthError
-from malgan.synth import files, filters, writer
+from malgan.synth import datasheet, files, filters, writer
 
 DEFAULT_CELLS = 100
 MAX_CELLS = 2000
@@ -248,6 +248,9 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
         except (SynthError, OSError) as err:
             st.session_state[RESULT_KEY] = {"params": params, "error": str(err), "rejected": None}
         else:
+            datasheet.write_datasheet(
+                folder, summary.to_dict(), params["exported"], cell_size=generator.img_size
+            )
             top = f"malgan_synthetic_{files.name_tag(model)}_seed{config.seed}"
             st.session_state[RESULT_KEY] = {
                 "params": params,
@@ -298,7 +301,9 @@ st.caption(
     f"The archive holds `Parasitized/` and `Uninfected/` folders of {size}×{size} PNGs named like "
     "the NIH cells (so malgan and other NIH loaders read them back), `manifest.csv` (one row per "
     "cell: model, its sha256, seed, latent index, truncation, classifier probability and "
-    "distance to the nearest training cell) and `summary.json` (settings and filter counts). "
+    "distance to the nearest training cell), `summary.json` (settings and filter counts) and "
+    "`DATASHEET.md` (the generator, its training data and figures, the filters, intended uses "
+    "and limits). "
     "The seed and latent index in the manifest reproduce any cell on the other pages."
 )
 

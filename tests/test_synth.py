@@ -550,6 +550,7 @@ def test_page_generates_a_tiny_set_and_offers_the_zip(app: AppTest) -> None:
     assert {n.split("/", 1)[1] for n in names if not n.endswith(".png")} == {
         "manifest.csv",
         "summary.json",
+        files.DATASHEET_NAME,
     }
     assert app.query_params["d_class"] == "False"
 

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from malgan import artifacts, tables
 from malgan.data import CLASSES
 from malgan.errors import ModelError, SynthError
+from malgan.synth import datasheet
 from malgan.synth.files import DEFAULT_PREFIX, check_target
 from malgan.synth.filters import FiltersExhaustedError
 from malgan.synth.writer import (
@@ -167,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted; nothing was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    datasheet.write_datasheet(args.out, summary.to_dict(), exported, cell_size=generator.img_size)
     print(summary.describe())
     return EXIT_OK
 
