@@ -20,8 +20,18 @@ from malgan.data import CLASSES, load_dataset  # noqa: E402
 from malgan.nn import registry  # noqa: E402
 from malgan.nn.nets import DCGANDiscriminator  # noqa: E402
 from tests.conftest import write_fake_nih_tree  # noqa: E402
-from train import cgan, classifier, common, evaluate, export, models, pipeline, seed_gan  # noqa: E402
-from train.gan_loop import SNAPSHOT_CELLS  # noqa: E402
+from train import (  # noqa: E402
+    cgan,
+    classifier,
+    common,
+    evaluate,
+    export,
+    losses,
+    models,
+    pipeline,
+    seed_gan,
+)
+from train.gan_loop import SNAPSHOT_CELLS, Probe, probe_score  # noqa: E402
 
 CONFIGS = (
     classifier.ClassifierConfig,
@@ -264,6 +274,42 @@ def gan_runs(nih, classifier_runs) -> dict[str, Path]:
     return outs
 
 
+def test_probe_score_weighs_recovery_fd_and_coverage_alike():
+    classes = ("Parasitized", "Uninfected")
+    base = {"Parasitized": 0.5, "Uninfected": 0.5, "fd": {"Parasitized": 4.0, "Uninfected": 4.0}}
+    covered = {**base, "coverage": {"Parasitized": 0.2, "Uninfected": 0.4}}
+    score = probe_score(covered, classes, 256)
+    # Doubling one class's coverage is worth halving its FD or doubling its recovery.
+    wider = {**covered, "coverage": {"Parasitized": 0.4, "Uninfected": 0.4}}
+    closer = {**covered, "fd": {"Parasitized": 2.0, "Uninfected": 4.0}}
+    surer = {**covered, "Parasitized": 1.0}
+    for better in (wider, closer, surer):
+        assert probe_score(better, classes, 256) == pytest.approx(score + math.log(2))
+    # No coverage where a class lacks it: recovery and FD alone.
+    partial = {**base, "coverage": {"Parasitized": 0.2}}
+    assert probe_score(partial, classes, 256) == probe_score(base, classes, 256)
+    # Zero coverage stays finite and sinks the score.
+    lost = {**covered, "coverage": {"Parasitized": 0.0, "Uninfected": 0.4}}
+    assert (
+        math.isfinite(probe_score(lost, classes, 256)) and probe_score(lost, classes, 256) < score
+    )
+
+
+def test_probe_measures_recall_and_coverage_on_validation_features(classifier_runs):
+    # The ResNet: the report's CNN trained the report's way has dead, identical features.
+    probe = Probe.load(str(classifier_runs["resnet"] / models.FINAL), "cpu", None)
+    images = torch.rand(12, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    _, feats = models.predict(probe.net, models.to_uint8(images), probe.input_scale)
+    # Real cells equal to the generated ones: everything recalled and covered.
+    probe.real_feats = {"Uninfected": feats.copy(), "Parasitized": feats[:4]}
+    same = probe.measure(images, "Uninfected")
+    assert same["recall"] == same["coverage"] == 1.0 and same["fd"] is not None
+    # Too few real cells for k = 5 neighbours: no k-NN figures.
+    few = probe.measure(images, "Parasitized")
+    assert few["recall"] is None and few["coverage"] is None
+    assert 0.0 <= few["recovery"] <= 1.0
+
+
 @pytest.mark.parametrize("name", list(GAN_RUNS))
 def test_gan_smoke_writes_logs_snapshots_and_a_model(gan_runs, name):
     out = gan_runs[name]
@@ -313,15 +359,15 @@ def test_guide_term_is_the_cross_entropy_below_the_confidence_cap():
     logits = torch.tensor([[4.0, 0.0], [0.0, 0.5], [2.0, 0.0]], requires_grad=True)
     y = torch.tensor([0, 0, 1])
     full = torch.nn.functional.cross_entropy(logits, y)
-    assert torch.allclose(cgan.guide_term(logits, y, 1.0), full)
+    assert torch.allclose(losses.guide_term(logits, y, 1.0), full)
     # At a cap of 0.9 the first cell (p = 0.98) is left alone; the others lose -log(0.9).
     ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
-    capped = cgan.guide_term(logits, y, 0.9)
+    capped = losses.guide_term(logits, y, 0.9)
     assert torch.allclose(capped, (ce[1:] + math.log(0.9)).sum() / 3)
     capped.backward()
     assert torch.all(logits.grad[0] == 0) and torch.all(logits.grad[1:] != 0)
     with pytest.raises(ValueError, match="guide-confidence"):
-        cgan.guide_term(logits, y, 0.0)
+        losses.guide_term(logits, y, 0.0)
 
 
 def test_cgan_trains_with_a_minibatch_std_discriminator(nih):

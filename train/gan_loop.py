@@ -103,25 +103,37 @@ def snapshot_iterations(iterations: int, every: int) -> set[int]:
     return marks | {iterations}
 
 
-def probe_score(record: dict[str, Any], classes: Sequence[str], n_cells: int) -> float:
-    """How good a probe is on every class at once: sum of log recovery minus log FD.
+# Smallest coverage a probe's score counts: one real cell's ball in a thousand.
+COVERAGE_FLOOR = 1e-3
 
-    Scale-free in both measures, so halving one class's Fréchet distance is worth as much as
-    doubling its recovery, and a class near zero recovery sinks the score whatever the other
-    class does. Recovery is floored at half a cell so that zero stays finite.
+
+def probe_score(record: dict[str, Any], classes: Sequence[str], n_cells: int) -> float:
+    """How good a probe is on every class at once: sum of log recovery minus log FD plus log
+    coverage.
+
+    Scale-free in every measure, so halving one class's Fréchet distance is worth as much as
+    doubling its recovery or its coverage, and a class near zero recovery or coverage sinks the
+    score whatever the other class does. Recovery is floored at half a cell and coverage at
+    ``COVERAGE_FLOOR`` so that zero stays finite. Coverage counts only where the record has it
+    for every class (the validation patients hold more than k cells of each).
     """
     floor = 0.5 / max(n_cells, 1)
-    return float(
-        sum(math.log(max(record[c], floor)) - math.log(max(record["fd"][c], 1e-6)) for c in classes)
+    score = sum(
+        math.log(max(record[c], floor)) - math.log(max(record["fd"][c], 1e-6)) for c in classes
     )
+    coverage = record.get("coverage") or {}
+    if all(isinstance(coverage.get(c), float) and math.isfinite(coverage[c]) for c in classes):
+        score += sum(math.log(max(coverage[c], COVERAGE_FLOOR)) for c in classes)
+    return float(score)
 
 
 @dataclass
 class Probe:
     """The classifier that judges a generator during training, and real validation features.
 
-    Recovery and the Fréchet distance are measured against cells of the validation patients,
-    never the test patients, so choosing the best probe does not peek at the final evaluation.
+    Recovery, the Fréchet distance and k-NN recall and coverage (k = 5, in the classifier's
+    features) are measured against cells of the validation patients, never the test patients,
+    so choosing the best probe does not peek at the final evaluation.
     """
 
     net: torch.nn.Module
@@ -141,13 +153,23 @@ class Probe:
             real_feats = {c: feats[reference.labels == i] for i, c in enumerate(CLASSES)}
         return cls(net=net, input_scale=scale, real_feats=real_feats)
 
-    def measure(self, images: torch.Tensor, label: str) -> tuple[float, float | None]:
-        """Recovery and Fréchet distance to real cells of ``label`` for generated [-1, 1] cells."""
+    def measure(self, images: torch.Tensor, label: str) -> dict[str, float | None]:
+        """Recovery, and the Fréchet distance, k-NN recall and coverage against real cells of
+        ``label``, for generated [-1, 1] cells (None where there are too few real cells)."""
         proba, feats = models.predict(self.net, models.to_uint8(images), self.input_scale)
-        rate = metrics.recovery(proba, CLASSES.index(label))["rate"]
+        out: dict[str, float | None] = {
+            "recovery": metrics.recovery(proba, CLASSES.index(label))["rate"],
+            "fd": None,
+            "recall": None,
+            "coverage": None,
+        }
         real = self.real_feats.get(label)
-        fd = metrics.frechet_distance(feats, real) if real is not None and len(real) > 1 else None
-        return rate, fd
+        if real is not None and len(real) > 1:
+            out["fd"] = metrics.frechet_distance(feats, real)
+        if real is not None and min(len(real), len(feats)) > metrics.DIVERSITY_K:
+            knn = metrics.precision_recall_density_coverage(real, feats)
+            out["recall"], out["coverage"] = knn["recall"], knn["coverage"]
+        return out
 
 
 def run_loop(
@@ -227,9 +249,13 @@ def run_loop(
         record: dict[str, Any] = {"iteration": iteration, "minutes": round(seconds / 60, 2)}
         fds: dict[str, float] = {}
         for label, name in enumerate(parts.classes):
-            record[name], fd = probe.measure(parts.sample(probe_z, label), name)
-            if fd is not None:
-                fds[name] = fd
+            measured = probe.measure(parts.sample(probe_z, label), name)
+            record[name] = measured["recovery"]
+            if measured["fd"] is not None:
+                fds[name] = measured["fd"]
+            for key in ("recall", "coverage"):
+                if measured[key] is not None:
+                    record.setdefault(key, {})[name] = measured[key]
         sampler.train(was)
         if len(fds) == len(parts.classes):
             record["fd"] = fds
