@@ -25,6 +25,7 @@ import numpy as np
 
 from malgan import latent, metrics
 from malgan.data import CLASSES
+from train.c2st import c2st_figure
 
 # Latent seed of class i's cells is DRAW_SEED + i: the evaluation's recovery seeds.
 DRAW_SEED = 1000
@@ -160,6 +161,14 @@ def membership(drawn: Drawn, real: RealCells) -> dict[str, Any]:
             "n_non_members": generated["n_non_members"],
         }
     return result
+
+
+@figure("c2st")
+def c2st(drawn: Drawn, real: RealCells) -> dict[str, Any]:
+    """Classifier two-sample test of each class against the test patients (``train.c2st``):
+    cross-validated accuracy and AUC of a logistic regression; the reference asks the same of
+    validation cells (other patients)."""
+    return c2st_figure(drawn.features, real.test, real.val, CLASSES, FEATURE_SPACE)
 
 
 def compute(drawn: Drawn, real: RealCells) -> dict[str, dict[str, Any]]:
