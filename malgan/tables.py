@@ -121,6 +121,34 @@ def _memorisation_text(model: dict[str, Any]) -> str:
     return percent(sum(float(e["share"]) * int(e["n"]) for e in entries) / total)
 
 
+def diversity_entry(model: Mapping[str, Any] | None, label: str) -> dict[str, Any]:
+    """One class's k-NN figures of a generator (``metrics.json["models"][name]["diversity"]``):
+    ``{"generated": {...}, "reference": {...}, "n", "n_real"}``, empty when not measured."""
+    entry = ((model or {}).get("diversity") or {}).get(label)
+    return entry if isinstance(entry, dict) else {}
+
+
+def _coverage_text(model: dict[str, Any], label: str) -> str:
+    entry = diversity_entry(model, label)
+    ours = (entry.get("generated") or {}).get("coverage")
+    real = (entry.get("reference") or {}).get("coverage")
+    if not finite(ours):
+        return MISSING
+    return f"{percent(ours)} (real: {percent(real)})" if finite(real) else percent(ours)
+
+
+def membership_text(model: Mapping[str, Any] | None, label: str) -> str:
+    """E.g. "57% (real cells of unseen patients: 62%)": how often a class's nearest real cell
+    is a training cell, beside the reference ("—" when not measured)."""
+    entry = ((model or {}).get("membership") or {}).get(label)
+    entry = entry if isinstance(entry, dict) else {}
+    if not finite(entry.get("generated")):
+        return MISSING
+    real = entry.get("reference")
+    tail = f" (real cells of unseen patients: {percent(real)})" if finite(real) else ""
+    return percent(entry["generated"]) + tail
+
+
 def _tstr_text(model: dict[str, Any]) -> str:
     value = model.get("tstr_accuracy")
     if not isinstance(value, int | float):
@@ -171,6 +199,12 @@ def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
             f"Fréchet distance, {label} (× real-vs-real floor)",
             MISSING,
             lambda m, label=label: _fd_ratio_text(m, floor, label),
+        )
+    for label in CLASSES:
+        add(
+            f"Coverage of real variety, {label} (real cells of other patients)",
+            MISSING,
+            lambda m, label=label: _coverage_text(m, label),
         )
     add("Train on synthetic, test on real: accuracy", MISSING, _tstr_text)
     add("Memorisation share (near-copies of training cells)", MISSING, _memorisation_text)

@@ -81,6 +81,30 @@ else:
         "classifier cannot tell; mass below 50% means the cell looks like the other class."
     )
 
+# Realism and variety, beside real cells of other patients.
+st.markdown(f"#### Realism and variety: {choices[model]}")
+fig = charts.diversity_bars(metrics, model)
+if fig is None:
+    st.info(
+        f"`metrics.json` holds no precision, recall, density or coverage for {choices[model]}; "
+        "`python -m train.evaluate_exported` computes them from the exported models."
+    )
+else:
+    st.plotly_chart(fig, key="r_diversity")
+    entry = ((metrics or {}).get("models") or {}).get(model)
+    st.caption(
+        "k-nearest-neighbour figures (k = 5) in the classifier's features against real cells of "
+        "the test patients. **Precision**: share of generated cells that look like some real "
+        "cell (realism). **Recall**: share of real cells that some generated cell looks like "
+        "(variety). **Density**: how many real neighbourhoods a generated cell falls in, over "
+        "k. **Coverage**: share of real neighbourhoods holding a generated cell. Grey bars are "
+        "the same figures for real cells of the validation patients in place of generated ones: "
+        "what real data scores, which is not 1. **Nearest real cell a training cell** (among "
+        "equal numbers of training and test patients' cells): "
+        + "; ".join(f"{label} {tables.membership_text(entry, label)}" for label in CLASSES)
+        + "."
+    )
+
 # Recovery during training.
 st.markdown(f"#### Recovery during training: {choices[model]}")
 relative = ((index or {}).get("history") or {}).get(model)

@@ -174,6 +174,52 @@ def test_recovery_states_each_models_training(tmp_path: Path, monkeypatch: pytes
     ) in captions
 
 
+def models_with_diversity(tmp_path: Path, *, measured: bool = True) -> Path:
+    """A copy of the committed models whose metrics give the cGAN known k-NN figures (or none)."""
+    root = models_copy(tmp_path / "exported", "gpu")
+    data = json.loads((root / artifacts.METRICS_NAME).read_text(encoding="utf-8"))
+    for model in data["models"].values():
+        model.pop("diversity", None)
+        model.pop("membership", None)
+    if measured:
+        generated = {"precision": 0.81, "recall": 0.35, "density": 0.68, "coverage": 0.43}
+        reference = {"precision": 0.66, "recall": 0.88, "density": 0.45, "coverage": 0.51}
+        data["models"]["cgan"]["diversity"] = {
+            label: {"generated": generated, "reference": reference, "n": 1445, "n_real": 2353}
+            for label in CLASSES
+        }
+        data["models"]["cgan"]["membership"] = {
+            label: {"generated": 0.567, "reference": 0.625, "n": 1445} for label in CLASSES
+        }
+    (root / artifacts.METRICS_NAME).write_text(json.dumps(data), encoding="utf-8")
+    return root
+
+
+def test_recovery_shows_realism_and_variety_beside_the_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(models_with_diversity(tmp_path)))
+    at = page("recovery")
+    name = loading.generator_choices()["cgan"]
+    assert f"#### Realism and variety: {name}" in [m.value for m in at.markdown]
+    (chart,) = [c.proto.spec for c in at.get("plotly_chart") if "k-NN figure" in c.proto.spec]
+    for text in ("Precision", "Coverage", "real cells of other patients", "n = 1445", "0.43"):
+        assert text in chart, text
+    captions = " ".join(c.value for c in at.caption)
+    assert "Parasitized 56.7% (real cells of unseen patients: 62.5%)" in captions
+    # The Overview's headline table gains coverage beside its reference.
+    table = " ".join(m.value for m in page("overview").markdown)
+    assert "Coverage of real variety, Parasitized" in table and "43.0% (real: 51.0%)" in table
+
+
+def test_recovery_without_k_nn_figures_says_how_to_compute_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(models_with_diversity(tmp_path, measured=False)))
+    at = page("recovery")
+    assert any("train.evaluate_exported" in i.value for i in at.info)
+
+
 def test_recovery_reads_its_controls_from_the_url() -> None:
     at = app_page(REPO_ROOT / "pages" / "recovery.py", timeout=TIMEOUT_S)
     at.query_params["r_model"] = "dcgan"

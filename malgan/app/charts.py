@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 from malgan import report, tables
 from malgan.data import CLASSES
+from malgan.metrics import DIVERSITY_METRICS
 from malgan.tables import MISSING, finite, percent, percent_range, run_class
 
 CLASS_COLOURS = {"Parasitized": "#b0306e", "Uninfected": "#2a7fba"}
@@ -183,6 +184,47 @@ def recovery_bars(
         scattermode="group",
         yaxis={"title": "cells recovered as intended (%)", "range": [0, 118]},
         xaxis={"title": None},
+    )
+
+
+def diversity_bars(metrics: Mapping[str, Any] | None, model: str) -> go.Figure | None:
+    """A generator's k-NN precision, recall, density and coverage per class, each beside the
+    same figure for real cells of other patients (the reference); None when not measured."""
+    entry = ((metrics or {}).get("models") or {}).get(model)
+    by_class = {label: tables.diversity_entry(entry, label) for label in CLASSES}
+    if not any(e.get("generated") for e in by_class.values()):
+        return None
+    fig = make_subplots(
+        rows=1,
+        cols=len(CLASSES),
+        shared_yaxes=True,
+        subplot_titles=[
+            f"{label} (n = {by_class[label].get('n', MISSING)} per side)" for label in CLASSES
+        ],
+    )
+    names = [name.capitalize() for name in DIVERSITY_METRICS]
+    for col, label in enumerate(CLASSES, start=1):
+        for side, colour, legend in (
+            ("generated", CLASS_COLOURS[label], "generated"),
+            ("reference", REPORT_COLOUR, "real cells of other patients"),
+        ):
+            values = [(by_class[label].get(side) or {}).get(name) for name in DIVERSITY_METRICS]
+            values = [v if finite(v) else None for v in values]
+            fig.add_bar(
+                name=f"{label}, {legend}",
+                x=names,
+                y=values,
+                marker_color=colour,
+                text=[MISSING if v is None else f"{v:.2f}" for v in values],
+                textposition="outside",
+                cliponaxis=False,
+                offsetgroup=side,
+                hovertemplate=f"{label}, {legend}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
+                row=1,
+                col=col,
+            )
+    return _layout(
+        fig, barmode="group", yaxis={"title": "k-NN figure (k = 5)", "rangemode": "tozero"}
     )
 
 
