@@ -68,6 +68,13 @@ frame.require_generator(model)
 seed, size = int(st.session_state["ros_seed"]), int(st.session_state["ros_cells"])
 study = bool(st.session_state["ros_study"])
 questions = turing.draw_round(seed, size, sample.labels)
+patients = sample.provenance.get("patients")
+st.caption(
+    f"Real cells: {len(sample)} cells of the "
+    + (f"{len(patients)} " if isinstance(patients, list) else "")
+    + "held-out (test) patients, never seen in training · generated cells: "
+    + loading.generator_choices().get(model, model)
+)
 images = game.round_cells(exported, model, seed, size, sample)
 state = game.round_state(seed, size, model)
 
