@@ -29,11 +29,9 @@ Design:
        best_loss)`` is called after every batch. The result is deterministic for a seed
        whenever the evaluation budget, not the clock, ends the search.
 
-Editing moves the found z along the generator's InterFaceGAN infection direction of the found
-class (a blend of classes uses the weight-averaged direction). The slider unit is one standard
-deviation of ``z . direction`` under the N(0, I) prior (``explore.INFECTION_SIGMA``, 1 for a
-unit direction). The class weights are kept: the class input is its own control, and the
-direction was fitted with the class held fixed.
+Editing pushes the found cell with ``malgan.infection``: for the conditional generator its
+class input moves (the found z is kept), which is what makes the parasite; the per-class
+generators have only their fitted InterFaceGAN direction of z.
 """
 
 from __future__ import annotations
@@ -45,7 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from malgan import explore, latent, metrics
+from malgan import infection, latent, metrics
+from malgan.infection import infection_direction as infection_direction
 from malgan.runtime import CellGenerator, Classifier
 
 Progress = Callable[[float, float], None]
@@ -412,53 +411,32 @@ def invert(
     return result
 
 
-def infection_direction(generator: CellGenerator, class_weights: np.ndarray) -> np.ndarray:
-    """The unit infection direction of a class blend: the weight-averaged class directions.
-
-    Args:
-        generator: The generator the latent belongs to.
-        class_weights: [len(generator.classes)] weights (one-hot for a pure class).
-
-    Returns:
-        float32 [z_dim] unit vector.
-
-    Raises:
-        ValueError: If the generator ships no infection direction for a weighted class.
-    """
-    weights = np.asarray(class_weights, np.float64).reshape(-1)
-    directions = generator.directions
-    total = np.zeros(generator.z_dim)
-    for cls, w in zip(generator.classes, weights, strict=True):
-        if w <= 0:
-            continue
-        vector = directions[cls].infection if cls in directions else None
-        if vector is None:
-            raise ValueError(f"{generator.display_name} ships no infection direction for {cls}.")
-        total += w * vector
-    norm = float(np.linalg.norm(total))
-    if norm == 0.0 or not np.isfinite(norm):
-        raise ValueError(f"{generator.display_name} has no usable infection direction.")
-    return (total / norm).astype(np.float32)
-
-
-def edit(result: InversionResult, generator: CellGenerator, amount: float) -> np.ndarray:
-    """The inverted cell moved along the infection direction.
+def edit(
+    result: InversionResult,
+    generator: CellGenerator,
+    amount: float,
+    control: str | None = None,
+) -> np.ndarray:
+    """The inverted cell pushed towards Parasitized (+) or Uninfected (-).
 
     Args:
         result: An ``invert`` result for this generator.
         generator: The generator that was inverted.
-        amount: Signed distance in slider units (standard deviations); + raises the
-            classifier's P(parasitized) as fitted by InterFaceGAN.
+        amount: In [``infection.AMOUNT_MIN``, ``infection.AMOUNT_MAX``]; see ``infection.push``.
+        control: One of ``infection.CONTROLS``; None for ``infection.default_control``
+            (the class input of a conditional generator, else the fitted direction).
 
     Returns:
         uint8 [S, S, 3]; the reconstruction itself for ``amount == 0``.
 
     Raises:
-        ValueError: If the generator ships no infection direction for the class.
+        ValueError: For an amount out of range, or a control the generator lacks.
     """
     amount = float(amount)
     if amount == 0.0:
         return result.reconstruction.copy()
-    direction = infection_direction(generator, result.class_weights)
-    z = latent.move(result.z[None], direction, amount * explore.INFECTION_SIGMA)
-    return render(generator, z, result.class_weights[None])[0]
+    control = control or infection.default_control(generator)
+    z, weights = infection.push(
+        generator, result.z[None], result.class_weights[None], amount, control
+    )
+    return render(generator, z, weights)[0]

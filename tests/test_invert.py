@@ -14,7 +14,7 @@ from app_pages import app_page
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, explore, invert, latent, metrics, runtime, uploads
+from malgan import artifacts, infection, invert, latent, metrics, runtime, uploads
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "edit_cell.py")
 TIMEOUT_S = 60
@@ -163,17 +163,18 @@ def test_per_class_generator_set_tries_both_classes(dcgan, classifier, target):
     np.testing.assert_array_equal(dcgan.generate(result.z, result.label)[0], result.reconstruction)
 
 
-def test_edit_moves_along_the_infection_direction(recovered, cgan, dcgan, classifier, target):
+def test_edit_moves_the_class_input_or_the_direction(recovered, cgan, dcgan, classifier, target):
     np.testing.assert_array_equal(invert.edit(recovered, cgan, 0.0), recovered.reconstruction)
-    moved = invert.edit(recovered, cgan, 2.0)
+    # The conditional GAN's default control is its class input: same z, Uninfected weights.
+    moved = invert.edit(recovered, cgan, -1.0)
     assert moved.shape == (64, 64, 3) and moved.dtype == np.uint8
-    assert np.abs(moved.astype(int) - recovered.reconstruction.astype(int)).sum() > 0
+    np.testing.assert_array_equal(moved, cgan.generate(recovered.z, "Uninfected")[0])
+    along = invert.edit(recovered, cgan, 0.5, infection.DIRECTION)
     direction = invert.infection_direction(cgan, recovered.class_weights)
-    # The slider unit: one standard deviation of z . d under N(0, I), 1 for a unit direction.
-    assert explore.INFECTION_SIGMA == 1.0
     assert np.linalg.norm(direction) == pytest.approx(1.0, abs=1e-5)
-    expected = cgan.generate(recovered.z + 2.0 * direction, "Parasitized")[0]
-    np.testing.assert_array_equal(moved, expected)
+    step = 0.5 * infection.DIRECTION_SIGMA_AT_MAX
+    expected = cgan.generate(recovered.z + step * direction, "Parasitized")[0]
+    np.testing.assert_array_equal(along, expected)
 
     per_class = invert.invert(
         target,
@@ -185,7 +186,9 @@ def test_edit_moves_along_the_infection_direction(recovered, cgan, dcgan, classi
         pool_size=SMALL_POOL,
     )
     assert per_class.label == "Uninfected" and per_class.evals == SMALL_POOL
-    assert np.any(invert.edit(per_class, dcgan, -1.5) != per_class.reconstruction)
+    assert np.any(invert.edit(per_class, dcgan, -0.5) != per_class.reconstruction)
+    with pytest.raises(ValueError, match="no class input"):
+        invert.edit(per_class, dcgan, 1.0, infection.CLASS_INPUT)
 
 
 def test_bad_inputs_are_refused(cgan, classifier, target):
