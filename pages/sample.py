@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from malgan import artifacts
-from malgan.app import cells, controls, frame, views
+from malgan import artifacts, nearest
+from malgan.app import cells, controls, frame, loading, views
 from malgan.data import CLASSES
+from malgan.errors import DataError, ModelError
 
 MAX_CELLS = 64
 DEFAULT_CELLS = 16
@@ -72,6 +73,45 @@ for start in range(0, n, columns):
             st.image(pngs[i], width=images.shape[-2] * cells.VIEW_SCALE)
             caption = cells.coloured(cells.verdict_caption(proba[i], label), colour_of)
             st.markdown(f'<div style="{VERDICT_STYLE}">{caption}</div>', unsafe_allow_html=True)
+
+# Nearest training cells, where the NIH folder is on this machine.
+st.subheader("Nearest training cells")
+data = nearest.data_dir()
+if data is None:
+    st.info(
+        f"Set the environment variable `{nearest.DATA_ENV}` to the NIH cell folder (one "
+        "subfolder per class) and restart the app to see a cell beside its three nearest "
+        "training cells, measured as the privacy filter measures them.",
+        icon="📁",
+    )
+else:
+    # Fewer cells than before: the chosen cell stays among them.
+    st.session_state["s_near"] = min(int(st.session_state.get("s_near", 0)), n - 1)
+    pick = st.number_input("Cell", min_value=0, max_value=n - 1, step=1, key="s_near")
+    classifier, reference = loading.classifier(), loading.reference()
+    if classifier is not None and reference is not None:
+        skip = ((loading.quiet_metrics() or {}).get("classifier") or {}).get("corrupt_files")
+        try:
+            files = loading.training_files(data, tuple(skip or ()))
+            (found,) = nearest.nearest_training_cells(
+                classifier.features(images[int(pick)][None]), reference, files
+            )
+        except (DataError, ModelError) as err:
+            st.warning(f"{err} (`{nearest.DATA_ENV}` = `{data}`)", icon="⚠️")
+        else:
+            row = st.columns(len(found) + 1)
+            row[0].image(pngs[int(pick)], width=images.shape[-2] * cells.VIEW_SCALE)
+            row[0].caption(f"Generated cell {int(pick)}")
+            for col, neighbour in zip(row[1:], found, strict=True):
+                col.image(str(neighbour.path), width=images.shape[-2] * cells.VIEW_SCALE)
+                col.caption(
+                    f"{neighbour.label}, {neighbour.path.name}: distance {neighbour.distance:.2f}"
+                )
+            st.caption(
+                "Distances between codes of the classifier's features in the training "
+                "reference; the privacy filter rejects a generated cell closer than "
+                f"{reference.privacy_threshold:.2f} to any training cell."
+            )
 
 # Downloads, side by side.
 grid_png, cells_zip = views.sample_files(exported, model, label, seed, n, truncation)

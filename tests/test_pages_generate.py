@@ -12,11 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
-from app_pages import app_page
+from app_pages import app_page, models_copy
+from conftest import write_fake_nih_tree
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from malgan import artifacts, explore, imaging, latent, latent_files, report, runtime, tables
+from malgan import (
+    artifacts,
+    explore,
+    imaging,
+    latent,
+    latent_files,
+    nearest,
+    report,
+    runtime,
+    tables,
+)
 from malgan.app import cells, controls, frame, loading, views
 from malgan.data import CLASSES
 from malgan.directions import Directions
@@ -121,6 +132,53 @@ def test_sample_shows_n_cells_with_verdicts_and_summary():
     assert any(f"{recognised} of 5" in m.value for m in at.markdown)
     labels = [b.label for b in at.download_button]
     assert any("PNG" in label for label in labels) and any("ZIP" in label for label in labels)
+
+
+def test_sample_without_the_data_folder_says_what_to_set(monkeypatch):
+    monkeypatch.delenv(nearest.DATA_ENV, raising=False)
+    at = open_page("sample", s_n="3")
+    assert any(nearest.DATA_ENV in i.value for i in at.info)
+    assert len(at.image) == 3  # the cells, no neighbours
+
+
+def test_sample_refuses_a_data_folder_that_is_not_the_training_set(tmp_path, monkeypatch):
+    monkeypatch.setenv(nearest.DATA_ENV, str(write_fake_nih_tree(tmp_path / "nih")))
+    at = open_page("sample", s_n="3")
+    assert any("not the folder the models were trained on" in w.value for w in at.warning)
+    assert len(at.image) == 3
+
+
+def test_sample_shows_a_cell_beside_its_nearest_training_cells(tmp_path, monkeypatch):
+    data = write_fake_nih_tree(tmp_path / "nih", patients=10, cells=4)
+    files = nearest.training_files(data)
+    root = models_copy(tmp_path / "exported", "gpu")
+    classifier = artifacts.load_classifier(root)
+    reference = artifacts.load_reference(root)
+    # A reference whose training codes are those of the drawn folder's training cells.
+    train = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in files])
+    with np.load(root / "reference.npz") as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    arrays["train_codes"] = reference.codes(classifier.features(train)).astype(np.float16)
+    np.savez(root / "reference.npz", **arrays)
+    index = json.loads((root / "index.json").read_text())
+    index["reference"]["sha256"] = runtime.sha256_file(root / "reference.npz")
+    (root / "index.json").write_text(json.dumps(index))
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(root))
+    monkeypatch.setenv(nearest.DATA_ENV, str(data))
+
+    at = open_page("sample", s_n="2")
+    at.number_input(key="s_near").set_value(1).run()
+    assert not at.exception
+    assert len(at.image) == 2 + 1 + nearest.NEAREST_CELLS
+    generator = artifacts.load_generator(root, frame.DEFAULT_MODEL)
+    cell = generator.generate(latent.sample_z(frame.DEFAULT_SEED, 2, generator.z_dim), CLASSES[0])
+    (expected,) = nearest.nearest_training_cells(
+        classifier.features(cell[1:]), artifacts.load_reference(root), files
+    )
+    captions = [c.value for c in at.caption]
+    assert "Generated cell 1" in captions
+    for neighbour in expected:
+        assert any(neighbour.path.name in c for c in captions), neighbour.path.name
 
 
 def test_sample_seed_changes_cells_and_lives_in_url():

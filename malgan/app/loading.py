@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from malgan import artifacts, decode, runtime, uploads
+from malgan import artifacts, decode, nearest, runtime, uploads
 from malgan.errors import DataError, ModelError
 from malgan.reference import Reference
 
@@ -50,6 +50,12 @@ def _index(exported: Path) -> dict[str, Any]:
 @st.cache_data(show_spinner=False)
 def _metrics(exported: Path) -> dict[str, Any]:
     return artifacts.load_metrics(exported)
+
+
+@st.cache_data(show_spinner="Listing the training cells…")
+def training_files(root: Path, skip: tuple[str, ...]) -> list[Path]:
+    """The training patients' files of an NIH folder, in the reference's order."""
+    return nearest.training_files(root, skip=skip)
 
 
 @st.cache_data(show_spinner=False)
