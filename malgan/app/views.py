@@ -13,6 +13,7 @@ from malgan import explore, imaging, latent, runtime
 from malgan.app.cells import GRID_COLUMNS, VIEW_SCALE
 from malgan.app.loading import cached_classifier, cached_generator
 from malgan.data import CLASSES
+from malgan.synth import writer
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -31,11 +32,15 @@ def sample_cells(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cells ``0..n-1`` of a seed and their classifier probabilities.
 
+    The probabilities average the synthetic export's views (``writer.DEFAULT_VIEWS``), so a
+    cell's verdict here is the one its filter gives.
+
     Returns:
         ``(images uint8 [n, S, S, 3], proba float32 [n, 2])``.
     """
     images = generated_cells(exported, name, label, seed, n, truncation)
-    return images, cached_classifier(exported, None).predict_proba(images)
+    classifier = cached_classifier(exported, None)
+    return images, classifier.predict(images, views=writer.DEFAULT_VIEWS)[0]
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

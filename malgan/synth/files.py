@@ -44,6 +44,9 @@ MANIFEST_COLUMNS = (
     "truncation",
     "p_class",
     "nearest_train_distance",
+    "generator_precision",
+    "classifier_precision",
+    "classifier_views",
 )
 CLASS_INITIALS = {label: label[0] for label in CLASSES}
 
