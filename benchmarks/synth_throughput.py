@@ -1,103 +1,370 @@
-"""Throughput of the synthetic-dataset export (images per second) on this machine's CPU."""
+"""Throughput of the synthetic-dataset export on this machine's CPU, stage by stage, today's path
+beside the fast one, and how many classifier views the filter needs.
+
+The old path is the fp32 models over the classifier's 8 dihedral views, batch 256; the new one
+is the CLI's defaults (``malgan.synth.cli``). Each repeat times both, interleaved, so the ratio
+survives a busy machine; the figures are medians. The view study compares the kept-or-rejected
+verdict of every cell with the old path's, and the benchmark prints the fewest views that agree
+on at least 99.5% of cells.
+
+Usage: python -m benchmarks.synth_throughput --n-per-class 250 --repeats 3 [--sweep] [--int8]
+(--int8 needs the copies of ``python -m train.quantize`` in the models folder)
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from malgan import artifacts
+import numpy as np
+import onnxruntime as ort
+
+from benchmarks import summary
+from malgan import artifacts, latent, metrics
+from malgan.data import CLASSES
 from malgan.errors import ModelError, SynthError
+from malgan.runtime import FP32, INT8, VIEW_SETS, CellGenerator, Classifier
 from malgan.synth import cli, writer
+from malgan.synth.files import write_pngs
+from malgan.synth.filters import ACCEPTED, REASONS, rejection_reasons
 
-DEFAULT_N = 5000
-# Repeats by default: a few for small sets, one for sets that take minutes.
-SMALL_N = 1000
-SMALL_REPEATS = 3
-LARGE_REPEATS = 1
+OLD_VIEWS = 8
+OLD_BATCH = 256
+MIN_AGREEMENT = 0.995
+STAGE_CELLS = 256
+GRID_CELLS = 16
+GRID_REPEATS = 15
+SWEEP_BATCHES = (16, 64, 256)
+SWEEP_THREADS = (1, 2)
+SWEEP_LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+CPU_FLAGS = ("avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+def machine_lines() -> list[str]:
+    """The machine, its load and the CPU features that low precision uses."""
+    flags = set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        summary.machine() + f", ONNX Runtime {ort.__version__}",
+        f"load average (1, 5, 15 min): {load}",
+        "CPU features: " + ", ".join(f for f in CPU_FLAGS if f in flags),
+    ]
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Seconds one call of ``fn`` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def stage_cells(generator: CellGenerator, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Latents and labels of the stage timings: the export's first cells of each class."""
+    half = n // len(CLASSES)
+    z = np.concatenate([latent.sample_z(seed, half, generator.z_dim) for _ in CLASSES])
+    return z, [label for label in CLASSES for _ in range(half)]
+
+
+class ExportPath:
+    """One way of running the export: its models, views and batch."""
+
+    def __init__(
+        self, name: str, gen: CellGenerator, clf: Classifier, views: int, batch: int
+    ) -> None:
+        self.name, self.gen, self.clf, self.views, self.batch = name, gen, clf, views, batch
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: generator {self.gen.precision}, classifier {self.clf.precision} over "
+            f"{self.views} view(s), batch {self.batch}"
+        )
+
+    def generate(self, z: np.ndarray, labels: list[str]) -> np.ndarray:
+        parts = [
+            self.gen.generate(z[i : i + self.batch], labels[i : i + self.batch])
+            for i in range(0, len(z), self.batch)
+        ]
+        return np.concatenate(parts)
+
+    def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.clf.predict(images, batch=self.batch, views=self.views)
+
+    def config(self, n: int, seed: int) -> writer.SynthConfig:
+        return writer.SynthConfig(n_per_class=n, seed=seed, batch=self.batch, views=self.views)
+
+
+def stage_table(
+    paths: list[ExportPath], reference: Any, repeats: int, seed: int
+) -> list[list[Any]]:
+    """cells/s per stage and path, medians over interleaved repeats."""
+    z, labels = stage_cells(paths[0].gen, STAGE_CELLS, seed)
+    rates: dict[tuple[str, str], list[float]] = {}
+    for _ in range(repeats):
+        for path in paths:
+            clock = time.perf_counter()
+            images = path.generate(z, labels)
+            seconds = {"generate": time.perf_counter() - clock}
+            clock = time.perf_counter()
+            features = path.classify(images)[1]
+            seconds["classify"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            metrics.nearest_distances(reference.codes(features), reference.train_codes)
+            seconds["privacy"] = time.perf_counter() - clock
+            with tempfile.TemporaryDirectory(prefix="malgan-bench-") as tmp:
+                items = [(Path(tmp) / f"{i}.png", cell) for i, cell in enumerate(images)]
+                clock = time.perf_counter()
+                write_pngs(items)
+                seconds["write"] = time.perf_counter() - clock
+            for stage, value in seconds.items():
+                rates.setdefault((stage, path.name), []).append(len(z) / value)
+    rows = []
+    for stage in ("generate", "classify", "privacy", "write"):
+        old = summary.describe(rates[(stage, paths[0].name)])["median"]
+        new = summary.describe(rates[(stage, paths[1].name)])["median"]
+        rows.append([stage, old, new, new / old])
+    return rows
+
+
+def end_to_end(paths: list[ExportPath], reference: Any, n: int, repeats: int, seed: int):
+    """Written cells/s of ``export_dataset`` per path (both filters on), interleaved."""
+    rates: dict[str, list[float]] = {p.name: [] for p in paths}
+    summaries: dict[str, writer.SynthSummary] = {}
+    for _ in range(repeats):
+        for path in paths:
+            with tempfile.TemporaryDirectory(prefix="malgan-bench-") as tmp:
+                result = writer.export_dataset(
+                    Path(tmp) / "dataset",
+                    path.config(n, seed),
+                    generator=path.gen,
+                    classifier=path.clf,
+                    reference=reference,
+                )
+            rates[path.name].append(result.images_per_second)
+            summaries[path.name] = result
+    return rates, summaries
+
+
+def kept(proba: np.ndarray, labels: list[str], distances: np.ndarray, threshold: float):
+    """The export's reasons for each cell (both filters on, default confidence)."""
+    reasons = np.empty(len(labels), dtype=object)
+    for label in CLASSES:
+        rows = np.array([lab == label for lab in labels])
+        reasons[rows] = rejection_reasons(
+            proba[rows], CLASSES.index(label), distances[rows], privacy_threshold=threshold
+        )
+    return reasons.astype(str)
+
+
+def view_study(
+    generators: dict[str, CellGenerator],
+    classifiers: dict[str, Classifier],
+    reference: Any,
+    n: int,
+    seed: int,
+) -> tuple[list[list[Any]], dict[str, dict[int, float]]]:
+    """Kept-or-rejected agreement with the old path, per precision pair and view count.
+
+    The reference is the first generator's cells judged by the first classifier over 8 views
+    (the old path). Each pair classifies the cells its generator draws from the same latents,
+    both filters on; one pass over the 8 views gives every view count.
+
+    Returns:
+        ``(table rows, {"<generator>/<classifier>": {views: agreement}})``.
+    """
+    z, labels = stage_cells(next(iter(generators.values())), 2 * n, seed)
+    threshold = float(reference.privacy_threshold)
+    rows, agreement = [], {}
+    base = None
+    for gen_name, gen in generators.items():
+        images = gen.generate(z, labels)
+        for clf_name, clf in classifiers.items():
+            per_view = clf.view_probabilities(images)  # [8, N, C]
+            codes = reference.codes(clf.features(images))
+            distances = metrics.nearest_distances(codes, reference.train_codes)
+            pair = f"{gen_name}/{clf_name}"
+            agreement[pair] = {}
+            for views in sorted(VIEW_SETS, reverse=True):
+                proba = sum(per_view[k] for k in VIEW_SETS[views]) / views
+                reasons = kept(proba, labels, distances, threshold)
+                if base is None:
+                    base = reasons
+                share = float(np.mean((reasons == ACCEPTED) == (base == ACCEPTED)))
+                agreement[pair][views] = share
+                counts = [int(np.sum(reasons == r)) for r in REASONS]
+                rows.append([f"{pair}, {views} view(s)", share * 100, *counts])
+    return rows, agreement
+
+
+def fewest_views(agreement: dict[int, float]) -> int | None:
+    """The fewest views whose verdicts agree with the reference on >= 99.5% of cells (None
+    when no count does)."""
+    passing = [views for views, share in agreement.items() if share >= MIN_AGREEMENT]
+    return min(passing) if passing else None
+
+
+def grid_times(paths: list[ExportPath], seed: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds to generate and classify the Sample page's 16-cell grid, interleaved."""
+    z = latent.sample_z(seed, GRID_CELLS, paths[0].gen.z_dim)
+    out: dict[str, list[float]] = {p.name: [] for p in paths}
+    for _ in range(repeats):
+        for path in paths:
+            out[path.name].append(
+                timed(lambda p=path: p.clf.predict(p.gen.generate(z, CLASSES[0]), views=p.views))
+            )
+    return out
+
+
+def _sweep_call(
+    model: Any, batch: int, z: np.ndarray, labels: list[str], images: np.ndarray, views: int
+) -> Callable[[], Any]:
+    """One timed call of the sweep: all cells through ``model`` in calls of ``batch``."""
+    if isinstance(model, Classifier):
+        return lambda: model.predict(images, batch=batch, views=views)
+    return lambda: [
+        model.generate(z[i : i + batch], labels[i : i + batch]) for i in range(0, len(z), batch)
+    ]
+
+
+def sweep(path: ExportPath, repeats: int) -> list[list[Any]]:
+    """cells/s of the new path's sessions for each thread count, graph level and batch."""
+    rows = []
+    z, labels = stage_cells(path.gen, STAGE_CELLS, 0)
+    images = path.generate(z, labels)
+    models = {"generator": path.gen, "classifier": path.clf}
+    for what, model in models.items():
+        data = Path(model.path).read_bytes()
+        for level_name, level in SWEEP_LEVELS.items():
+            for threads in SWEEP_THREADS:
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = threads
+                opts.graph_optimization_level = level
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+                model_copy = type(model)(session=session, meta=model.meta, path=model.path)
+                row: list[Any] = [f"{what} {level_name}, {threads} thread(s)"]
+                for batch in SWEEP_BATCHES:
+                    run = _sweep_call(model_copy, batch, z, labels, images, path.views)
+                    seconds = [timed(run) for _ in range(repeats)]
+                    row.append(len(z) / summary.describe(seconds)["median"])
+                rows.append(row)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Export N cells per class into temporary folders and print the median throughput."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    """Print the stage table, the end-to-end rates, the view study and the grid timing."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=cli.DEFAULT_MODEL)
-    parser.add_argument("--n-per-class", type=int, default=DEFAULT_N)
-    parser.add_argument("--repeats", type=int, default=None, help="default: 3 below 1000, else 1")
-    parser.add_argument("--batch", type=int, default=writer.DEFAULT_BATCH)
+    parser.add_argument("--n-per-class", type=int, default=250, help="end-to-end export size")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--study-cells", type=int, default=500, help="cells per class studied")
     parser.add_argument("--seed", type=int, default=writer.DEFAULT_SEED)
     parser.add_argument("--exported", default=None)
+    parser.add_argument("--sweep", action="store_true", help="also sweep session options")
     parser.add_argument(
-        "--class-filter",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="auto: off for the smoke-test placeholder models (their classifier assigns every "
-        "generated cell to one class), on otherwise",
+        "--int8", action="store_true", help="also study the int8 copies (train.quantize)"
     )
     parser.add_argument("--json", action="store_true", help="also print the result as JSON")
     args = parser.parse_args(argv)
 
     exported = Path(args.exported) if args.exported else artifacts.exported_dir()
     try:
-        generator, classifier, reference = artifacts.load_models(exported, args.model)
-        smoke = bool(artifacts.load_index(exported).get("smoke"))
+        old_gen, old_clf, reference = artifacts.load_models(exported, args.model, precision=FP32)
+        new_gen, new_clf, _ = artifacts.load_models(
+            exported, args.model, precision=cli.DEFAULT_PRECISION
+        )
+        int8_gen, int8_clf, _ = artifacts.load_models(exported, args.model, precision=INT8)
     except ModelError as err:
         print(f"error: {err}", file=sys.stderr)
         return cli.EXIT_BAD_INPUT
-    class_filter = {"on": True, "off": False, "auto": not smoke}[args.class_filter]
-    repeats = args.repeats or (SMALL_REPEATS if args.n_per_class < SMALL_N else LARGE_REPEATS)
+    paths = [
+        ExportPath("old", old_gen, old_clf, OLD_VIEWS, OLD_BATCH),
+        ExportPath("new", new_gen, new_clf, cli.DEFAULT_VIEWS, writer.DEFAULT_BATCH),
+    ]
+    for line in [*machine_lines(), *(p.describe() for p in paths)]:
+        print(line)
+
+    print(f"\nStages, cells/s over {STAGE_CELLS} cells (median of {args.repeats}):")
+    stages = stage_table(paths, reference, args.repeats, args.seed)
+    summary.print_table(["stage", "old", "new", "ratio"], stages)
+
+    try:
+        rates, results = end_to_end(paths, reference, args.n_per_class, args.repeats, args.seed)
+    except SynthError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return cli.EXIT_FILTERS_EXHAUSTED
+    old_rate = summary.describe(rates["old"])["median"]
+    new_rate = summary.describe(rates["new"])["median"]
+    print(
+        f"\nmalgan-synth, both filters on, {args.n_per_class} per class, written cells/s "
+        f"(median of {args.repeats}): old {old_rate:.1f}, new {new_rate:.1f}, "
+        f"ratio {new_rate / old_rate:.2f} (target 100)"
+    )
+    for name, result in results.items():
+        print(f"  {name}: tried {result.attempts}, rejected {result.total_rejected}")
+
+    grid = grid_times(paths, args.seed, GRID_REPEATS)
+    old_ms = summary.describe(grid["old"])["median"] * 1000
+    new_ms = summary.describe(grid["new"])["median"] * 1000
+    print(
+        f"\nSample page grid, {GRID_CELLS} cells generated and classified (median of "
+        f"{GRID_REPEATS}): old {old_ms:.0f} ms, new {new_ms:.0f} ms, "
+        f"{old_ms / new_ms:.2f}x faster (target 3x)"
+    )
 
     print(
-        f"{generator.display_name}: {args.n_per_class} cells per class, batch {args.batch}, "
-        f"{repeats} run(s), class filter {'on' if class_filter else 'off'}"
-        + (" (smoke-test models: rejection counts are not meaningful)" if smoke else "")
+        f"\nViews: kept-or-rejected agreement with the old path, {2 * args.study_cells} cells "
+        f"(seed {args.seed}), and rejections by reason:"
     )
-    rates, seconds, summaries = [], [], []
-    for run in range(repeats):
-        with tempfile.TemporaryDirectory(prefix="malgan-bench-") as tmp:
-            try:
-                config = writer.SynthConfig(
-                    n_per_class=args.n_per_class,
-                    seed=args.seed,
-                    class_filter=class_filter,
-                    batch=args.batch,
-                )
-                summary = writer.export_dataset(
-                    Path(tmp) / "dataset",
-                    config,
-                    generator=generator,
-                    classifier=classifier,
-                    reference=reference,
-                )
-            except SynthError as err:
-                print(f"error: {err}", file=sys.stderr)
-                return cli.EXIT_FILTERS_EXHAUSTED
-        rates.append(summary.images_per_second)
-        seconds.append(summary.seconds)
-        summaries.append(summary)
-        print(f"  run {run + 1}: {summary.seconds:.1f} s, {summary.images_per_second:.1f} images/s")
-
-    last = summaries[-1]
+    generators, classifiers = {FP32: old_gen}, {FP32: old_clf}
+    if args.int8:
+        generators[INT8], classifiers[INT8] = int8_gen, int8_clf
+    study, agreement = view_study(
+        generators,
+        classifiers,
+        reference,
+        args.study_cells,
+        args.seed,
+    )
+    summary.print_table(["generator/classifier", "agreement %", *REASONS], study)
+    chosen = {pair: fewest_views(shares) for pair, shares in agreement.items()}
     print(
-        f"median: {statistics.median(rates):.1f} images/s "
-        f"({statistics.median(seconds):.1f} s for {last.total_accepted} cells)"
+        f"fewest views with >= {MIN_AGREEMENT:.1%} agreement: "
+        + ", ".join(f"{pair} {views}" for pair, views in chosen.items())
     )
-    for label in last.accepted:
-        counts = ", ".join(f"{k} {v}" for k, v in last.rejected[label].items())
-        print(f"  {label}: {last.attempts[label]} tried, rejected: {counts}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average at the end: {load}")
+
+    sweep_rows = []
+    if args.sweep:
+        print(f"\nSession options, new path, cells/s over {STAGE_CELLS} cells:")
+        sweep_rows = sweep(paths[1], args.repeats)
+        summary.print_table(["session", *(f"batch {b}" for b in SWEEP_BATCHES)], sweep_rows)
     if args.json:
         print(
             json.dumps(
                 {
-                    "model": last.model,
-                    "n_per_class": args.n_per_class,
-                    "batch": args.batch,
-                    "repeats": repeats,
-                    "median_images_per_second": statistics.median(rates),
-                    "images_per_second": rates,
-                    "rejected": last.rejected,
+                    "stages": stages,
+                    "end_to_end": rates,
+                    "grid_seconds": grid,
+                    "view_agreement": agreement,
+                    "fewest_views": chosen,
+                    "sweep": sweep_rows,
                 }
             )
         )
