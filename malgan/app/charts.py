@@ -199,19 +199,24 @@ def diversity_bars(metrics: Mapping[str, Any] | None, model: str) -> go.Figure |
         cols=len(CLASSES),
         shared_yaxes=True,
         subplot_titles=[
-            f"{label} (n = {by_class[label].get('n', MISSING)} per side)" for label in CLASSES
+            f"{label} (n = {by_class[label]['n']:,} per side)"
+            if isinstance(by_class[label].get("n"), int)
+            else label
+            for label in CLASSES
         ],
     )
     names = [name.capitalize() for name in DIVERSITY_METRICS]
     for col, label in enumerate(CLASSES, start=1):
         for side, colour, legend in (
-            ("generated", CLASS_COLOURS[label], "generated"),
-            ("reference", REPORT_COLOUR, "real cells of other patients"),
+            ("generated", CLASS_COLOURS[label], f"{label}, generated"),
+            ("reference", REPORT_COLOUR, "real cells of other patients (reference)"),
         ):
             values = [(by_class[label].get(side) or {}).get(name) for name in DIVERSITY_METRICS]
             values = [v if finite(v) else None for v in values]
             fig.add_bar(
-                name=f"{label}, {legend}",
+                name=legend,
+                # One legend entry for the reference, whose bars are grey in both panels.
+                showlegend=side == "generated" or col == 1,
                 x=names,
                 y=values,
                 marker_color=colour,
@@ -219,12 +224,17 @@ def diversity_bars(metrics: Mapping[str, Any] | None, model: str) -> go.Figure |
                 textposition="outside",
                 cliponaxis=False,
                 offsetgroup=side,
-                hovertemplate=f"{label}, {legend}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
+                hovertemplate=f"{label}: {legend}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
                 row=1,
                 col=col,
             )
+    # The legend goes under the panels, clear of their titles.
     return _layout(
-        fig, barmode="group", yaxis={"title": "k-NN figure (k = 5)", "rangemode": "tozero"}
+        fig,
+        barmode="group",
+        yaxis={"title": "k-NN figure (k = 5)", "rangemode": "tozero"},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0},
+        margin={"l": 10, "r": 10, "t": 40, "b": 60},
     )
 
 
