@@ -203,7 +203,7 @@ def test_recovery_shows_realism_and_variety_beside_the_reference(
     name = loading.generator_choices()["cgan"]
     assert f"#### Realism and variety: {name}" in [m.value for m in at.markdown]
     (chart,) = [c.proto.spec for c in at.get("plotly_chart") if "k-NN figure" in c.proto.spec]
-    for text in ("Precision", "Coverage", "real cells of other patients", "n = 1445", "0.43"):
+    for text in ("Precision", "Coverage", "real cells of other patients", "n = 1,445", "0.43"):
         assert text in chart, text
     captions = " ".join(c.value for c in at.caption)
     assert "Parasitized 56.7% (real cells of unseen patients: 62.5%)" in captions

@@ -224,7 +224,7 @@ def diversity_bars(metrics: Mapping[str, Any] | None, model: str) -> go.Figure |
                 textposition="outside",
                 cliponaxis=False,
                 offsetgroup=side,
-                hovertemplate=f"{label}: {legend}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
+                hovertemplate=f"{label}, {side}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
                 row=1,
                 col=col,
             )
