@@ -1,17 +1,17 @@
-"""Latent explorer: slide one generated cell along principal directions and an infection axis."""
+"""Latent explorer: slide one generated cell along principal directions and an infection control."""
 
 import streamlit as st
 
-from malgan import artifacts, explore, latent, latent_files, runtime
-from malgan.app import cells, controls, frame, views
+from malgan import artifacts, explore, infection, latent, latent_files, runtime
+from malgan.app import cells, controls, frame, pushes
 from malgan.data import CLASSES
 from malgan.errors import LatentError
 
 SLIDER_STEP = 0.1
+INFECTION_STEP = 0.05
 BIG_SCALE = 4
-# The strip beside the cell: the same cell this many sigma either side along the infection axis.
-STRIP_STEP = 2.0
-STRIP_OFFSETS = (-STRIP_STEP, 0.0, STRIP_STEP)
+# The strip under the cell: the same cell at these positions of the infection control.
+STRIP_AMOUNTS = (infection.AMOUNT_MIN, -0.5, 0.0, 0.5, infection.AMOUNT_MAX)
 PRINCIPAL_KEYS = tuple(f"le_p{i}" for i in range(explore.MAX_PRINCIPAL))
 # The uploaded latent and the upload it came from (kept until a new seed replaces it).
 LOADED_KEY = "le_loaded"
@@ -20,9 +20,11 @@ LOAD_ERROR_KEY = "le_load_error"
 
 frame.page_intro(
     "Start from one generated cell and move its latent vector along the generator's main axes "
-    "of variation (GANSpace principal directions) and along an infection direction fitted to "
-    "the classifier (InterFaceGAN). Steps are in standard deviations (σ) of the latent along "
-    "each axis.",
+    "of variation (GANSpace principal directions), in standard deviations (σ) of the latent "
+    "along each, and push it towards or away from infection. For the conditional GAN the "
+    "infection control is its class input (the one it was trained with); the report's DCGANs "
+    "have one generator per class and no class input, so theirs is a direction of the latent "
+    "fitted to the classifier (InterFaceGAN). What each does is measured below the cell.",
 )
 
 
@@ -46,8 +48,59 @@ def randomise() -> None:
 # Controls, seeded from the URL.
 controls.url_choice("le_class", CLASSES[0], CLASSES)
 controls.url_int("le_seed", frame.DEFAULT_SEED, 0, controls.MAX_SEED)
-for key in (*PRINCIPAL_KEYS, "le_inf"):
+for key in PRINCIPAL_KEYS:
     controls.url_float(key, 0.0, -explore.SIGMA_RANGE, explore.SIGMA_RANGE)
+controls.url_float("le_inf", 0.0, infection.AMOUNT_MIN, infection.AMOUNT_MAX)
+
+
+def infection_strip(
+    exported, model: str, label: str, seed: int, start_z, amounts: tuple[float, ...]
+) -> None:
+    """The cell at five positions of the infection control, with what moves along it."""
+    strip, strip_proba = pushes.pushed_strip(
+        exported, model, label, start_z, amounts, STRIP_AMOUNTS
+    )
+    rows = pushes.measures(strip, strip_proba)
+    st.markdown(
+        "**Along the infection control**",
+        help="The same cell at five positions of the slider, measured: the classifier's "
+        "P(parasitized), the mean hue of the stain (degrees on the colour wheel: about 300 is "
+        "lavender, 330 pink) and the share of the image the cell covers.",
+    )
+    names = [f"{a:+g}".replace("-", "−") if a else "0" for a in STRIP_AMOUNTS]
+    with cells.spaced_images("le_strip"):
+        cells.show_cells(
+            strip,
+            caption=[f"{n}: {r['p_parasitized']:.0%}" for n, r in zip(names, rows, strict=True)],
+            output_format="PNG",
+        )
+    st.table(
+        {
+            "Slider": names,
+            "P(parasitized)": [f"{r['p_parasitized']:.0%}" for r in rows],
+            "Stain hue": [f"{r['hue']:.0f}°" for r in rows],
+            "Cell area": [f"{r['area']:.0f}%" for r in rows],
+        },
+        hide_index=True,
+    )
+    effect = pushes.seed_effect(exported, model, label, seed)
+    st.caption(
+        f"Measured on {effect['n']} {label} cells of seed {seed} pushed to "
+        f"{effect['amount']:+g} ({effect['control']}): {effect['flipped']:.0%} became "
+        f"{effect['target']} (before: {effect['already']:.0%}); {effect['mask_ssim_share_ok']:.0%} "
+        f"kept their outline (cell-mask SSIM ≥ {infection.OUTLINE_KEPT_SSIM:g}); stain hue moved "
+        f"{effect['hue_shift_deg']:+.0f}° and cell area {effect['area_shift_points']:+.1f} "
+        "points (medians)."
+    )
+    real = pushes.real_measures(exported)
+    if real and len(real) == len(CLASSES):
+        par, uni = real["Parasitized"], real["Uninfected"]
+        st.caption(
+            f"Real cells of test patients (the release's sample, {par['n']} Parasitized and "
+            f"{uni['n']} Uninfected): stain hue {par['hue']:.0f}° against {uni['hue']:.0f}°, "
+            f"cell area {par['area']:.0f}% against {uni['area']:.0f}% (medians)."
+        )
+
 
 panel, view = st.columns([5, 4], gap="large")
 with panel:
@@ -105,17 +158,24 @@ with panel:
             key=PRINCIPAL_KEYS[i],
         )
     st.markdown("**Infection**")
+    control = infection.default_control(gen)
+    usable = gen.conditional or dirs.infection is not None
     st.slider(
-        "Infection (σ): + looks more parasitized to the classifier",
-        -explore.SIGMA_RANGE,
-        explore.SIGMA_RANGE,
-        step=SLIDER_STEP,
+        "Infection: −1 towards Uninfected, +1 towards Parasitized",
+        infection.AMOUNT_MIN,
+        infection.AMOUNT_MAX,
+        step=INFECTION_STEP,
         key="le_inf",
-        disabled=dirs.infection is None,
-        help="A direction in the latent space along which the classifier's P(parasitized) rises "
-        "(InterFaceGAN boundary).",
+        disabled=not usable,
+        help=(
+            "Adds to the cell's Parasitized class weight (clipped to 0…1), the latent kept: +1 "
+            "takes an Uninfected cell to Parasitized, −1 a Parasitized cell to Uninfected."
+            if control == infection.CLASS_INPUT
+            else "Moves the latent along a direction fitted to the classifier (InterFaceGAN), "
+            f"±1 being ±{infection.DIRECTION_SIGMA_AT_MAX:g} σ."
+        ),
     )
-    if dirs.infection is None:
+    if not usable:
         st.caption(f"{gen.display_name} ships no infection direction for {label} cells.")
 url_keys = ("le_model", "le_class", "le_seed", *PRINCIPAL_KEYS[: dirs.count], "le_inf")
 controls.sync_url(*url_keys)
@@ -136,12 +196,18 @@ if loaded_entry is not None:
         )
 
 amounts = tuple(round(float(st.session_state[k]), 2) for k in PRINCIPAL_KEYS[: dirs.count])
-infection = round(float(st.session_state["le_inf"]), 2) if dirs.infection is not None else 0.0
+push = round(float(st.session_state["le_inf"]), 2) if usable else 0.0
 exported = artifacts.exported_dir()
-images, probas = views.edited_cells(exported, model, label, start_z, amounts, (infection,))
+images, probas = pushes.pushed_strip(exported, model, label, start_z, amounts, (push,))
 image, proba = images[0], probas[0]
 p_parasitized = float(proba[0])
-edited = explore.edit_latent(start_z, dirs, amounts, infection)
+edited = infection.push(
+    gen,
+    explore.edit_latent(start_z, dirs, amounts),
+    infection.one_hot(gen.classes, label, 1),
+    push,
+    control,
+)[0][0]
 
 save_slot.download_button(
     "💾 Save this latent (.npy)",
@@ -157,25 +223,8 @@ with view:
         min(1.0, max(0.0, p_parasitized)),
         text=f"P(parasitized) {p_parasitized:.1%}",
     )
-    if dirs.infection is not None:
-        steps = tuple(round(infection + offset, 2) for offset in STRIP_OFFSETS)
-        strip, strip_proba = views.edited_cells(exported, model, label, start_z, amounts, steps)
-        strip_p = strip_proba[:, 0]  # P(parasitized) of each cell
-        st.markdown(
-            f"**Along the infection direction** ({STRIP_STEP:g} σ either side)",
-            help="The same cell moved along the infection direction, with the classifier's "
-            "P(parasitized) under each. The middle cell is the one above.",
-        )
-        names = [
-            f"{offset:+g} σ".replace("-", "−") if offset else "this cell"
-            for offset in STRIP_OFFSETS
-        ]
-        with cells.spaced_images("le_strip"):
-            cells.show_cells(
-                strip,
-                caption=[f"{name}: {p:.0%}" for name, p in zip(names, strip_p, strict=True)],
-                output_format="PNG",
-            )
+    if usable:
+        infection_strip(exported, model, label, seed, start_z, amounts)
 st.caption(
     "The page address holds the model, class, seed and slider positions; an uploaded latent "
     "travels as a .npy file instead."

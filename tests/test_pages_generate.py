@@ -260,9 +260,10 @@ def test_latent_explorer_shows_one_cell_and_probability():
     (bar,) = at.get("progress")
     assert bar.proto.text.startswith("P(parasitized) ") and bar.proto.text.endswith("%")
     assert abs(bar.proto.value - float(bar.proto.text.split()[-1].rstrip("%"))) < 1
-    # The strip shows the cell either side of it along the infection direction.
-    assert len(strip.value) == 3 and strip.captions[1].startswith("this cell: ")
-    assert strip.captions[0].startswith("−2 σ: ") and strip.captions[2].startswith("+2 σ: ")
+    # The strip shows the cell at five positions of the infection control, 0 being the cell.
+    assert len(strip.value) == 5 and strip.captions[2].startswith("0: ")
+    assert strip.captions[0].startswith("−1: ") and strip.captions[4].startswith("+1: ")
+    assert strip.value[2] == strip.value[3] == strip.value[4]  # a Parasitized cell stays one
     generator = loading.cached_generator(artifacts.exported_dir(), "cgan")
     count = explore.directions_for(generator.directions, "Parasitized").count
     assert len(at.slider) == count + 1
@@ -278,9 +279,16 @@ def test_latent_explorer_slider_moves_cell_and_reset_restores_it():
     assert moved != start
     assert at.query_params["le_p0"] == "2"
 
-    at.slider(key="le_inf").set_value(-1.5).run()
+    # The conditional GAN's infection control is its class input: -0.5 moves a Parasitized
+    # cell half-way to Uninfected.
+    at.slider(key="le_inf").set_value(-0.5).run()
     assert image_urls(at) != moved
-    assert at.query_params["le_inf"] == "-1.5"
+    assert at.query_params["le_inf"] == "-0.5"
+    assert (at.slider(key="le_inf").min, at.slider(key="le_inf").max) == (-1.0, 1.0)
+    # Under the slider, what moves along it, measured.
+    captions = " ".join(c.value for c in at.caption)
+    assert "became Uninfected" in captions and "class input" in captions
+    assert list(at.table[0].value.columns) == ["Slider", "P(parasitized)", "Stain hue", "Cell area"]
 
     at.button[0].click().run()  # Reset
     assert at.slider(key="le_p0").value == 0.0 and at.slider(key="le_inf").value == 0.0
