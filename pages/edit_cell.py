@@ -8,15 +8,18 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from malgan import artifacts, imaging, invert, latent_files, runtime, uploads
-from malgan.app import cells, controls, frame, loading
+from malgan import artifacts, imaging, infection, invert, latent_files, morphology, runtime, uploads
+from malgan.app import cells, controls, frame, loading, pushes
+from malgan.data import CLASSES
 
 KEYS = ("e_model", "e_amount")
 RESULT_KEY = "e_found"
-# Infection slider, in standard deviations along the infection direction.
-AMOUNT_MIN = -3.0
-AMOUNT_MAX = 3.0
-AMOUNT_STEP = 0.25
+# Infection slider: -1 towards Uninfected, +1 towards Parasitized (see malgan.infection).
+AMOUNT_MIN = infection.AMOUNT_MIN
+AMOUNT_MAX = infection.AMOUNT_MAX
+AMOUNT_STEP = 0.05
+EXAMPLE_KEY = "e_example"
+PERCENT = 100.0
 # Seed of the inversion's pool and mutations: the same upload gives the same latent.
 SEARCH_SEED = 0
 # Side-by-side cells are shown larger than grid cells, yet fit a third of the narrow layout.
@@ -47,8 +50,9 @@ def edited_cell(
 
 frame.page_intro(
     "Upload a photograph of one segmented red blood cell. The page searches the generator's "
-    "latent space for the cell it can draw that looks most like yours, then lets you move that "
-    "cell along the learned infection direction.",
+    "latent space for the cell it can draw that looks most like yours, then lets you push that "
+    "cell towards or away from infection: with the conditional GAN by its class input, with "
+    "the report's DCGANs along a direction of the latent fitted to the classifier.",
 )
 
 # Controls, seeded from the URL.
@@ -70,13 +74,23 @@ st.caption(
     "The page address keeps the model and the infection amount. An uploaded image cannot travel "
     "in a link: after opening a shared link, upload the cell again."
 )
-if uploaded is None:
-    st.info("Upload one cell image above to start.", icon="⬆️")
+exported = artifacts.exported_dir()
+examples = st.columns(len(CLASSES))
+for col, label in zip(examples, CLASSES, strict=True):
+    if col.button(f"Load an example {label} cell", key=f"e_example_{label}", width="stretch"):
+        st.session_state[EXAMPLE_KEY] = pushes.example_cell(exported, label, 0)
+example = st.session_state.get(EXAMPLE_KEY)
+if uploaded is not None:
+    name, payload = uploaded.name, uploaded.getvalue()
+elif example is not None:
+    name, payload, source = example
+    st.caption(f"Example: {source}, {name}.")
+else:
+    st.info("Upload one cell image above, or load an example, to start.", icon="⬆️")
     st.stop()
 
 # The upload goes through the checks of the Classify page, the out-of-distribution one included.
-payload = uploaded.getvalue()
-(checked,) = loading.classify_uploads([(uploaded.name, payload)], classifier, loading.reference())
+(checked,) = loading.classify_uploads([(name, payload)], classifier, loading.reference())
 if not checked.ok:
     message = uploads.escape_markdown(checked.message)
     st.error(f"**This file cannot be used.** {message}", icon="🚫")
@@ -84,7 +98,6 @@ if not checked.ok:
 frame.warn_if_unusual(checked)
 cell = checked.image
 p_original = np.asarray(checked.proba, np.float32)
-exported = artifacts.exported_dir()
 digest = hashlib.sha256(payload).hexdigest()
 
 # The search.
@@ -176,14 +189,16 @@ def infection_editor(
     """The infection slider, the edited cell with its verdict, and the downloads."""
     st.subheader("Change the infection")
     st.slider(
-        "Infection (σ)",
+        "Infection: −1 towards Uninfected, +1 towards Parasitized",
         AMOUNT_MIN,
         AMOUNT_MAX,
         step=AMOUNT_STEP,
         key="e_amount",
-        help="Moves the found latent along the generator's infection direction (InterFaceGAN), "
-        "in standard deviations of the latent prior along that direction. Positive values make "
-        "the cell look more parasitized to the classifier; 0 is the reconstruction.",
+        help="0 is the reconstruction. With the conditional GAN the slider adds to the found "
+        "cell's Parasitized class weight (clipped to 0…1) and keeps its latent: the class input "
+        "is what draws the parasite. With the report's DCGANs it moves the latent along a "
+        f"direction fitted to the classifier (InterFaceGAN), ±1 being "
+        f"±{infection.DIRECTION_SIGMA_AT_MAX:g} standard deviations.",
     )
     controls.sync_url(*KEYS)
     amount = float(st.session_state["e_amount"])
@@ -199,7 +214,7 @@ def infection_editor(
     with cols[0]:
         cells.show_cells(result.reconstruction, scale=VIEW_SCALE, caption="Reconstruction")
     with cols[1]:
-        cells.show_cells(edited, scale=VIEW_SCALE, caption=f"Edited, {amount:+g} σ")
+        cells.show_cells(edited, scale=VIEW_SCALE, caption=f"Edited, {amount:+g}")
         st.markdown(cells.verdict_markdown(p_edited), unsafe_allow_html=True)
     with cols[2]:
         st.metric(
@@ -207,6 +222,15 @@ def infection_editor(
             f"{p_edited[0]:.1%}",
             **cells.points_delta(p_edited[0] - p_reconstruction[0], "vs reconstruction"),
         )
+
+    hue = morphology.stain_hue(np.stack([result.reconstruction, edited]))
+    area = morphology.cell_area(np.stack([result.reconstruction, edited])) * PERCENT
+    outline = morphology.mask_ssim(result.reconstruction, edited)
+    st.caption(
+        f"What else moved, measured: stain hue {hue[0]:.0f}° → {hue[1]:.0f}°, cell area "
+        f"{area[0]:.0f}% → {area[1]:.0f}% of the image, outline kept to a cell-mask SSIM of "
+        f"{outline:.2f} (1 is the same outline)."
+    )
 
     # Downloads.
     stem = f"{model}_{result.label}_edit"

@@ -214,7 +214,7 @@ def page(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_page_finds_and_edits_an_uploaded_cell(page: AppTest, fake_cell):
-    page.query_params["e_amount"] = "1.5"
+    page.query_params["e_amount"] = "0.5"
     page.run()
     assert not page.exception
     assert page.selectbox(key="e_model").value == "cgan"
@@ -239,21 +239,33 @@ def test_page_finds_and_edits_an_uploaded_cell(page: AppTest, fake_cell):
     assert labels["P(parasitized), reconstruction"].endswith("%")
     assert labels["P(parasitized), edited"].endswith("%")
     slider = page.slider(key="e_amount")
-    assert slider.value == 1.5 and (slider.min, slider.max) == (-3.0, 3.0)
+    assert slider.value == 0.5 and (slider.min, slider.max) == (-1.0, 1.0)
     captions = " ".join(c.value for c in page.caption)
     assert "cells generated in" in captions
     # Original and reconstruction side by side, then reconstruction and edited cell.
     assert len(page.image) == 4
     captions_of = [c for image in page.image for c in image.captions]
-    assert captions_of == ["Your cell", "Reconstruction", "Reconstruction", "Edited, +1.5 σ"]
+    assert captions_of == ["Your cell", "Reconstruction", "Reconstruction", "Edited, +0.5"]
+    assert "What else moved, measured: stain hue" in captions
     found = page.session_state["e_found"]["result"]
 
     # Moving the slider re-renders the edit without a new search.
-    slider.set_value(-2.0).run()
+    slider.set_value(-0.5).run()
     assert not page.exception
     assert page.session_state["e_found"]["result"] is found
-    assert page.query_params["e_amount"] in ("-2", ["-2"])
-    assert page.image[3].captions == ["Edited, -2 σ"]
+    assert page.query_params["e_amount"] in ("-0.5", ["-0.5"])
+    assert page.image[3].captions == ["Edited, -0.5"]
+
+
+def test_page_loads_an_example_cell(page: AppTest):
+    page.run()
+    page.button(key="e_example_Uninfected").click().run()
+    assert not page.exception and not page.error
+    captions = " ".join(c.value for c in page.caption)
+    # The release ships a real sample of test patients; without it the example is generated.
+    assert "Example: a real cell of a test patient" in captions or "a generated cell" in captions
+    assert any("Find this cell" in i.value for i in page.info)
+    assert len(page.image) == 1
 
 
 def test_page_reports_a_bad_upload(page: AppTest):
