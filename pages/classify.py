@@ -5,13 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from malgan import uploads
-from malgan.app import cells, charts, frame, loading
+from malgan import artifacts, uploads
+from malgan.app import cells, charts, frame, loading, pushes
+from malgan.data import CLASSES
 
 # Cards per row; rows of at most WIDE_CARDS cards lay each card out sideways.
 CELLS_PER_ROW = 3
 WIDE_CARDS = 2
 CSV_NAME = "malgan_classifications.csv"
+EXAMPLE_KEY = "c_example"
 # Headers of the results table's columns.
 HEADERS = {
     "file": "File",
@@ -50,13 +52,20 @@ uploaded = st.file_uploader(
     key="c_uploads",
     help="PNG, JPEG, TIFF, WebP, BMP or GIF; one cell per image, ideally on a black background.",
 )
-if not uploaded:
-    st.info("Drop one or more cell images above to classify them.", icon="⬆️")
+if st.button("Load an example of each class", key="c_example_button"):
+    exported = artifacts.exported_dir()
+    st.session_state[EXAMPLE_KEY] = [pushes.example_cell(exported, c, 0) for c in CLASSES]
+files = [(f.name, f.getvalue()) for f in uploaded or ()]
+if not files and st.session_state.get(EXAMPLE_KEY):
+    examples = st.session_state[EXAMPLE_KEY]
+    files = [(name, payload) for name, payload, _ in examples]
+    sources = sorted({source for _, _, source in examples})
+    st.caption(f"Examples: {' and '.join(sources)} of each class.")
+if not files:
+    st.info("Drop one or more cell images above, or load the examples, to classify them.", icon="⬆️")
     st.stop()
 
-results = loading.classify_uploads(
-    [(f.name, f.getvalue()) for f in uploaded], classifier, reference
-)
+results = loading.classify_uploads(files, classifier, reference)
 good = [r for r in results if r.ok]
 
 # Summary.

@@ -53,6 +53,15 @@ def charts_shown(at: AppTest) -> int:
 # Classify.
 
 
+def test_classify_loads_an_example_of_each_class() -> None:
+    at = page("classify")
+    at.button(key="c_example_button").click().run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Files"] == str(len(CLASSES)) and metrics["Classified"] == str(len(CLASSES))
+    assert any(c.value.startswith("Examples: ") for c in at.caption)
+
+
 def test_classify_gives_verdicts_and_specific_errors() -> None:
     at = page("classify")
     assert any("Drop one or more" in i.value for i in at.info)
