@@ -272,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=cli.DEFAULT_MODEL)
     parser.add_argument("--n-per-class", type=int, default=250, help="end-to-end export size")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--study-cells", type=int, default=500, help="cells per class studied")
+    parser.add_argument(
+        "--study-cells",
+        type=int,
+        default=1000,
+        help="cells per class studied (1 view passes on 500, fails on 1000)",
+    )
     parser.add_argument("--seed", type=int, default=writer.DEFAULT_SEED)
     parser.add_argument("--exported", default=None)
     parser.add_argument("--sweep", action="store_true", help="also sweep session options")
