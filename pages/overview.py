@@ -7,7 +7,7 @@ from malgan.app import cells, frame, loading, views
 from malgan.data import CLASSES
 
 STRIP_MODEL = "cgan"
-STRIP_SEED = 2024
+STRIP_SEED = frame.DEFAULT_SEED
 STRIP_CELLS = 8
 NIH_PATIENTS = 200
 PATIENTS_USED = 180

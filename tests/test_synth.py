@@ -611,3 +611,14 @@ def test_page_progress_shows_cells_per_second(app: AppTest, monkeypatch) -> None
     app.button[0].click().run()
     assert not app.exception
     assert [t for t in shown if re.search(r"\d+ cells/s", t)], shown
+
+
+def test_one_default_seed_for_the_pages_the_overview_and_the_cli():
+    from malgan.app import frame
+
+    defaults = cli.build_parser().parse_args(["--n-per-class", "1", "--out", "x"])
+    assert defaults.seed == frame.DEFAULT_SEED == writer.DEFAULT_SEED == latent.DEFAULT_SEED
+    overview = app_page(str(Path(__file__).resolve().parents[1] / "pages" / "overview.py"))
+    overview.run()
+    strip = [c for image in overview.image for c in image.captions]
+    assert strip and all(f"seed {frame.DEFAULT_SEED}," in c for c in strip)

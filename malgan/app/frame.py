@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from malgan import runtime, tables, uploads
+from malgan import latent, runtime, tables, uploads
 from malgan.app import controls
 from malgan.app.loading import (
     classifier,
@@ -17,7 +17,7 @@ from malgan.app.loading import (
     quiet_metrics,
 )
 
-DEFAULT_SEED = 7
+DEFAULT_SEED = latent.DEFAULT_SEED
 
 
 DEFAULT_MODEL = "cgan"

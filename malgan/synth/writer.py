@@ -41,7 +41,7 @@ from malgan.synth.filters import (
     rejection_reasons,
 )
 
-DEFAULT_SEED = 0
+DEFAULT_SEED = latent.DEFAULT_SEED
 DEFAULT_BATCH = 256
 DEFAULT_MAX_ATTEMPTS_FACTOR = 20
 DEFAULT_WORKERS = 2
