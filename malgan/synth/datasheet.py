@@ -57,16 +57,23 @@ def _training_data(metrics_data: Mapping[str, Any]) -> list[str]:
     return _lines(counts)
 
 
-def _figure_provenance(figures: Any) -> list[str]:
-    """Which command computed the figures evaluated again after the export, if any."""
+def _figure_provenance(figures: Any, name: str) -> list[str]:
+    """Which command computed the figures evaluated again after the export, if any.
+
+    ``written_by["figures"]`` holds, per figure, the provenance per generator (or one
+    provenance for every generator).
+    """
     if not isinstance(figures, Mapping):
         return []
-    return [
-        f"`{figure}` was computed again by `{by.get('command') or 'unknown'}` at commit "
-        f"`{by.get('git_commit') or 'unknown'}`."
-        for figure, by in figures.items()
-        if isinstance(by, Mapping)
-    ]
+    lines = []
+    for figure, by in figures.items():
+        by = by.get(name, by) if isinstance(by, Mapping) else None
+        if isinstance(by, Mapping) and "command" in by:
+            lines.append(
+                f"`{figure}` was computed again by `{by.get('command') or 'unknown'}` at "
+                f"commit `{by.get('git_commit') or 'unknown'}`."
+            )
+    return lines
 
 
 def _filters(summary: Mapping[str, Any]) -> list[str]:
@@ -162,7 +169,7 @@ def datasheet_markdown(
         "",
         f"Written by `{written.get('command') or metrics_data.get('command') or 'unknown'}` at "
         f"commit `{written.get('git_commit') or metrics_data.get('git_commit') or 'unknown'}`.",
-        *_figure_provenance(written.get("figures")),
+        *_figure_provenance(written.get("figures"), name),
         "",
         "## Filters of this set",
         *_filters(summary),
