@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.summary import machine, print_table
-from malgan import artifacts, data, infection, invert, latent, metrics, morphology, runtime
+from malgan import artifacts, data, infection, invert, latent, morphology, runtime
 from malgan.errors import DataError, ModelError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ SPLIT_SEED = 0
 # Inversion of the real cells: an evaluation budget, not a clock, so the result is repeatable.
 REAL_MAX_EVALS = 1200
 TARGET_FLIP = 0.9
-TARGET_MASK_SSIM = 0.8
+TARGET_MASK_SSIM = infection.OUTLINE_KEPT_SSIM
 UNINFECTED = "Uninfected"
 PARASITIZED = "Parasitized"
 # Which end each class is pushed to, and the class it should reach.
@@ -64,43 +64,10 @@ def summarise_push(
     target: str,
     classes: tuple[str, ...] = data.CLASSES,
 ) -> dict[str, Any]:
-    """The figures of one push.
-
-    Args:
-        start: uint8 [N, S, S, 3] cells before the push.
-        end: uint8 [N, S, S, 3] the same cells after it.
-        proba_start: float [N, C] classifier probabilities of ``start``.
-        proba_end: float [N, C] of ``end``.
-        target: The class the push aims at.
-        classes: The classifier's columns.
-
-    Returns:
-        ``n``, ``flipped`` (share of end cells whose verdict is ``target``) with its Wilson
-        interval, ``already`` (share of start cells already ``target``), the mask SSIM's
-        ``mask_ssim_mean``, ``mask_ssim_median`` and ``mask_ssim_share_ok`` (share at least
-        ``TARGET_MASK_SSIM``), ``hue_shift_deg`` and ``area_shift_points`` (medians, end minus
-        start), and whether the targets are ``met``.
-    """
-    column = classes.index(target)
-    n = len(start)
-    flipped = int((np.argmax(proba_end, axis=1) == column).sum())
-    already = int((np.argmax(proba_start, axis=1) == column).sum())
-    ssims = np.array([morphology.mask_ssim(a, b) for a, b in zip(start, end, strict=True)])
-    hue = morphology.hue_shift(morphology.stain_hue(start), morphology.stain_hue(end))
-    area = (morphology.cell_area(end) - morphology.cell_area(start)) * PERCENT
-    low, high = metrics.wilson_interval(flipped, n)
-    return {
-        "n": n,
-        "flipped": flipped / n,
-        "flipped_ci": [low, high],
-        "already": already / n,
-        "mask_ssim_mean": float(ssims.mean()),
-        "mask_ssim_median": float(np.median(ssims)),
-        "mask_ssim_share_ok": float((ssims >= TARGET_MASK_SSIM).mean()),
-        "hue_shift_deg": float(np.nanmedian(hue)),
-        "area_shift_points": float(np.median(area)),
-        "met": flipped / n >= TARGET_FLIP and float(ssims.mean()) >= TARGET_MASK_SSIM,
-    }
+    """``infection.push_effect`` of one push, and whether it ``met`` the targets."""
+    effect = infection.push_effect(start, end, proba_start, proba_end, target, classes)
+    met = effect["flipped"] >= TARGET_FLIP and effect["mask_ssim_mean"] >= TARGET_MASK_SSIM
+    return {**effect, "met": met}
 
 
 def real_reference(cells: data.CellSet) -> dict[str, float]:
@@ -148,6 +115,7 @@ def real_pushes(
     generator: runtime.CellGenerator,
     classifier: runtime.Classifier,
     seed: int,
+    max_evals: int = REAL_MAX_EVALS,
 ) -> dict[str, Any]:
     """Invert real cells, then push each reconstruction with the default control."""
     control = infection.default_control(generator)
@@ -157,7 +125,7 @@ def real_pushes(
     for i, (image, label_index) in enumerate(zip(cells.images, cells.labels, strict=True)):
         label = data.CLASSES[int(label_index)]
         found = invert.invert(
-            image, generator, classifier, seed=seed, time_budget_s=None, max_evals=REAL_MAX_EVALS
+            image, generator, classifier, seed=seed, time_budget_s=None, max_evals=max_evals
         )
         (end,) = infection.pushed_cells(
             generator, found.z[None], found.class_weights[None], (PUSHES[label][0],), control
@@ -210,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--real-n", type=int, default=DEFAULT_REAL_N, help="Real held-out cells per class."
     )
+    parser.add_argument(
+        "--real-evals", type=int, default=REAL_MAX_EVALS, help="Inversion budget per real cell."
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of the cells and the search.")
     parser.add_argument("--models", default="cgan,dcgan", help="Generators, comma-separated.")
     parser.add_argument("--json", default="", help="Also write the figures to this file.")
@@ -222,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Pushing {args.n} cells per class with each control, on {machine()}.")
     summary: dict[str, Any] = {"n": args.n, "seed": args.seed}
-    for generator in generators:
+    for generator in generators if args.n > 0 else ():
         summary[generator.name] = generated_pushes(generator, classifier, args.n, args.seed)
     if Path(args.data).is_dir() and args.real_n > 0:
         try:
@@ -233,13 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         summary["real_reference"] = real_reference(test)
         cells = pick_real(test, args.real_n, args.seed)
         summary["real"] = {
-            g.name: real_pushes(cells, g, classifier, args.seed) for g in generators[:1]
+            g.name: real_pushes(cells, g, classifier, args.seed, args.real_evals)
+            for g in generators[:1]
         }
     else:
         print(f"Real cells skipped: none at {args.data} (pass --data).", file=sys.stderr)
 
     rows = []
-    for generator in generators:
+    for generator in generators if args.n > 0 else ():
         for control, by_class in summary[generator.name].items():
             for label, s in by_class.items():
                 rows.append((f"{generator.name} generated", control, label, *_cells(s)))
