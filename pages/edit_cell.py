@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from malgan import artifacts, imaging, infection, invert, latent_files, morphology, runtime, uploads
-from malgan.app import cells, controls, frame, loading, pushes
+from malgan.app import cells, controls, frame, loading, pushes, views
 from malgan.data import CLASSES
 
 KEYS = ("e_model", "e_amount")
@@ -24,28 +23,6 @@ PERCENT = 100.0
 SEARCH_SEED = 0
 # Side-by-side cells are shown larger than grid cells, yet fit a third of the narrow layout.
 VIEW_SCALE = 3
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def probabilities(
-    exported: Path, images: np.ndarray, _classifier: runtime.Classifier
-) -> np.ndarray:
-    """The classifier's class probabilities of uint8 cells [N, S, S, 3]: float32 [N, 2]."""
-    return _classifier.predict_proba(images)
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def edited_cell(
-    exported: Path,
-    model: str,
-    z: np.ndarray,
-    class_weights: np.ndarray,
-    amount: float,
-    _result: invert.InversionResult,
-    _generator: runtime.CellGenerator,
-) -> np.ndarray:
-    """The inverted cell moved ``amount`` standard deviations along the infection direction."""
-    return invert.edit(_result, _generator, amount)
 
 
 frame.page_intro(
@@ -144,7 +121,7 @@ if not current:
     st.stop()
 
 result: invert.InversionResult = stored["result"]
-p_reconstruction = probabilities(exported, result.reconstruction[None], classifier)[0]
+p_reconstruction = views.cell_probabilities(exported, result.reconstruction[None], classifier)[0]
 
 # Original and reconstruction.
 st.subheader("Original and reconstruction")
@@ -203,13 +180,13 @@ def infection_editor(
     controls.sync_url(*KEYS)
     amount = float(st.session_state["e_amount"])
     try:
-        edited = edited_cell(
+        edited = views.edited_inversion(
             exported, model, result.z, result.class_weights, amount, result, generator
         )
     except ValueError as err:
         st.warning(f"**Editing is unavailable for this model.** {err}", icon="⚠️")
         return
-    p_edited = probabilities(exported, edited[None], classifier)[0]
+    p_edited = views.cell_probabilities(exported, edited[None], classifier)[0]
     cols = st.columns([1, 1, 1])
     with cols[0]:
         cells.show_cells(result.reconstruction, scale=VIEW_SCALE, caption="Reconstruction")

@@ -1,6 +1,5 @@
 """Interpolate: morph one generated cell into another, across classes with the conditional GAN."""
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from malgan import artifacts, explore
@@ -12,9 +11,6 @@ DEFAULT_SEED_B = frame.DEFAULT_SEED + 1
 # Width the strip of frames may take; frames shrink to keep the whole path on one row.
 STRIP_PX = 960
 MIN_FRAME_PX = 56
-DECISION_LINE = 0.5
-# Right margin of the chart, holding the threshold's label.
-THRESHOLD_MARGIN_PX = 90
 KEYS = ("ip_model", "ip_seed_a", "ip_class_a", "ip_seed_b", "ip_class_b", "ip_steps", "ip_method")
 METHOD_NAMES = {
     "slerp": "Spherical (slerp): keeps latents at a typical length",
@@ -50,12 +46,12 @@ ends = st.columns(2)
 with ends[0]:
     st.markdown("**Cell A** (t = 0)")
     a = st.columns(2)
-    a[0].number_input("Seed A", min_value=0, max_value=controls.MAX_SEED, step=1, key="ip_seed_a")
+    controls.seed_input("ip_seed_a", a[0], label="Seed A")
     a[1].radio("Class A", CLASSES, horizontal=True, key="ip_class_a")
 with ends[1]:
     st.markdown("**Cell B** (t = 1)")
     b = st.columns(2)
-    b[0].number_input("Seed B", min_value=0, max_value=controls.MAX_SEED, step=1, key="ip_seed_b")
+    controls.seed_input("ip_seed_b", b[0], label="Seed B")
     b[1].radio("Class B", CLASSES, horizontal=True, key="ip_class_b", disabled=not cross)
 if not cross:
     st.info(
@@ -89,34 +85,7 @@ with cells.spaced_images("ip_frames"):
     )
 
 # The classifier along the path.
-figure = go.Figure(
-    go.Scatter(
-        x=t,
-        y=p_parasitized,
-        mode="lines+markers",
-        line={"color": charts.CLASS_COLOURS["Parasitized"], "width": 3},
-        hovertemplate="t = %{x:.2f}<br>P(parasitized) = %{y:.1%}<extra></extra>",
-    )
-)
-# The threshold's label sits in the right margin, clear of the data line.
-figure.add_hline(
-    y=DECISION_LINE,
-    line_dash="dot",
-    line_color="grey",
-    annotation_text=f"decision<br>threshold {DECISION_LINE:.0%}",
-    annotation_position="right",
-    annotation_font_color="grey",
-)
-figure.update_layout(
-    title="P(parasitized) along the path",
-    xaxis_title="t (0 = cell A, 1 = cell B)",
-    yaxis_title="P(parasitized)",
-    yaxis={"range": [0, 1], "tickformat": ".0%"},
-    xaxis={"range": [0, 1]},
-    height=320,
-    margin={"l": 10, "r": THRESHOLD_MARGIN_PX, "t": 50, "b": 10},
-)
-st.plotly_chart(figure)
+st.plotly_chart(charts.path_probability(t, p_parasitized))
 
 stem = f"{model}_{label_a}{seed_a}_to_{label_b}{seed_b}_{method}_{steps}"
 st.download_button(

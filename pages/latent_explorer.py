@@ -107,14 +107,7 @@ with panel:
     pick = st.columns([3, 2, 2])
     model = frame.choose_generator("le_model", pick[0], purpose="explore")
     pick[1].radio("Class", CLASSES, horizontal=True, key="le_class")
-    pick[2].number_input(
-        "Seed",
-        min_value=0,
-        max_value=controls.MAX_SEED,
-        step=1,
-        key="le_seed",
-        on_change=forget_loaded,
-    )
+    controls.seed_input("le_seed", pick[2], on_change=forget_loaded)
 
 label = st.session_state["le_class"]
 seed = int(st.session_state["le_seed"])

@@ -36,12 +36,10 @@ controls.url_value("ros_study", False, lambda s: s.strip().lower() in ("1", "tru
 top[1].radio(
     "Cells per round", [str(n) for n in turing.ROUND_SIZES], horizontal=True, key="ros_cells"
 )
-top[2].number_input(
-    "Round (seed)",
-    min_value=0,
-    max_value=controls.MAX_SEED,
-    step=1,
-    key="ros_seed",
+controls.seed_input(
+    "ros_seed",
+    top[2],
+    label="Round (seed)",
     help="The same seed gives the same cells in the same order.",
 )
 top[3].button("🎲 New round", on_click=controls.randomise_seed, args=("ros_seed",))

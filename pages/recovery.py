@@ -135,9 +135,7 @@ def live_measurement(model: str) -> None:
     n = cols[0].number_input(
         "Cells per class", min_value=MIN_CELLS, max_value=MAX_CELLS, step=CELL_STEP, key="r_n"
     )
-    seed = cols[1].number_input(
-        "Seed", min_value=0, max_value=controls.MAX_SEED, step=1, key="r_seed"
-    )
+    seed = controls.seed_input("r_seed", cols[1])
     controls.sync_url("r_model", "r_n", "r_seed")
     measure = cols[2].button("Measure recovery", key="r_measure", type="primary", icon="▶️")
     params = {"exported": exported, "model": model, "n": int(n), "seed": int(seed)}

@@ -29,12 +29,9 @@ controls.url_int("s_seed", frame.DEFAULT_SEED, 0, controls.MAX_SEED)
 top[1].radio("Class", CLASSES, horizontal=True, key="s_class")
 top[2].slider("Number of cells", 1, MAX_CELLS, key="s_n")
 bottom = st.columns([2, 1, 4], vertical_alignment="bottom")
-bottom[0].number_input(
-    "Seed",
-    min_value=0,
-    max_value=controls.MAX_SEED,
-    step=1,
-    key="s_seed",
+controls.seed_input(
+    "s_seed",
+    bottom[0],
     help="The same seed always gives the same cells, here, in the command line and in the tests.",
 )
 bottom[1].button("🎲 New seed", on_click=controls.randomise_seed, args=("s_seed",))

@@ -4,93 +4,20 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image
 
-from malgan import artifacts, imaging, tables
-from malgan.app import cells, controls, frame, loading, views
-from malgan.app.charts import CLASS_COLOURS
+from malgan import artifacts, imaging
+from malgan.app import cells, controls, dataset, frame, loading, views
 from malgan.data import CLASSES
-from malgan.errors import SynthError
-from malgan.synth import datasheet, files, filters, writer
+from malgan.synth import writer
 
 DEFAULT_CELLS = 100
 MAX_CELLS = 2000
 MAX_ATTEMPTS_FACTOR = 200
 MIN_CONFIDENCE = 0.5
 MAX_CONFIDENCE = 0.99
-PREVIEW_CELLS = 8
-MANIFEST_ROWS = 10
 RESULT_KEY = "_d_export"
-TRUE_WORDS = ("true", "1", "on", "yes")
-FALSE_WORDS = ("false", "0", "off", "no")
-
-
-def parse_flag(text: str) -> bool:
-    """A boolean from its URL spelling ("True"/"False", "1"/"0", "on"/"off")."""
-    word = text.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ValueError(text)
-
-
-def rejection_figure(rejected: dict[str, dict[str, int]]) -> go.Figure:
-    """Grouped bars of rejected cells by reason, one colour per class."""
-    rows = filters.rejection_rows(rejected)
-    fig = go.Figure()
-    for label in CLASSES:
-        mine = [r for r in rows if r["class"] == label]
-        fig.add_bar(
-            name=label,
-            x=[r["label"] for r in mine],
-            y=[r["count"] for r in mine],
-            marker_color=CLASS_COLOURS[label],
-            text=[r["count"] for r in mine],
-            textposition="outside",
-        )
-    fig.update_layout(
-        barmode="group",
-        height=320,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        yaxis_title="Rejected cells",
-        legend={"orientation": "h", "y": 1.12},
-    )
-    return fig
-
-
-# What to change on this page for each setting ``FiltersExhaustedError`` names.
-LOOSEN = {
-    "min_confidence": "lower the **Minimum confidence**",
-    "class_filter": "turn the **Class filter** off",
-    "privacy_filter": "turn the **Privacy filter** off",
-    "max_attempts_factor": "raise **Attempts per cell**",
-}
-
-
-def remedy(err: filters.FiltersExhaustedError) -> str:
-    """What to change on this page after the filters rejected too many cells."""
-    steps = [LOOSEN[setting] for setting in err.settings_to_loosen]
-    return f"To let more through, {tables.alternatives(steps)}."
-
-
-def size_text(n_bytes: int) -> str:
-    """A file size in kB or MB."""
-    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e6 else f"{max(1, round(n_bytes / 1e3))} kB"
-
-
-def preview_cells(folder: Path, n: int) -> dict[str, np.ndarray]:
-    """The first ``n`` written cells of each class, read back from the dataset folder."""
-    rows = files.read_manifest(folder)
-    out = {}
-    for label in CLASSES:
-        names = [r["file"] for r in rows if r["class"] == label][:n]
-        out[label] = np.stack([np.asarray(Image.open(folder / f).convert("RGB")) for f in names])
-    return out
 
 
 frame.page_intro(
@@ -106,8 +33,8 @@ controls.url_int("d_attempts", writer.DEFAULT_MAX_ATTEMPTS_FACTOR, 1, MAX_ATTEMP
 # The smoke-test placeholders' classifier rejects every cell of one class, so their class
 # filter starts off: the page's defaults always give a dataset.
 smoke = loading.smoke_models()
-controls.url_value("d_class", not smoke, parse_flag)
-controls.url_value("d_privacy", True, parse_flag)
+controls.url_value("d_class", not smoke, controls.parse_flag)
+controls.url_value("d_privacy", True, controls.parse_flag)
 
 reference = loading.reference()
 left, right = st.columns(2)
@@ -121,7 +48,7 @@ with left:
         key="d_n",
         help=f"Up to {MAX_CELLS} Parasitized and {MAX_CELLS} Uninfected cells.",
     )
-    st.number_input("Seed", min_value=0, max_value=controls.MAX_SEED, step=1, key="d_seed")
+    controls.seed_input("d_seed")
     truncation = controls.truncation_slider("d_trunc")
 with right:
     st.toggle(
@@ -229,38 +156,14 @@ if st.button(f"Generate {2 * n_per_class} cells", type="primary", icon="📦"):
     counting = views.CountingGenerator(generator, on_batch=show_progress)
     st.session_state.pop(RESULT_KEY, None)
     with tempfile.TemporaryDirectory(prefix="malgan-synth-") as tmp:
-        folder = Path(tmp) / "dataset"
-        try:
-            summary = writer.export_dataset(
-                folder,
-                config,
-                generator=counting,
-                classifier=classifier,
-                reference=reference,
-                progress=report,
-            )
-        except filters.FiltersExhaustedError as err:
-            st.session_state[RESULT_KEY] = {
-                "params": params,
-                "error": f"{err} {remedy(err)}",
-                "rejected": err.rejected,
-            }
-        except (SynthError, OSError) as err:
-            st.session_state[RESULT_KEY] = {"params": params, "error": str(err), "rejected": None}
-        else:
-            datasheet.write_datasheet(
-                folder, summary.to_dict(), params["exported"], cell_size=generator.img_size
-            )
-            top = f"malgan_synthetic_{files.name_tag(model)}_seed{config.seed}"
-            st.session_state[RESULT_KEY] = {
-                "params": params,
-                "summary": summary.to_dict(),
-                "zip": files.zip_folder(folder, top=top),
-                "file_name": f"{top}.zip",
-                "preview": preview_cells(folder, PREVIEW_CELLS),
-                "img_size": generator.img_size,
-                "manifest": files.read_manifest(folder)[:MANIFEST_ROWS],
-            }
+        st.session_state[RESULT_KEY] = dataset.export_result(
+            Path(tmp) / "dataset",
+            params,
+            generator=counting,
+            classifier=classifier,
+            reference=reference,
+            progress=report,
+        )
     bar.empty()
 
 # Results.
@@ -276,7 +179,7 @@ if "error" in result:
     st.error(f"**The dataset could not be completed.** {result['error']}", icon="⚠️")
     if result["rejected"]:
         st.subheader("What the filters rejected")
-        st.plotly_chart(rejection_figure(result["rejected"]), width="stretch")
+        st.plotly_chart(dataset.rejection_figure(result["rejected"]), width="stretch")
     st.stop()
 
 summary = result["summary"]
@@ -289,7 +192,7 @@ cols[1].metric("Rejected by the filters", f"{total_rejected:,}")
 cols[2].metric("Acceptance rate", f"{summary['total_accepted'] / tried:.0%}")
 cols[3].metric("Speed", f"{summary['images_per_second']:.0f} cells/s")
 st.download_button(
-    f"Download ZIP ({size_text(len(result['zip']))})",
+    f"Download ZIP ({dataset.size_text(len(result['zip']))})",
     data=result["zip"],
     file_name=result["file_name"],
     mime="application/zip",
@@ -309,7 +212,7 @@ st.caption(
 
 st.subheader("What the filters rejected")
 if total_rejected:
-    st.plotly_chart(rejection_figure(summary["rejected"]), width="stretch")
+    st.plotly_chart(dataset.rejection_figure(summary["rejected"]), width="stretch")
     st.caption("Each rejected cell was replaced by the next latent of the seed.")
 else:
     st.success("No cell was rejected: every generated cell passed the filters.", icon="✅")
@@ -321,7 +224,7 @@ for label in CLASSES:
         f"{cells.CLASS_ICONS[label]} " + cells.coloured(label, label), unsafe_allow_html=True
     )
     st.image(
-        imaging.make_grid(preview, ncol=PREVIEW_CELLS, scale=cells.VIEW_SCALE),
+        imaging.make_grid(preview, ncol=dataset.PREVIEW_CELLS, scale=cells.VIEW_SCALE),
         caption=f"The first {len(preview)} of {summary['accepted'][label]} {label} cells written",
     )
 

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import streamlit as st
-from PIL import Image
 
 from malgan import artifacts, tables
 from malgan.app import cells, charts, controls, frame, loading
 from malgan.data import CLASSES
-from malgan.errors import ModelError
 
-# Snapshot grids are shown near their own size: as many per row as fit in the content width of
-# the wide layout at 1440 px with each grid at least MIN_SNAPSHOT_SCALE of its pixels, in rows
-# that leave the fewest empty places.
-ROW_PX = 960
-COLUMN_GAP_PX = 16
-MIN_SNAPSHOT_SCALE = 0.9
 CLASSIFIER_HISTORY = "classifier"
 CLASSIFIER_METRICS = (
     ("Test accuracy", "test_accuracy"),
@@ -23,28 +15,6 @@ CLASSIFIER_METRICS = (
     ("Sensitivity (Parasitized)", "sensitivity"),
     ("Specificity", "specificity"),
 )
-
-
-@st.cache_data(show_spinner=False)
-def image_width(path: str) -> int:
-    """Width in pixels of an image file, read from its header (0 when it cannot be read)."""
-    try:
-        with Image.open(path) as img:
-            return int(img.size[0])
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return 0
-
-
-def read_history(name: str):
-    """The history named ``name`` in the index, or None after saying why it is unavailable."""
-    relative = ((index or {}).get("history") or {}).get(name)
-    if not relative:
-        return None
-    try:
-        return loading.history(exported, relative)
-    except ModelError as err:
-        st.warning(str(err), icon="⚠️")
-        return None
 
 
 frame.page_intro(
@@ -99,9 +69,8 @@ def snapshot_grids(model: str) -> None:
         with tab:
             entries = snapshots[label]
             # As many grids per row as fit near their own size, in rows without gaps if possible.
-            widest = max((image_width(str(path)) for _, path in entries), default=0)
-            fits = int(ROW_PX // (MIN_SNAPSHOT_SCALE * widest + COLUMN_GAP_PX))
-            per_row = cells.balanced_row(len(entries), fits)
+            widest = max((loading.image_width(str(path)) for _, path in entries), default=0)
+            per_row = cells.snapshots_per_row(len(entries), widest)
             for start in range(0, len(entries), per_row):
                 cols = st.columns(per_row)
                 for col, (iteration, path) in zip(
@@ -118,7 +87,7 @@ snapshot_grids(model)
 
 # Losses.
 st.subheader("Losses")
-model_history = read_history(model)
+model_history = loading.named_history(index, model)
 fig = charts.loss_curves(model_history)
 if fig is None:
     st.info(f"No losses were recorded for {choices[model]}.")
@@ -139,7 +108,7 @@ if summary:
         value = summary.get(key)
         shown = tables.number(value, ".3f") if key == "test_auc" else tables.percent(value)
         col.metric(title, shown)
-fig = charts.classifier_history(read_history(CLASSIFIER_HISTORY))
+fig = charts.classifier_history(loading.named_history(index, CLASSIFIER_HISTORY))
 if fig is None:
     st.info("No classifier training history was recorded.")
 else:

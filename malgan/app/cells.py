@@ -60,6 +60,20 @@ def balanced_row(count: int, fits: int) -> int:
     return -(-count // rows)
 
 
+# Snapshot grids are shown near their own size: as many per row as fit in the content width of
+# the wide layout at 1440 px with each grid at least MIN_SNAPSHOT_SCALE of its pixels, in rows
+# that leave the fewest empty places.
+ROW_PX = 960
+COLUMN_GAP_PX = 16
+MIN_SNAPSHOT_SCALE = 0.9
+
+
+def snapshots_per_row(count: int, widest_px: int) -> int:
+    """How many of ``count`` saved grids, the widest ``widest_px`` wide, to show per row."""
+    fits = int(ROW_PX // (MIN_SNAPSHOT_SCALE * widest_px + COLUMN_GAP_PX))
+    return balanced_row(count, fits)
+
+
 def show_cells(
     cells: np.ndarray | Sequence[np.ndarray], where: Any = st, *, scale: int = VIEW_SCALE, **kw
 ) -> None:

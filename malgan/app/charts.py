@@ -488,6 +488,44 @@ def classifier_bars(rows: Sequence[Mapping[str, Any]] | None) -> go.Figure | Non
     )
 
 
+# The Interpolate page's curve: the decision threshold, labelled in the right margin.
+DECISION_LINE = 0.5
+PATH_CHART_PX = 320
+THRESHOLD_MARGIN_PX = 90
+
+
+def path_probability(t: Sequence[float], p_parasitized: Sequence[float]) -> go.Figure:
+    """P(parasitized) of the frames of an interpolation, against the path's position t."""
+    figure = go.Figure(
+        go.Scatter(
+            x=t,
+            y=p_parasitized,
+            mode="lines+markers",
+            line={"color": CLASS_COLOURS["Parasitized"], "width": 3},
+            hovertemplate="t = %{x:.2f}<br>P(parasitized) = %{y:.1%}<extra></extra>",
+        )
+    )
+    # The threshold's label sits in the right margin, clear of the data line.
+    figure.add_hline(
+        y=DECISION_LINE,
+        line_dash="dot",
+        line_color="grey",
+        annotation_text=f"decision<br>threshold {DECISION_LINE:.0%}",
+        annotation_position="right",
+        annotation_font_color="grey",
+    )
+    figure.update_layout(
+        title="P(parasitized) along the path",
+        xaxis_title="t (0 = cell A, 1 = cell B)",
+        yaxis_title="P(parasitized)",
+        yaxis={"range": [0, 1], "tickformat": ".0%"},
+        xaxis={"range": [0, 1]},
+        height=PATH_CHART_PX,
+        margin={"l": 10, "r": THRESHOLD_MARGIN_PX, "t": 50, "b": 10},
+    )
+    return figure
+
+
 def probability_bar_html(proba: Sequence[float]) -> str:
     """A two-colour bar of P(Parasitized) beside P(Uninfected), as an HTML snippet.
 

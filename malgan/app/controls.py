@@ -92,6 +92,47 @@ def randomise_seed(key: str) -> None:
     st.session_state[key] = new_seed()
 
 
+def seed_input(
+    key: str,
+    where: Any = st,
+    *,
+    label: str = "Seed",
+    help: str | None = None,
+    on_change: Callable[[], None] | None = None,
+) -> int:
+    """The seed control: a whole number in [0, MAX_SEED] kept in ``st.session_state[key]``.
+
+    Args:
+        key: The widget's session key (seed it from the URL first with ``url_int``).
+        where: The container of the input (``st``, a column, ...).
+        label: The input's label.
+        help: Its tooltip.
+        on_change: A callback when the seed changes.
+
+    Returns:
+        The chosen seed.
+    """
+    value = where.number_input(
+        label, min_value=0, max_value=MAX_SEED, step=1, key=key, help=help, on_change=on_change
+    )
+    return int(value)
+
+
+# Words a URL may spell a boolean control with.
+TRUE_WORDS = ("true", "1", "on", "yes")
+FALSE_WORDS = ("false", "0", "off", "no")
+
+
+def parse_flag(text: str) -> bool:
+    """A boolean from its URL spelling ("True"/"False", "1"/"0", "on"/"off")."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(text)
+
+
 def truncation_value(slider: float) -> float | None:
     """The truncation a slider position stands for (None at its top: no truncation)."""
     return None if slider >= TRUNCATION_OFF else round(float(slider), 2)

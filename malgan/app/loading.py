@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import streamlit as st
+from PIL import Image
 
 from malgan import artifacts, decode, nearest, runtime, uploads
 from malgan.errors import DataError, ModelError
@@ -63,6 +64,29 @@ def history(exported: Path, relative: str) -> Any:
     """A training-history JSON file, parsed (cached per folder and file; see
     ``artifacts.load_history``)."""
     return artifacts.load_history(exported, relative)
+
+
+@st.cache_data(show_spinner=False)
+def image_width(path: str) -> int:
+    """Width in pixels of an image file, read from its header (0 when it cannot be read)."""
+    try:
+        with Image.open(path) as img:
+            return int(img.size[0])
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 0
+
+
+def named_history(index: dict[str, Any] | None, name: str) -> Any:
+    """The training history the index names ``name``, or None: none is named, or (said on the
+    page) its file cannot be read."""
+    relative = ((index or {}).get("history") or {}).get(name)
+    if not relative:
+        return None
+    try:
+        return history(artifacts.exported_dir(), relative)
+    except ModelError as err:
+        st.warning(str(err), icon="⚠️")
+        return None
 
 
 def _guarded(load: Callable[[], T], what: str) -> T | None:

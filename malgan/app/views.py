@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from malgan import explore, imaging, latent, runtime
+from malgan import explore, imaging, invert, latent, runtime
 from malgan.app.cells import GRID_COLUMNS, VIEW_SCALE
 from malgan.app.loading import cached_classifier, cached_generator
 from malgan.data import CLASSES
@@ -105,6 +105,30 @@ class CountingGenerator:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._generator, name)
+
+
+# The Edit a real cell page.
+@st.cache_data(show_spinner=False, max_entries=64)
+def cell_probabilities(
+    exported: Path, images: np.ndarray, _classifier: runtime.Classifier
+) -> np.ndarray:
+    """The classifier's class probabilities of uint8 cells [N, S, S, 3]: float32 [N, 2]."""
+    return _classifier.predict_proba(images)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def edited_inversion(
+    exported: Path,
+    model: str,
+    z: np.ndarray,
+    class_weights: np.ndarray,
+    amount: float,
+    _result: invert.InversionResult,
+    _generator: runtime.CellGenerator,
+) -> np.ndarray:
+    """An inverted cell pushed by ``amount`` towards Parasitized (+) or Uninfected (-), see
+    ``invert.edit`` (cached by the folder, model, latent, class weights and amount)."""
+    return invert.edit(_result, _generator, amount)
 
 
 # The explorer pages.
