@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from train import export, models
+from train import models, release_metrics
 
 BUDGET_MINUTES = {"cpu": 90.0}
 
@@ -28,7 +28,7 @@ def gan_iterations(runs: Path, stage: str) -> str:
     if stage not in models.GENERATORS:
         return ""
     parts = []
-    for run, state in export.loop_states(runs, stage).items():
+    for run, state in release_metrics.loop_states(runs, stage).items():
         its = state["iteration"] / max(state["train_seconds"], 1e-9)
         parts.append(f"{run}: {state['iteration']:,} it @ {its:.2f} it/s")
     return "; ".join(parts)
@@ -36,7 +36,7 @@ def gan_iterations(runs: Path, stage: str) -> str:
 
 def report(runs: Path) -> float:
     """Print the per-stage table of a run; return its total minutes."""
-    record = export.run_profile(runs)
+    record = release_metrics.run_profile(runs)
     seconds = record["stage_seconds"]
     if not seconds:
         raise SystemExit(f"No finished stage in {runs / models.STAGES_LOG}.")

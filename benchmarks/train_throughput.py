@@ -28,7 +28,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from malgan.data import CLASSES, IMG_SIZE
-from train import common, throughput
+from train import accel, throughput
+from train.splits import load_splits
 
 ITERATIONS = 300
 REPEATS = 3
@@ -68,7 +69,7 @@ def load_cells(args: argparse.Namespace) -> tuple[np.ndarray, str]:
     if not args.data:
         parasitized = args.class_name == CLASSES[0]
         return draw_cells(FAKE_CELLS, parasitized=parasitized, seed=args.seed), "drawn fake cells"
-    splits = common.load_splits(args.data, cache_dir=args.cache_dir, seed=args.seed)
+    splits = load_splits(args.data, cache_dir=args.cache_dir, seed=args.seed)
     cells = splits.train.images[splits.train.labels == CLASSES.index(args.class_name)]
     return cells, f"{len(cells)} {args.class_name} training cells of {args.data}"
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     cells, source = load_cells(args)
     if len(cells) < args.batch:
         parser.error(f"{len(cells)} cells are fewer than one batch of {args.batch}")
-    device = common.pick_device()
+    device = accel.pick_device()
     # bf16 autocast is CUDA-only in the project's loop; on a CPU it would time fp32 again.
     bf16 = device.type == "cuda"
     print(

@@ -25,12 +25,12 @@ from malgan.runtime import (  # noqa: E402
     sha256_file,
     sidecar_path,
 )
-from train.common import seeded_init  # noqa: E402
 from train.models import (  # noqa: E402
     network_input,
     predict,
     to_uint8_nhwc,
 )
+from train.runs import seeded_init  # noqa: E402
 
 BATCH = 5
 PIXEL_TOLERANCE = 1  # 8-bit levels: rounding of nearly equal floats may differ by one step

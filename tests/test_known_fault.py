@@ -14,7 +14,7 @@ from malgan.data import CLASSES
 pytest.importorskip("torch")
 from app_pages import app_page, models_copy
 
-from train import export
+from train import export, release_metrics
 
 FAULT = "A run with a known fault, not the report's method."
 
@@ -68,7 +68,7 @@ def test_metrics_json_carries_the_fault_the_export_logged(tmp_path: Path) -> Non
         {"kind": "training", "name": "cgan", "runs": {}},
     ]
     (runs / export.models.EXPORT_LOG).write_text("".join(json.dumps(x) + "\n" for x in lines))
-    result = export.write_metrics(export.ExportConfig(runs=str(runs), out=str(out)))
+    result = release_metrics.write_metrics(export.ExportConfig(runs=str(runs), out=str(out)))
     assert result["models"]["dcgan"]["known_fault"] == FAULT
     assert "known_fault" not in result["models"]["cgan"]
 

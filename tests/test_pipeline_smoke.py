@@ -15,9 +15,9 @@ from malgan import artifacts, latent, real_sample, runtime
 from malgan.data import CLASSES
 from tests.conftest import REPO_ROOT, SHARED_DATA, write_fake_nih_tree
 from train import figures
-from train.common import SMOKE_CELLS
 from train.models import STAGES_LOG
 from train.pipeline import STAGES as PIPELINE_STAGES
+from train.splits import SMOKE_CELLS
 
 # The pipeline's wall time is measured by benchmarks/pipeline_smoke.py, never asserted here.
 # Hang guards only, far above a run's time on a loaded two-core CPU (about 600 s at a load of

@@ -17,7 +17,7 @@ import torch
 from conftest import write_fake_nih_tree
 
 from malgan.data import CLASSES, load_dataset
-from train import cgan, common, export, models, pipeline, seed_gan
+from train import cgan, config, models, pipeline, release_metrics, seed_gan
 from train.profiles import CPU, GPU, PROFILES, SMOKE
 
 CLASSIFIER_TABLE = {"classifier", "resnet_plain", "cnn_report", "cnn_report_unit", "cnn_sound"}
@@ -92,12 +92,12 @@ def test_the_banner_minutes_are_the_wall_time_where_stages_ran_side_by_side(tmp_
         {"event": "wall", "seconds": 66.0},
     ]
     (tmp_path / models.STAGES_LOG).write_text("".join(json.dumps(x) + "\n" for x in lines))
-    record = export.run_profile(tmp_path)
+    record = release_metrics.run_profile(tmp_path)
     assert (record["total_seconds"], record["wall_seconds"]) == (120.0, 66.0)
-    assert export.run_minutes(record) == 1.1
+    assert release_metrics.run_minutes(record) == 1.1
     lines[0]["jobs"] = 1
     (tmp_path / models.STAGES_LOG).write_text("".join(json.dumps(x) + "\n" for x in lines))
-    assert export.run_minutes(export.run_profile(tmp_path)) == 2.0
+    assert release_metrics.run_minutes(release_metrics.run_profile(tmp_path)) == 2.0
 
 
 def test_cpu_profile_gives_the_dcgan_pair_the_conditional_gan_minutes():
@@ -128,12 +128,12 @@ def test_the_guide_run_reaches_the_conditional_gan(monkeypatch, tmp_path):
 
 
 def test_smoke_flag_is_an_alias_of_the_smoke_profile():
-    assert common.parse_config(pipeline.PipelineConfig, ["--smoke"]).chosen is SMOKE
-    assert common.parse_config(pipeline.PipelineConfig, ["--profile", "smoke"]).chosen is SMOKE
-    assert common.parse_config(pipeline.PipelineConfig, ["--profile", "cpu"]).chosen is CPU
-    assert common.parse_config(pipeline.PipelineConfig, []).chosen is GPU
+    assert config.parse_config(pipeline.PipelineConfig, ["--smoke"]).chosen is SMOKE
+    assert config.parse_config(pipeline.PipelineConfig, ["--profile", "smoke"]).chosen is SMOKE
+    assert config.parse_config(pipeline.PipelineConfig, ["--profile", "cpu"]).chosen is CPU
+    assert config.parse_config(pipeline.PipelineConfig, []).chosen is GPU
     with pytest.raises(SystemExit):
-        common.parse_config(pipeline.PipelineConfig, ["--profile", "laptop"])
+        config.parse_config(pipeline.PipelineConfig, ["--profile", "laptop"])
 
 
 @pytest.mark.parametrize("spent_minutes", [0, 20, 35, 50, 70, 90, 200])
@@ -189,20 +189,20 @@ def test_a_resumed_pipeline_skips_finished_stages_and_counts_every_attempt(nih):
     runs = nih["root"] / "runs"
     argv = ["--data", str(nih["data"]), "--cache-dir", str(nih["cache"]), "--smoke"]
     argv += ["--runs", str(runs), "--out", str(nih["root"] / "out"), "--stages", "cnn_sound"]
-    cfg = common.parse_config(pipeline.PipelineConfig, argv)
+    cfg = config.parse_config(pipeline.PipelineConfig, argv)
     first = pipeline.run_pipeline(cfg, "cmd")
     model = runs / "cnn_sound" / models.FINAL
     written = model.stat().st_mtime_ns
     again = pipeline.run_pipeline(cfg, "cmd")
     assert model.stat().st_mtime_ns == written, "a finished stage ran again"
     assert again["stage_seconds"] == first["stage_seconds"]
-    lines = export.read_jsonl(runs / models.STAGES_LOG)
+    lines = release_metrics.read_jsonl(runs / models.STAGES_LOG)
     events = [line.get("event") for line in lines if "event" in line]
     assert events == ["start", "wall", "start", "wall"]
     assert again["profile"] == "smoke"
     # Another command starts a new log (and runs the stage again).
     pipeline.run_pipeline(replace(cfg), "another command")
-    lines = export.read_jsonl(runs / models.STAGES_LOG)
+    lines = release_metrics.read_jsonl(runs / models.STAGES_LOG)
     assert lines[0]["command"] == "another command" and len(lines) == 3
 
 
@@ -211,14 +211,13 @@ def test_stages_train_side_by_side_in_their_own_processes(nih, plain_main):
     argv = ["--data", str(nih["data"]), "--cache-dir", str(nih["cache"]), "--smoke"]
     argv += ["--runs", str(runs), "--jobs", "2"]
     argv += ["--stages", "cnn_report", "cnn_report_unit", "cnn_sound"]
-    record = pipeline.run_pipeline(common.parse_config(pipeline.PipelineConfig, argv), "cmd")
+    record = pipeline.run_pipeline(config.parse_config(pipeline.PipelineConfig, argv), "cmd")
     assert set(record["stage_seconds"]) == {"cnn_report", "cnn_report_unit", "cnn_sound"}
     assert record["jobs"] == 2 and record["wall_seconds"] > 0
     for name in record["stage_seconds"]:
         assert (runs / name / models.FINAL).exists()
-    events = [
-        line["event"] for line in export.read_jsonl(runs / models.STAGES_LOG) if "event" in line
-    ]
+    logged = release_metrics.read_jsonl(runs / models.STAGES_LOG)
+    events = [line["event"] for line in logged if "event" in line]
     assert events == ["start", "wall"]
 
 
@@ -227,10 +226,10 @@ def test_a_stage_that_fails_in_its_process_stops_the_run_with_its_own_error(nih,
     runs = nih["root"] / "failing"
     argv = ["--data", str(nih["data"]), "--cache-dir", str(nih["cache"]), "--smoke"]
     argv += ["--runs", str(runs), "--jobs", "2", "--stages", "cgan"]
-    cfg = common.parse_config(pipeline.PipelineConfig, argv)
-    with pytest.raises(common.EXPECTED_ERRORS, match=SMOKE.cgan_guide):
+    cfg = config.parse_config(pipeline.PipelineConfig, argv)
+    with pytest.raises(config.EXPECTED_ERRORS, match=SMOKE.cgan_guide):
         pipeline.run_pipeline(cfg, "cmd")
-    logged = export.read_jsonl(runs / models.STAGES_LOG)
+    logged = release_metrics.read_jsonl(runs / models.STAGES_LOG)
     assert not [line for line in logged if "stage" in line]
 
 
@@ -256,11 +255,11 @@ def test_a_gan_stage_counts_the_training_of_an_attempt_killed_part_way(tmp_path:
     for run, seconds in trained.items():
         (tmp_path / run).mkdir()
         torch.save({"state": {"train_seconds": seconds}}, tmp_path / run / models.FINAL)
-    record = export.run_profile(tmp_path)
+    record = release_metrics.run_profile(tmp_path)
     assert record["stage_seconds"] == {"classifier": 30.0, "dcgan": 50.0, "cgan": 95.5}
     assert record["loop_seconds"] == {"dcgan": 40.0, "cgan": 95.5}
     assert record["total_seconds"] == 175.5
     # Side by side, the two DCGANs' loops overlap: the stage took the longer one.
     lines[0]["jobs"] = 4
     (tmp_path / models.STAGES_LOG).write_text("".join(json.dumps(x) + "\n" for x in lines))
-    assert export.run_profile(tmp_path)["loop_seconds"] == {"dcgan": 20.0, "cgan": 95.5}
+    assert release_metrics.run_profile(tmp_path)["loop_seconds"] == {"dcgan": 20.0, "cgan": 95.5}

@@ -78,15 +78,15 @@ def test_sample_size_is_bounded(tmp_path: Path, n: int) -> None:
 
 def test_command_writes_test_patients_cells_only(tmp_path: Path, fake_nih_tree) -> None:
     pytest.importorskip("torch")
-    from train import common
     from train import real_sample as command
+    from train import splits
 
     data = fake_nih_tree(patients=12, cells=3)
     cache = str(tmp_path / "cache")
     cfg = command.RealSampleConfig(data=str(data), out=str(tmp_path / "ex"), n=10, cache_dir=cache)
     command.write_real_sample(cfg, command="test")
     sample = real_sample.load(tmp_path / "ex")
-    test = common.load_splits(str(data), cache_dir=cache, progress=False).test
+    test = splits.load_splits(str(data), cache_dir=cache, progress=False).test
     assert len(sample) == min(10, len(test))
     assert set(sample.cell_ids) <= set(test.names.tolist())
     assert set(sample.provenance["patients"]) <= set(test.keys.tolist())

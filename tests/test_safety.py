@@ -181,7 +181,7 @@ def sources() -> dict[str, str]:
 
 
 def test_scan_covers_the_project(sources: dict[str, str]) -> None:
-    for expected in ("train/common.py", "malgan/runtime.py", "malgan/data.py", "tests/conftest.py"):
+    for expected in ("train/runs.py", "malgan/runtime.py", "malgan/data.py", "tests/conftest.py"):
         assert expected in sources
     # The scan finds the real loaders, so an empty result below means something.
     found = {name for text in sources.values() for name, _ in calls(text)}
@@ -195,7 +195,7 @@ def test_torch_and_numpy_loads_refuse_pickles(sources: dict[str, str]) -> None:
 
 def test_product_code_calls_no_pickle_loader(sources: dict[str, str]) -> None:
     product = {w: t for w, t in sources.items() if w.startswith(PRODUCT_CODE)}
-    assert any(w.startswith("pages/") for w in product) and "train/common.py" in product
+    assert any(w.startswith("pages/") for w in product) and "train/runs.py" in product
     problems = [p for where, text in product.items() for p in pickle_loads(text, where)]
     assert not problems, "\n".join(problems)
 

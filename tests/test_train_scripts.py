@@ -23,7 +23,6 @@ from tests.conftest import write_fake_nih_tree  # noqa: E402
 from train import (  # noqa: E402
     cgan,
     classifier,
-    common,
     evaluate,
     export,
     losses,
@@ -31,6 +30,7 @@ from train import (  # noqa: E402
     pipeline,
     seed_gan,
 )
+from train.config import EXIT_USAGE, config_flags, parse_config, replace, run_cli  # noqa: E402
 from train.gan_loop import SNAPSHOT_CELLS, Probe, probe_score  # noqa: E402
 
 CONFIGS = (
@@ -65,42 +65,42 @@ class DemoConfig:
 @pytest.mark.parametrize("cls", (*CONFIGS, DemoConfig))
 def test_flags_are_the_fields_in_kebab_case(cls):
     cfg = cls()
-    flags = [f for f in common.config_flags(cfg) if f.startswith("--")]
+    flags = [f for f in config_flags(cfg) if f.startswith("--")]
     expected = []
     for f in fields(cls):
         name = f.name.replace("_", "-")
         expected.append(f"--{name}" if getattr(cfg, f.name) is not False else f"--no-{name}")
     assert flags == expected
     assert all("_" not in flag for flag in flags)
-    assert common.parse_config(cls, common.config_flags(cfg)) == cfg
-    assert common.parse_config(cls, []) == cfg
+    assert parse_config(cls, config_flags(cfg)) == cfg
+    assert parse_config(cls, []) == cfg
 
 
 def test_flags_round_trip_changed_values():
     cfg = DemoConfig(
         data_dir="x y", max_steps=7, learning_rate=1e-4, use_ema=False, sizes=(3,), names=()
     )
-    assert common.parse_config(DemoConfig, common.config_flags(cfg)) == cfg
-    changed = common.replace(
+    assert parse_config(DemoConfig, config_flags(cfg)) == cfg
+    changed = replace(
         pipeline.PipelineConfig(), stages=("classifier", "export"), smoke=True, seed=3
     )
-    assert common.parse_config(pipeline.PipelineConfig, common.config_flags(changed)) == changed
+    assert parse_config(pipeline.PipelineConfig, config_flags(changed)) == changed
 
 
 def test_flags_parse_booleans_tuples_and_choices():
-    cfg = common.parse_config(
+    cfg = parse_config(
         classifier.ClassifierConfig, ["--no-bf16", "--select-best", "--input-scale", "raw"]
     )
     assert cfg.bf16 is False and cfg.select_best is True and cfg.input_scale == "raw"
-    cfg = common.parse_config(evaluate.EvalConfig, ["--generators", "cgan", "--n-cells", "5"])
+    cfg = parse_config(evaluate.EvalConfig, ["--generators", "cgan", "--n-cells", "5"])
     assert cfg.generators == ("cgan",) and cfg.n_cells == 5
-    cfg = common.parse_config(DemoConfig, ["--sizes", "4", "5", "--learning-rate", "2e-3"])
+    cfg = parse_config(DemoConfig, ["--sizes", "4", "5", "--learning-rate", "2e-3"])
     assert cfg.sizes == (4, 5) and cfg.learning_rate == 2e-3
     for argv in (["--arch", "vgg"], ["--cache_dir", "x"], ["--epochs", "two"]):
         with pytest.raises(SystemExit):
-            common.parse_config(classifier.ClassifierConfig, argv)
+            parse_config(classifier.ClassifierConfig, argv)
     with pytest.raises(SystemExit):
-        common.parse_config(pipeline.PipelineConfig, ["--stages", "classifier", "deploy"])
+        parse_config(pipeline.PipelineConfig, ["--stages", "classifier", "deploy"])
 
 
 # Smoke runs.
@@ -227,7 +227,7 @@ def test_classifier_resumes_from_an_interrupted_run(nih):
 def test_report_recipe_that_diverges_records_the_epoch(nih):
     out = nih["root"] / "diverged"
     extra = CLASSIFIER_RUNS["simple_cnn_report"] + ["--lr", str(DIVERGING_LR)]
-    cfg = common.parse_config(classifier.ClassifierConfig, _argv(nih, out, *extra))
+    cfg = parse_config(classifier.ClassifierConfig, _argv(nih, out, *extra))
     summary = classifier.train(cfg)
     losses = {r["epoch"]: r["train_loss"] for r in summary["history"]}
     first_bad = min(epoch for epoch, loss in losses.items() if not np.isfinite(loss))
@@ -250,8 +250,8 @@ def test_diverging_run_stops_with_a_clear_error_when_asked(nih, capsys):
     out = nih["root"] / "halted"
     extra = [a for a in CLASSIFIER_RUNS["simple_cnn_report"] if a != "--no-halt-on-nonfinite"]
     with pytest.raises(SystemExit) as exc:
-        common.run_cli(classifier.main, _argv(nih, out, *extra, "--lr", str(DIVERGING_LR)))
-    assert exc.value.code == common.EXIT_USAGE
+        run_cli(classifier.main, _argv(nih, out, *extra, "--lr", str(DIVERGING_LR)))
+    assert exc.value.code == EXIT_USAGE
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert re.fullmatch(
         r"error: Non-finite loss at iteration \d+: .*Lower the learning rate.*", err
@@ -384,8 +384,8 @@ def test_cgan_refuses_a_batch_that_is_not_a_multiple_of_the_group(nih, capsys):
     argv = ["--data", str(nih["data"]), "--out", str(out), "--cache-dir", str(nih["cache"])]
     argv += ["--ch", str(SMALL_CH), "--batch", "8", "--iterations", "2", "--minibatch-std", "3"]
     with pytest.raises(SystemExit) as exc:
-        common.run_cli(cgan.main, argv)
-    assert exc.value.code == common.EXIT_USAGE
+        run_cli(cgan.main, argv)
+    assert exc.value.code == EXIT_USAGE
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == "error: --batch must be a multiple of --minibatch-std"
 

@@ -27,7 +27,7 @@ from conftest import REPO_ROOT, write_fake_nih_tree
 torch = pytest.importorskip("torch")
 
 from malgan.data import CLASSES, load_dataset  # noqa: E402
-from train import common, seed_gan  # noqa: E402
+from train import config, losses, runs, seed_gan  # noqa: E402
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 # Seed of the kill times; each script draws its delay after its first checkpoint from it.
@@ -134,7 +134,7 @@ def assert_clean_exit(done: subprocess.CompletedProcess[str]) -> None:
 def test_seed_gan_killed_then_rerun_resumes(nih: dict[str, Path], tmp_path: Path) -> None:
     cmd, out = killed_run("seed_gan", nih, tmp_path, random.Random(KILL_SEED))
     # The checkpoint a kill leaves behind always loads.
-    resumed_at = common.load_checkpoint(out / "checkpoint.pt")["state"]["iteration"]
+    resumed_at = runs.load_checkpoint(out / "checkpoint.pt")["state"]["iteration"]
     assert resumed_at in range(4, SMOKE_ITERATIONS + 1, 4)
     before = len(log_records(out))
 
@@ -148,7 +148,7 @@ def test_seed_gan_killed_then_rerun_resumes(nih: dict[str, Path], tmp_path: Path
         range(resumed_at + SMOKE_LOG_EVERY, SMOKE_ITERATIONS + 1, SMOKE_LOG_EVERY)
     )
     assert added[-1]["event"] == "done" and added[-1]["iterations"] == SMOKE_ITERATIONS
-    final = common.load_checkpoint(out / "model.pt")
+    final = runs.load_checkpoint(out / "model.pt")
     assert final["state"]["iteration"] == SMOKE_ITERATIONS
     assert [r["iteration"] for r in final["state"]["losses"]] == sorted(
         {r["iteration"] for r in final["state"]["losses"]}
@@ -159,7 +159,7 @@ def test_classifier_killed_then_rerun_resumes(nih: dict[str, Path], tmp_path: Pa
     cmd, out = killed_run(
         "classifier", nih, tmp_path, random.Random(KILL_SEED + 1), "--arch", "simple_cnn"
     )
-    resumed_at = common.load_checkpoint(out / "checkpoint.pt")["state"]["epoch"]
+    resumed_at = runs.load_checkpoint(out / "checkpoint.pt")["state"]["epoch"]
     assert 1 <= resumed_at <= SMOKE_EPOCHS
     before = len(log_records(out))
 
@@ -170,7 +170,7 @@ def test_classifier_killed_then_rerun_resumes(nih: dict[str, Path], tmp_path: Pa
     epochs = [r["epoch"] for r in added if "epoch" in r and "event" not in r]
     assert epochs == list(range(resumed_at + 1, SMOKE_EPOCHS + 1))
     assert added[-1]["event"] == "done" and added[-1]["epochs"] == SMOKE_EPOCHS
-    final = common.load_checkpoint(out / "model.pt")
+    final = runs.load_checkpoint(out / "model.pt")
     assert [r["epoch"] for r in final["summary"]["history"]] == list(range(1, SMOKE_EPOCHS + 1))
 
 
@@ -179,7 +179,7 @@ def test_classifier_killed_then_rerun_resumes(nih: dict[str, Path], tmp_path: Pa
 DYING_SAVE = """
 import io, os, sys
 import torch
-from train import common
+from train import runs
 
 real_save = torch.save
 
@@ -195,13 +195,13 @@ def dying_save(obj, fh, *args, **kwargs):
 
 
 torch.save = dying_save
-common.save_checkpoint({"step": 2, "weights": torch.full((4096,), 2.0)}, sys.argv[1])
+runs.save_checkpoint({"step": 2, "weights": torch.full((4096,), 2.0)}, sys.argv[1])
 """
 
 
 def test_kill_during_save_keeps_previous_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.pt"
-    common.save_checkpoint({"step": 1, "weights": torch.ones(4096)}, path)
+    runs.save_checkpoint({"step": 1, "weights": torch.ones(4096)}, path)
     before = path.read_bytes()
 
     done = subprocess.run(
@@ -217,9 +217,9 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path: Path) -> None:
     partial = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert len(partial) == 1 and 0 < partial[0].stat().st_size < len(before)
     with pytest.raises(Exception):  # noqa: B017 - torch raises several types for a cut file
-        common.load_checkpoint(partial[0])
+        runs.load_checkpoint(partial[0])
     assert path.read_bytes() == before
-    ckpt = common.load_checkpoint(path)
+    ckpt = runs.load_checkpoint(path)
     assert ckpt["step"] == 1 and torch.equal(ckpt["weights"], torch.ones(4096))
 
 
@@ -239,21 +239,21 @@ def test_kill_during_first_save_leaves_no_checkpoint(tmp_path: Path) -> None:
 def test_nonfinite_loss_stops_gan_and_keeps_last_good_checkpoint(
     nih: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = seed_gan.F.binary_cross_entropy_with_logits
+    real = losses.F.binary_cross_entropy_with_logits
     calls = itertools.count(1)
 
     def poisoned(*args: Any, **kwargs: Any) -> torch.Tensor:
         loss = real(*args, **kwargs)
         return loss * float("nan") if next(calls) > NAN_AFTER_CALLS else loss
 
-    monkeypatch.setattr(seed_gan.F, "binary_cross_entropy_with_logits", poisoned)
+    monkeypatch.setattr(losses.F, "binary_cross_entropy_with_logits", poisoned)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path / "nan_gan"
     argv = ["--data", str(nih["data"]), "--out", str(out), "--cache-dir", str(nih["cache"])]
     try:
-        with pytest.raises(common.NonFiniteLossError) as err:
-            seed_gan.train(common.parse_config(seed_gan.SeedGANConfig, [*argv, *SHORT_GAN]))
+        with pytest.raises(runs.NonFiniteLossError) as err:
+            seed_gan.train(config.parse_config(seed_gan.SeedGANConfig, [*argv, *SHORT_GAN]))
     finally:
         torch.set_num_threads(threads)
 
@@ -263,7 +263,7 @@ def test_nonfinite_loss_stops_gan_and_keeps_last_good_checkpoint(
     gc.collect()
     assert message.startswith(f"Non-finite loss at iteration {NAN_ITERATION}: ")
     assert "the last good checkpoint is kept" in message
-    ckpt = common.load_checkpoint(out / "checkpoint.pt")
+    ckpt = runs.load_checkpoint(out / "checkpoint.pt")
     assert ckpt["state"]["iteration"] == NAN_ITERATION - 1
     for module in ckpt["modules"].values():
         assert all(torch.isfinite(t).all() for t in module.values() if t.is_floating_point())
@@ -280,7 +280,7 @@ def test_nonfinite_loss_cli_exits_2_with_one_line(nih: dict[str, Path], tmp_path
         *("--lr", DIVERGING_LR),
     )
     done = run(cmd, tmp_path / "diverged.log")
-    assert done.returncode == common.EXIT_USAGE, done.stderr[-3000:]
+    assert done.returncode == config.EXIT_USAGE, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and done.stderr.rstrip().endswith(errors[0])
@@ -292,7 +292,7 @@ def test_nonfinite_loss_cli_exits_2_with_one_line(nih: dict[str, Path], tmp_path
     if bad_epoch == 1:
         assert not (out / "checkpoint.pt").exists()
     else:
-        state = common.load_checkpoint(out / "checkpoint.pt")["state"]
+        state = runs.load_checkpoint(out / "checkpoint.pt")["state"]
         assert state["epoch"] == bad_epoch - 1
         assert all(np.isfinite(r["train_loss"]) for r in state["history"])
 
@@ -356,7 +356,7 @@ def test_bad_data_folders_give_one_clear_error(tmp_path: Path) -> None:
         )
     for name, (data, proc) in procs.items():
         stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
-        assert proc.returncode == common.EXIT_USAGE, (name, stderr[-3000:])
+        assert proc.returncode == config.EXIT_USAGE, (name, stderr[-3000:])
         assert "Traceback" not in stderr, name
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, (name, errors)

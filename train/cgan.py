@@ -12,7 +12,6 @@ Usage: python -m train.cgan --data DIR --out runs/cgan [--smoke]
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +24,9 @@ from malgan.nn import registry
 from malgan.nn.augment import diff_augment, symmetry_augment
 from malgan.nn.nets import CondGenerator, ProjectionDiscriminator
 from malgan.nn.onnx_export import pixels_for
-from train import common, models
+from train import accel, config, losses, models, runs
 from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
-
-# EMA ramp-up: the decay at step t is min(ema_decay, (1 + t) / (EMA_RAMP + t)).
-EMA_RAMP = 10.0
+from train.splits import load_splits
 
 
 @dataclass(frozen=True)
@@ -105,31 +102,20 @@ def load_guide(
     if not cfg.guide or cfg.guide_weight <= 0:
         return None
     net, ckpt = models.load_classifier(cfg.guide, device)
-    net = common.channels_last(net).requires_grad_(False)
+    net = accel.channels_last(net).requires_grad_(False)
     pixels = pixels_for(ckpt["input_scale"])
 
     def logits(images: torch.Tensor) -> torch.Tensor:
         # The guide reads pixels scaled as its sidecar says; no rounding keeps the gradient.
         x = (images + 1) * 127.5 * pixels["scale"] + pixels["offset"]
-        with common.autocast(device, cfg.bf16):
+        with accel.autocast(device, cfg.bf16):
             return net(x)[0].float()
 
     return logits
 
 
-def guide_term(logits: torch.Tensor, y: torch.Tensor, confidence: float) -> torch.Tensor:
-    """The guide's cross-entropy on generated cells, less -log(confidence) and floored at zero:
-    a cell the guide gives its class with at least ``confidence`` is left to D alone, since
-    pushing the verdict to certainty draws one exaggerated mark on every cell rather than
-    varied parasites."""
-    if not 0 < confidence <= 1:
-        raise ValueError("--guide-confidence must be in (0, 1]")
-    ce = F.cross_entropy(logits, y, reduction="none")
-    return F.relu(ce + math.log(confidence)).mean()
-
-
-def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Tensor) -> GANParts:
-    """Networks, optimisers, EMA and the hinge-loss step."""
+def build(cfg: CGANConfig, run: runs.Run, real: torch.Tensor, labels: torch.Tensor) -> GANParts:
+    """Networks, optimisers, EMA and the step: update D, update G, update EMA."""
     device = run.device
     spec = net_spec(cfg)
     if cfg.minibatch_std and cfg.batch % cfg.minibatch_std:
@@ -141,17 +127,17 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
     }
     if cfg.d_ch or cfg.ch:
         d_kwargs["ch"] = cfg.d_ch or cfg.ch
-    with common.seeded_init(cfg.seed):
-        G = common.channels_last(CondGenerator(**spec["kwargs"]).to(device))
-        D = common.channels_last(ProjectionDiscriminator(**d_kwargs).to(device))
-    common.broadcast_module(G, run.world)
-    common.broadcast_module(D, run.world)
+    with runs.seeded_init(cfg.seed):
+        G = accel.channels_last(CondGenerator(**spec["kwargs"]).to(device))
+        D = accel.channels_last(ProjectionDiscriminator(**d_kwargs).to(device))
+    accel.broadcast_module(G, run.world)
+    accel.broadcast_module(D, run.world)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_g = common.adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), device=device)
-    opt_d = common.adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), device=device)
+    opt_g = accel.adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), device=device)
+    opt_d = accel.adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), device=device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + run.rank)
     eye = torch.eye(len(CLASSES), device=device)
-    losses = torch.zeros(2, device=device)
+    totals = torch.zeros(2, device=device)
     g_params, ema_params = list(G.parameters()), list(G_ema.parameters())
     g_buffers, ema_buffers = list(G.buffers()), list(G_ema.buffers())
     n = len(real)
@@ -160,67 +146,70 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
     def augment(x: torch.Tensor) -> torch.Tensor:
         x = symmetry_augment(x, gen)
         x = diff_augment(x, policy=cfg.augment, generator=gen) if cfg.augment else x
-        return common.channels_last(x)
+        return accel.channels_last(x)
 
     def judge(images: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """D's realness logits and, with the auxiliary loss, its class logits."""
-        with common.autocast(device, cfg.bf16):
+        with accel.autocast(device, cfg.bf16):
             if cfg.aux_weight > 0:
                 logits, aux = D.score_and_classify(images, y)
                 return logits.float(), aux.float()
             return D(images, y).float(), None
 
-    def step() -> None:
-        # Update D (hinge loss, real and fake in one pass: D has no batch statistics).
-        d_loss = torch.zeros((), device=device)
-        for _ in range(cfg.d_steps):
-            idx = torch.randint(0, n, (cfg.batch,), device=device, generator=gen)
-            fake_y = torch.randint(0, len(CLASSES), (cfg.batch,), device=device, generator=gen)
-            z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
-            with torch.no_grad(), common.autocast(device, cfg.bf16):
-                fake = G(z, eye[fake_y]).float()
-            images = augment(torch.cat([models.to_unit_range(real[idx]), fake]))
-            logits, aux = judge(images, torch.cat([labels[idx], fake_y]))
-            loss = F.relu(1 - logits[: cfg.batch]).mean() + F.relu(1 + logits[cfg.batch :]).mean()
-            if aux is not None:
-                # The auxiliary head learns the classes from real cells only.
-                loss = loss + cfg.aux_weight * F.cross_entropy(aux[: cfg.batch], labels[idx])
-            opt_d.zero_grad(set_to_none=False)
-            loss.backward()
-            common.sync_gradients(list(D.parameters()), run.world)
-            opt_d.step()
-            d_loss = d_loss + loss.detach() / cfg.d_steps
-        # Update G.
+    def update_d() -> torch.Tensor:
+        """One hinge-loss update of D, real and fake in one pass (D has no batch statistics)."""
+        idx = torch.randint(0, n, (cfg.batch,), device=device, generator=gen)
+        fake_y = torch.randint(0, len(CLASSES), (cfg.batch,), device=device, generator=gen)
+        z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
+        with torch.no_grad(), accel.autocast(device, cfg.bf16):
+            fake = G(z, eye[fake_y]).float()
+        images = augment(torch.cat([models.to_unit_range(real[idx]), fake]))
+        logits, aux = judge(images, torch.cat([labels[idx], fake_y]))
+        loss = losses.hinge_d(logits[: cfg.batch], logits[cfg.batch :])
+        if aux is not None:
+            # The auxiliary head learns the classes from real cells only.
+            loss = loss + cfg.aux_weight * F.cross_entropy(aux[: cfg.batch], labels[idx])
+        opt_d.zero_grad(set_to_none=False)
+        loss.backward()
+        accel.sync_gradients(list(D.parameters()), run.world)
+        opt_d.step()
+        return loss.detach()
+
+    def update_g() -> torch.Tensor:
+        """One update of G through D (frozen), with the auxiliary and guide terms when asked."""
         fake_y = torch.randint(0, len(CLASSES), (cfg.batch,), device=device, generator=gen)
         z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
         D.requires_grad_(False)
-        with common.autocast(device, cfg.bf16):
+        with accel.autocast(device, cfg.bf16):
             fake = G(z, eye[fake_y]).float()
         logits, aux = judge(augment(fake), fake_y)
-        g_loss = -logits.mean()
+        loss = losses.hinge_g(logits)
         if aux is not None:
-            g_loss = g_loss + cfg.aux_weight * F.cross_entropy(aux, fake_y)
+            loss = loss + cfg.aux_weight * F.cross_entropy(aux, fake_y)
         if guide is not None:
             # The guide sees flips and rotations only: a cutout could erase the parasite.
             guided = guide(symmetry_augment(fake, gen))
-            g_loss = g_loss + cfg.guide_weight * guide_term(guided, fake_y, cfg.guide_confidence)
+            loss = loss + cfg.guide_weight * losses.guide_term(guided, fake_y, cfg.guide_confidence)
         D.requires_grad_(True)
         opt_g.zero_grad(set_to_none=False)
-        g_loss.backward()
-        common.sync_gradients(g_params, run.world)
+        loss.backward()
+        accel.sync_gradients(g_params, run.world)
         opt_g.step()
+        return loss.detach()
+
+    def step() -> None:
+        # Update D.
+        d_loss = torch.zeros((), device=device)
+        for _ in range(cfg.d_steps):
+            d_loss = d_loss + update_d() / cfg.d_steps
+        # Update G.
+        g_loss = update_g()
         # Update EMA.
-        with torch.no_grad():
-            # Ramp-up: early on, average over the steps taken so far rather than over 1/(1-decay)
-            # steps that mostly hold the initial weights; a short run needs it.
-            step_count = opt_g.state[g_params[0]]["step"].to(device)
-            weight = 1 - torch.clamp((1 + step_count) / (EMA_RAMP + step_count), max=cfg.ema_decay)
-            deltas = torch._foreach_sub(g_params, ema_params)
-            torch._foreach_mul_(deltas, weight)
-            torch._foreach_add_(ema_params, deltas)
-            for b_ema, b in zip(ema_buffers, g_buffers, strict=True):
-                b_ema.copy_(b)
-        losses.add_(torch.stack([d_loss, g_loss.detach()]))
+        step_count = opt_g.state[g_params[0]]["step"].to(device)
+        losses.ema_update(
+            ema_params, g_params, ema_buffers, g_buffers, step_count, decay=cfg.ema_decay
+        )
+        totals.add_(torch.stack([d_loss, g_loss]))
 
     def sample(z: torch.Tensor, label: int) -> torch.Tensor:
         return G_ema(z, eye[torch.full((len(z),), label, device=device)])
@@ -229,7 +218,7 @@ def build(cfg: CGANConfig, run: common.Run, real: torch.Tensor, labels: torch.Te
         step=step,
         modules={"G": G, "D": D, "G_ema": G_ema},
         optimizers={"G": opt_g, "D": opt_d},
-        losses=losses,
+        losses=totals,
         loss_names=("d_hinge", "g"),
         sample=sample,
         net_spec=spec,
@@ -243,10 +232,8 @@ def train(cfg: CGANConfig) -> dict[str, Any]:
     """Train the conditional GAN on the train-split cells of both classes."""
     if cfg.smoke:
         cfg = smoke_config(cfg)
-    with common.running(cfg, cfg.out) as run:
-        splits = common.load_splits(
-            cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke
-        )
+    with runs.running(cfg, cfg.out) as run:
+        splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
         real = models.to_device_nchw(splits.train.images, run.device)
         labels = torch.from_numpy(splits.train.labels).to(run.device)
         parts = build(cfg, run, real, labels)
@@ -255,7 +242,7 @@ def train(cfg: CGANConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = common.parse_config(CGANConfig, argv)
+    cfg = config.parse_config(CGANConfig, argv)
     summary = train(cfg)
     print(
         f"cgan: {summary['iterations']} iterations at {summary['iterations_per_second']:.1f} it/s"
@@ -263,4 +250,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    config.run_cli(main)

@@ -14,8 +14,9 @@ import torch
 from malgan import metrics
 from malgan.nn import registry
 from malgan.nn.nets import count_parameters
-from train import common, models
+from train import config, models, runs
 from train.classifier_loop import FitOptions, fit
+from train.splits import load_splits
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class ClassifierConfig(FitOptions):
 
 def smoke_config(cfg: ClassifierConfig) -> ClassifierConfig:
     """A config that runs the whole path in seconds on a CPU."""
-    return common.replace(cfg, epochs=2, batch=16)
+    return config.replace(cfg, epochs=2, batch=16)
 
 
 def train(cfg: ClassifierConfig) -> dict[str, Any]:
@@ -38,11 +39,9 @@ def train(cfg: ClassifierConfig) -> dict[str, Any]:
     held-out metrics with and without test-time flips and rotations."""
     if cfg.smoke:
         cfg = smoke_config(cfg)
-    with common.running(cfg, cfg.out) as run:
+    with runs.running(cfg, cfg.out) as run:
         device = run.device
-        splits = common.load_splits(
-            cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke
-        )
+        splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
         train_x = models.to_device_nchw(splits.train.images, device)
         train_y = torch.from_numpy(splits.train.labels).to(device)
         val_x = models.to_device_nchw(splits.val.images, device)
@@ -76,7 +75,7 @@ def train(cfg: ClassifierConfig) -> dict[str, Any]:
             "history": state["history"],
         }
         if run.main:
-            common.save_checkpoint(
+            runs.save_checkpoint(
                 {
                     "config": asdict(cfg),
                     "net": registry.spec(cfg.arch),
@@ -92,7 +91,7 @@ def train(cfg: ClassifierConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = common.parse_config(ClassifierConfig, argv)
+    cfg = config.parse_config(ClassifierConfig, argv)
     summary = train(cfg)
     chosen = summary["results"]["tta" if summary["tta"] else "plain"]["test"]
     print(
@@ -103,4 +102,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    config.run_cli(main)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from malgan.nn import registry
 from malgan.nn.augment import symmetry_augment
-from train import common, models
+from train import accel, models, runs
 
 RECIPES = ("sound", "plain", "report")
 INPUT_SCALES = ("symmetric", "unit", "raw")
@@ -59,7 +59,7 @@ def _optimizer(cfg: FitOptions, net: torch.nn.Module, device: torch.device, step
         return torch.optim.SGD(net.parameters(), lr=cfg.lr), None
     if cfg.recipe == "plain":
         return torch.optim.Adam(net.parameters(), lr=cfg.lr), None
-    opt = common.adam(
+    opt = accel.adam(
         net.parameters(),
         lr=cfg.lr,
         betas=(0.9, 0.999),
@@ -80,7 +80,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def fit(
     cfg: FitOptions,
-    run: common.Run,
+    run: runs.Run,
     train_x: torch.Tensor,
     train_y: torch.Tensor,
     val_x: torch.Tensor,
@@ -98,10 +98,10 @@ def fit(
     # Build.
     gen = torch.Generator(device=device).manual_seed(cfg.seed + run.rank)
     perm_gen = torch.Generator().manual_seed(cfg.seed)
-    with common.seeded_init(cfg.seed):
+    with runs.seeded_init(cfg.seed):
         net = registry.build(cfg.arch).to(device)
-    net = common.channels_last(net)
-    common.broadcast_module(net, run.world)
+    net = accel.channels_last(net)
+    accel.broadcast_module(net, run.world)
     steps_per_epoch = max(1, len(train_x) // (cfg.batch * run.world))
     opt, sched = _optimizer(cfg, net, device, cfg.epochs * steps_per_epoch)
     state: dict[str, Any] = {"epoch": 0, "best_val": -1.0, "best_state": None, "history": []}
@@ -109,7 +109,7 @@ def fit(
     # Resume.
     ckpt_path = run.out / models.CHECKPOINT
     if ckpt_path.exists():
-        ckpt = common.load_checkpoint(ckpt_path, device)
+        ckpt = runs.load_checkpoint(ckpt_path, device)
         net.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         if sched is not None:
@@ -117,7 +117,7 @@ def fit(
         state = ckpt["state"]
         perm_gen.set_state(ckpt["perm_rng"])
         gen.set_state(ckpt["aug_rng"].to("cpu"))
-        common.log.info("Resumed %s at epoch %d", run.out, state["epoch"])
+        runs.log.info("Resumed %s at epoch %d", run.out, state["epoch"])
 
     smoothing = cfg.label_smoothing if cfg.recipe == "sound" else 0.0
     for epoch in range(state["epoch"], cfg.epochs):
@@ -133,20 +133,20 @@ def fit(
             x = models.network_input(train_x[idx], cfg.input_scale)
             if cfg.recipe == "sound":
                 x = _augment(x, gen)
-            x = common.channels_last(x)
-            with common.autocast(device, cfg.bf16):
+            x = accel.channels_last(x)
+            with accel.autocast(device, cfg.bf16):
                 logits, _ = net(x)
             loss = F.cross_entropy(logits.float(), train_y[idx], label_smoothing=smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            common.sync_gradients(list(net.parameters()), run.world)
+            accel.sync_gradients(list(net.parameters()), run.world)
             opt.step()
             if sched is not None:
                 sched.step()
             running += loss.detach()
         train_loss = float(running) / steps_per_epoch
         if cfg.halt_on_nonfinite:
-            common.check_finite({"train_loss": train_loss}, epoch + 1)
+            runs.check_finite({"train_loss": train_loss}, epoch + 1)
         elif not np.isfinite(train_loss) and state.get("diverged_at_epoch") is None:
             state["diverged_at_epoch"] = epoch + 1
             run.log({"event": "non-finite loss", "epoch": epoch + 1})
@@ -159,16 +159,16 @@ def fit(
         run.log(record)
         if val_acc > state["best_val"] or not cfg.select_best:
             state["best_val"] = val_acc
-            state["best_state"] = common.to_cpu_state(net)
+            state["best_state"] = runs.to_cpu_state(net)
         state["epoch"] = epoch + 1
 
         # Checkpoint.
         if run.main:
-            common.save_checkpoint(
+            runs.save_checkpoint(
                 {
                     "config": asdict(cfg),
                     "net": registry.spec(cfg.arch),
-                    "state_dict": common.to_cpu_state(net),
+                    "state_dict": runs.to_cpu_state(net),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict() if sched is not None else {},
                     "state": state,

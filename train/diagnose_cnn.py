@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from malgan import metrics
 from malgan.nn.classifier_nets import SimpleCNN
-from train import common, models
+from train import accel, config, models, runs
+from train.splits import Splits, load_splits
 
 RAW_LR_SCALE = 255.0**2
 
@@ -67,10 +68,10 @@ def dead_relu_share(net: SimpleCNN, x: torch.Tensor) -> float:
 
 
 def run_variant(
-    cfg: DiagnoseConfig, input_scale: str, lr_factor: float, splits: common.Splits
+    cfg: DiagnoseConfig, input_scale: str, lr_factor: float, splits: Splits
 ) -> dict[str, Any]:
     """Train one variant and return what was measured."""
-    device = common.pick_device()
+    device = accel.pick_device()
     gen = torch.Generator().manual_seed(cfg.seed)
     torch_rng_state = torch.random.get_rng_state()
     net = SimpleCNN().to(device)
@@ -132,13 +133,13 @@ def run_variant(
 def diagnose(cfg: DiagnoseConfig) -> dict[str, Any]:
     """Run every variant and write the results to ``cfg.out``."""
     if cfg.smoke:
-        cfg = common.replace(cfg, epochs=1, batch=8)
-    splits = common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
+        cfg = config.replace(cfg, epochs=1, batch=8)
+    splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
     results = {
         "config": asdict(cfg),
         "test_parasitized_share": float((splits.test.labels == 0).mean()),
-        "hardware": common.hardware(),
-        "git_commit": common.git_commit(),
+        "hardware": runs.hardware(),
+        "git_commit": runs.git_commit(),
         "variants": {
             name: run_variant(cfg, scale, factor, splits)
             for name, (scale, factor) in VARIANTS.items()
@@ -151,7 +152,7 @@ def diagnose(cfg: DiagnoseConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = common.parse_config(DiagnoseConfig, argv)
+    cfg = config.parse_config(DiagnoseConfig, argv)
     results = diagnose(cfg)
     for name, rec in results["variants"].items():
         last = rec["epochs"][-1]
@@ -163,4 +164,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    config.run_cli(main)

@@ -29,8 +29,11 @@ import torch
 from malgan import latent, metrics
 from malgan.data import CLASSES
 from malgan.nn import registry
-from train import common, figures, models
+from train import figures, models
 from train.classifier_loop import FitOptions, fit
+from train.config import parse_config, replace, run_cli
+from train.runs import Run, load_checkpoint, running
+from train.splits import load_splits
 
 # Seeds of evaluation draws; distinct from the dashboard's default seed so the shown cells are
 # not the ones measured.
@@ -73,7 +76,7 @@ class EvalConfig:
 
 def smoke_config(cfg: EvalConfig) -> EvalConfig:
     """A config that runs the whole path in seconds on a CPU."""
-    return common.replace(
+    return replace(
         cfg, n_cells=16, diversity_cells=16, tstr_per_class=24, tstr_epochs=1, reference_dim=8
     )
 
@@ -82,7 +85,7 @@ def guide_runs(runs: Path, generator: str) -> set[str]:
     """Classifier runs that a generator learnt from (its guide), by run folder name."""
     names = set()
     for run in models.generator_runs(generator).values():
-        config = common.load_checkpoint(runs / run / models.FINAL)["config"]
+        config = load_checkpoint(runs / run / models.FINAL)["config"]
         if config.get("guide") and config.get("guide_weight", 0) > 0:
             names.add(Path(config["guide"]).parent.name)
     return names
@@ -121,7 +124,7 @@ def _histogram(values: np.ndarray) -> dict[str, list[float]]:
 def tstr_accuracy(
     gen: models.LoadedGenerator,
     cfg: EvalConfig,
-    run: common.Run,
+    run: Run,
     test_x: torch.Tensor,
     test_labels: np.ndarray,
 ) -> dict[str, Any]:
@@ -141,7 +144,7 @@ def tstr_accuracy(
     clf_cfg = FitOptions(
         arch=cfg.tstr_arch, epochs=cfg.tstr_epochs, seed=cfg.seed, batch=16 if cfg.smoke else 256
     )
-    sub = common.Run(out=run.out / f"tstr_{gen.name}", device=device, rank=run.rank, world=1)
+    sub = Run(out=run.out / f"tstr_{gen.name}", device=device, rank=run.rank, world=1)
     sub.out.mkdir(parents=True, exist_ok=True)
     train_idx_t = torch.from_numpy(train_idx).to(device)
     net, _ = fit(
@@ -163,12 +166,10 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
         cfg = smoke_config(cfg)
     runs = Path(cfg.runs)
     out = Path(cfg.out or runs / models.EVAL_DIR)
-    with common.running(cfg, out) as run:
+    with running(cfg, out) as run:
         device = run.device
         rng = np.random.default_rng(cfg.seed)
-        splits = common.load_splits(
-            cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke
-        )
+        splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
         records: list[dict[str, Any]] = []
 
         def emit(record: dict[str, Any]) -> None:
@@ -301,11 +302,11 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = common.parse_config(EvalConfig, argv)
+    cfg = parse_config(EvalConfig, argv)
     for record in evaluate(cfg):
         if record["metric"] in ("classifier", "recovery", "fd", "tstr"):
             print(json.dumps({k: v for k, v in record.items() if k != "test_patients"})[:300])
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    run_cli(main)

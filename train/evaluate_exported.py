@@ -29,7 +29,8 @@ import onnxruntime as ort
 from malgan import artifacts
 from malgan.data import CLASSES
 from malgan.runtime import Classifier
-from train import common, export, figures
+from train import config, figures, release_metrics, runs
+from train.splits import Splits, load_splits
 
 logger = logging.getLogger("malgan.train")
 # Generated cells per class in a smoke run: above k so that every k-NN figure is defined.
@@ -62,12 +63,10 @@ class EvalExportedConfig:
 
 def smoke_config(cfg: EvalExportedConfig) -> EvalExportedConfig:
     """A config that runs the whole path in seconds on a CPU."""
-    return common.replace(cfg, n_cells=SMOKE_CELLS)
+    return config.replace(cfg, n_cells=SMOKE_CELLS)
 
 
-def real_features(
-    classifier: Classifier, splits: common.Splits, n: dict[str, int]
-) -> figures.RealCells:
+def real_features(classifier: Classifier, splits: Splits, n: dict[str, int]) -> figures.RealCells:
     """Features of the real cells that the figures use, per split and class."""
     index = figures.real_samples(splits.train.labels, splits.val.labels, splits.test.labels, n)
     feats = {
@@ -96,7 +95,7 @@ def evaluate_exported(cfg: EvalExportedConfig, command: str = "") -> list[dict[s
     index = artifacts.load_index(root)
     names = cfg.generators or tuple(artifacts.generator_names(index))
     classifier = Classifier.load(root / index["classifier"]["file"], threads=cfg.threads)
-    splits = common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
+    splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
     n = figures.draw_counts(splits.val.labels, cfg.n_cells)
     real = real_features(classifier, splits, n)
     records = []
@@ -111,17 +110,17 @@ def evaluate_exported(cfg: EvalExportedConfig, command: str = "") -> list[dict[s
             logger.info("%s %s: %s", name, figure, records[-1])
     provenance = {
         "command": command,
-        "git_commit": common.git_commit(),
-        "hardware": common.hardware(),
+        "git_commit": runs.git_commit(),
+        "hardware": runs.hardware(),
         "backend": f"onnxruntime {ort.__version__}",
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    export.update_metrics(root, records, provenance)
+    release_metrics.update_metrics(root, records, provenance)
     return records
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = common.parse_config(EvalExportedConfig, argv)
+    cfg = config.parse_config(EvalExportedConfig, argv)
     args = sys.argv[1:] if argv is None else argv
     command = shlex.join([Path(sys.executable).name, "-m", "train.evaluate_exported", *args])
     for record in evaluate_exported(cfg, command):
@@ -131,4 +130,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    config.run_cli(main)

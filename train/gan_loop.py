@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -17,11 +17,13 @@ from tqdm import tqdm
 from malgan import metrics
 from malgan.data import CLASSES, CellSet
 from malgan.imaging import make_grid
-from train import common, models
+from train import accel, config, models, runs
 
 BEST = "best.pt"
 SNAPSHOT_CELLS = 25
 SNAPSHOT_DIR = "snapshots"
+# Iterations at which the report's figures show sample grids.
+REPORT_MILESTONES = (1, 5000, 10000, 15000)
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class GANLoopOptions:
 
     data: str = field(default="", metadata={"help": "Folder in the NIH layout."})
     seed: int = 0
+    iterations: int = 15000
+    z_dim: int = 128
     log_every: int = 100
     snapshot_every: int = 2500
     checkpoint_every: int = 2500
@@ -62,10 +66,13 @@ SMOKE_LOOP = {
 }
 
 
-def smoke_loop(cfg: Any, **extra: Any) -> Any:
+LoopConfig = TypeVar("LoopConfig", bound=GANLoopOptions)
+
+
+def smoke_loop(cfg: LoopConfig, **extra: Any) -> LoopConfig:
     """A GAN config that runs the whole path in seconds on a CPU."""
     names = {f.name for f in fields(cfg)}
-    return common.replace(cfg, **{k: v for k, v in {**SMOKE_LOOP, **extra}.items() if k in names})
+    return config.replace(cfg, **{k: v for k, v in {**SMOKE_LOOP, **extra}.items() if k in names})
 
 
 @dataclass
@@ -73,7 +80,7 @@ class GANParts:
     """What a GAN script hands to ``run_loop``.
 
     Attributes:
-        step: One training iteration; keeps its tensors static (see ``common.graphed``).
+        step: One training iteration; keeps its tensors static (see ``accel.graphed``).
         modules: Networks to checkpoint, by name (the generator to sample from is ``sampler``).
         optimizers: Optimisers to checkpoint, by name.
         losses: Static tensor accumulating the loss values of each step.
@@ -98,7 +105,7 @@ class GANParts:
 
 def snapshot_iterations(iterations: int, every: int) -> set[int]:
     """The report's milestones (1, 5,000, 10,000, 15,000) that fit, every ``every``, and the end."""
-    marks = {m for m in common.REPORT_MILESTONES if m <= iterations}
+    marks = {m for m in REPORT_MILESTONES if m <= iterations}
     marks |= set(range(every, iterations + 1, every)) if every > 0 else set()
     return marks | {iterations}
 
@@ -173,12 +180,11 @@ class Probe:
 
 
 def run_loop(
-    run: common.Run, cfg: Any, parts: GANParts, reference: CellSet | None = None
+    run: runs.Run, cfg: GANLoopOptions, parts: GANParts, reference: CellSet | None = None
 ) -> dict[str, Any]:
     """Train ``cfg.iterations`` iterations of ``parts.step``, resuming from a checkpoint.
 
-    The config must have: iterations, minutes, log_every, snapshot_every, checkpoint_every,
-    probe_every, probe_cells, classifier, keep_best, cuda_graph, seed, z_dim. The loop stops
+    The options shared by every GAN script (``GANLoopOptions``) schedule the loop; it stops
     early when ``cfg.minutes`` of wall time (over every resumption) are spent. With a probe
     classifier and ``reference`` cells (the validation patients), each probe measures recovery
     and the Fréchet distance per class, and with ``keep_best`` the final model is the sampler
@@ -199,7 +205,7 @@ def run_loop(
 
     # Resume.
     if ckpt_path.exists():
-        ckpt = common.load_checkpoint(ckpt_path, device)
+        ckpt = runs.load_checkpoint(ckpt_path, device)
         for name, module in parts.modules.items():
             module.load_state_dict(ckpt["modules"][name])
         for name, opt in parts.optimizers.items():
@@ -207,7 +213,7 @@ def run_loop(
         for gen, rng_state in zip(parts.generators, ckpt["rng"], strict=True):
             gen.set_state(rng_state.to("cpu"))
         state = {"best": None, **ckpt["state"]}
-        common.log.info("Resumed %s at iteration %d", run.out, state["iteration"])
+        runs.log.info("Resumed %s at iteration %d", run.out, state["iteration"])
 
     # Fixed latents for snapshots and probes, the same for every run with this seed.
     fixed = torch.Generator().manual_seed(cfg.seed)
@@ -223,7 +229,7 @@ def run_loop(
         values = (parts.losses / max(steps, 1)).tolist()
         parts.losses.zero_()
         record = dict(zip(parts.loss_names, values, strict=True))
-        common.check_finite(record, iteration)
+        runs.check_finite(record, iteration)
         state["losses"].append({"iteration": iteration, **record})
         run.log({"iteration": iteration, **record})
 
@@ -263,8 +269,8 @@ def run_loop(
             best = state["best"]
             if best is None or record["score"] > best["score"]:
                 state["best"] = {"iteration": iteration, "score": record["score"]}
-                common.save_checkpoint(
-                    {"state_dict": common.to_cpu_state(sampler), "probe": record},
+                runs.save_checkpoint(
+                    {"state_dict": runs.to_cpu_state(sampler), "probe": record},
                     run.out / BEST,
                 )
         state["probes"].append(record)
@@ -273,10 +279,10 @@ def run_loop(
     def save(iteration: int) -> None:
         if not run.main:
             return
-        common.save_checkpoint(
+        runs.save_checkpoint(
             {
                 "config": asdict(cfg),
-                "modules": {k: common.to_cpu_state(m) for k, m in parts.modules.items()},
+                "modules": {k: runs.to_cpu_state(m) for k, m in parts.modules.items()},
                 "optimizers": {k: o.state_dict() for k, o in parts.optimizers.items()},
                 "rng": [g.get_state() for g in parts.generators],
                 "state": state,
@@ -289,7 +295,7 @@ def run_loop(
     step = parts.step
     warm = 0
     if cfg.cuda_graph and device.type == "cuda" and start < cfg.iterations:
-        step, warm = common.graphed(parts.step, device, True, generators=parts.generators)
+        step, warm = accel.graphed(parts.step, device, True, generators=parts.generators)
     # Which path ran (the last attempt's): a failed capture falls back to the plain step.
     state["cuda_graph"] = step is not parts.step
     iteration = start + warm
@@ -335,10 +341,10 @@ def run_loop(
 
     # Final generator, self-describing: the best probe's weights when asked and measured.
     if run.main:
-        weights = common.to_cpu_state(sampler)
+        weights = runs.to_cpu_state(sampler)
         if cfg.keep_best and state["best"] is not None:
-            weights = common.load_checkpoint(run.out / BEST)["state_dict"]
-        common.save_checkpoint(
+            weights = runs.load_checkpoint(run.out / BEST)["state_dict"]
+        runs.save_checkpoint(
             {
                 "config": asdict(cfg),
                 "net": parts.net_spec,

@@ -17,7 +17,7 @@ from torch import nn
 from malgan.data import CLASSES
 from malgan.nn.onnx_export import pixels_for
 from malgan.nn.registry import rebuild
-from train import common
+from train.runs import load_checkpoint
 
 # The generators the pipeline trains: one conditional network, or the report's pair.
 GENERATORS = {"cgan": True, "dcgan": False}  # name -> conditional
@@ -144,14 +144,14 @@ class LoadedGenerator:
 
 def load_classifier(path: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """A trained classifier on ``device`` and its checkpoint (``input_scale``, ``tta``, ...)."""
-    ckpt = common.load_checkpoint(path, device)
+    ckpt = load_checkpoint(path, device)
     return rebuild(ckpt).to(device), ckpt
 
 
 def load_generator(runs: Path, name: str, device: torch.device) -> LoadedGenerator:
     """Rebuild a generator from its final checkpoints (``cgan`` or the ``dcgan`` pair)."""
     nets = {
-        label: rebuild(common.load_checkpoint(runs / run / FINAL, device))
+        label: rebuild(load_checkpoint(runs / run / FINAL, device))
         for label, run in generator_runs(name).items()
     }
     nets = {label: net.to(device) for label, net in nets.items()}

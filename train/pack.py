@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from malgan.data import CLASSES, scan_dataset
 from malgan.decode import open_image
-from train import common
+from train import config
 
 # WebP encoder effort (0-6): lossless at every level; 4 is several times faster than 6 for a
 # few percent more bytes.
@@ -71,7 +71,7 @@ def verify_lossless(path: Path, sample: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = common.parse_config(PackConfig, argv)
+    cfg = config.parse_config(PackConfig, argv)
     scan = scan_dataset(cfg.data)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,4 +83,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    config.run_cli(main)

@@ -35,16 +35,19 @@ from malgan.data import CLASSES
 from train import (
     cgan,
     classifier,
-    common,
+    config,
     diagnose_cnn,
     evaluate,
     export,
     models,
     real_sample,
+    release_metrics,
     seed_gan,
     throughput,
 )
 from train.profiles import PROFILES, Profile
+from train.runs import finite_json, git_commit, hardware, log
+from train.splits import load_splits
 
 # Fewer GAN minutes than this would leave nothing worth evaluating.
 MIN_GAN_MINUTES = 1.0
@@ -139,16 +142,16 @@ def stage_runners(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Callab
     probe = str(runs / "classifier" / models.FINAL)
 
     def clf(name: str) -> Callable[[], Any]:
-        stage_cfg = common.replace(profile.classifiers[name], out=str(runs / name), **paths)
+        stage_cfg = config.replace(profile.classifiers[name], out=str(runs / name), **paths)
         return lambda: classifier.train(stage_cfg)
 
     def budget(stage_cfg: Any, share: float) -> Any:
         minutes = plan.get("gan_minutes")
-        return stage_cfg if minutes is None else common.replace(stage_cfg, minutes=minutes * share)
+        return stage_cfg if minutes is None else config.replace(stage_cfg, minutes=minutes * share)
 
     def dcgan(label: str) -> None:
         seed_gan.train(
-            common.replace(
+            config.replace(
                 budget(profile.dcgan, 1 / len(CLASSES)),
                 out=str(runs / models.run_name("dcgan", label)),
                 class_name=label,
@@ -161,9 +164,7 @@ def stage_runners(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Callab
         opts = profile.throughput
         if opts.iterations <= 0:
             return {}
-        splits = common.load_splits(
-            cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=profile.smoke
-        )
+        splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=profile.smoke)
         cells = splits.train.images[splits.train.labels == 0]
         return throughput.measure(
             cells, iterations=opts.iterations, batch=opts.batch, warmup=opts.warmup
@@ -172,12 +173,12 @@ def stage_runners(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Callab
     return {
         **{name: clf(name) for name in profile.classifiers},
         "diagnose_cnn": lambda: diagnose_cnn.diagnose(
-            common.replace(profile.diagnosis, out=str(runs / models.DIAGNOSIS_FILE), **paths)
+            config.replace(profile.diagnosis, out=str(runs / models.DIAGNOSIS_FILE), **paths)
         ),
         "dcgan": lambda: [dcgan(label) for label in CLASSES],
         **dict(zip(TASKS["dcgan"], (partial(dcgan, label) for label in CLASSES), strict=True)),
         "cgan": lambda: cgan.train(
-            common.replace(
+            config.replace(
                 budget(profile.cgan, 1.0),
                 out=str(runs / models.run_name("cgan")),
                 classifier=probe,
@@ -187,7 +188,7 @@ def stage_runners(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Callab
         ),
         "throughput": measure_throughput,
         "evaluate": lambda: evaluate.evaluate(
-            common.replace(profile.evaluate, runs=str(runs), **paths)
+            config.replace(profile.evaluate, runs=str(runs), **paths)
         ),
         "export": lambda: export_stage(cfg, profile, runs),
     }
@@ -197,7 +198,7 @@ def export_stage(cfg: PipelineConfig, profile: Profile, runs: Path) -> dict[str,
     """Export the runs; with ``--real-sample N``, also write the real sample (off by default:
     users train on private scans, which must not leave with the models)."""
     index = export.export_all(
-        common.replace(profile.export, runs=str(runs), out=cfg.out, seed=cfg.seed)
+        config.replace(profile.export, runs=str(runs), out=cfg.out, seed=cfg.seed)
     )
     if cfg.real_sample > 0:
         real_sample.write_real_sample(
@@ -227,7 +228,7 @@ def gan_minutes(profile: Profile, spent_seconds: float) -> float:
 
 def _append(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(common.finite_json(record)) + "\n")
+        fh.write(json.dumps(finite_json(record)) + "\n")
 
 
 def _stage_line(name: str, seconds: float, result: Any) -> dict[str, Any]:
@@ -246,11 +247,11 @@ def _run_in_order(
     runners = stage_runners(cfg, plan)
     for name in todo:
         if name in models.GENERATORS and "gan_minutes" not in plan and profile.budget_minutes:
-            spent = export.run_profile(Path(cfg.runs))["total_seconds"]
+            spent = release_metrics.run_profile(Path(cfg.runs))["total_seconds"]
             plan["gan_minutes"] = gan_minutes(profile, spent)
             _append(log_path, {"event": "gan_minutes", "minutes": plan["gan_minutes"]})
-            common.log.info("GAN budget: %.1f minutes each", plan["gan_minutes"])
-        common.log.info("Stage %s", name)
+            log.info("GAN budget: %.1f minutes each", plan["gan_minutes"])
+        log.info("Stage %s", name)
         t0 = time.perf_counter()
         result = runners[name]()
         _append(log_path, _stage_line(name, time.perf_counter() - t0, result))
@@ -277,14 +278,14 @@ def _stage_process(
 ) -> None:
     """Run one stage (or one part of it) in a process of its own and report to ``results``:
     ``(task, start, end, result, error)``, with wall-clock times."""
-    common.configure_logging()
+    config.configure_logging()
     torch.set_num_threads(threads)
     start = time.time()
     try:
         result = stage_runners(cfg, plan)[task]()
         results.put((task, start, time.time(), result if task in LOGGED_RESULTS else None, None))
     except Exception as err:
-        if not isinstance(err, common.EXPECTED_ERRORS):
+        if not isinstance(err, config.EXPECTED_ERRORS):
             err = RuntimeError(f"Stage {task} failed:\n{traceback.format_exc()}")
         try:
             pickle.dumps(err)
@@ -305,7 +306,7 @@ def _run_side_by_side(
     if not todo:
         return
     # Decode the data (or fill its cache) once, not in every stage at the same time.
-    common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.chosen.smoke)
+    load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.chosen.smoke)
     needs = dependencies(cfg.chosen, todo)
     waiting = sorted(todo, key=PRIORITY.index)
     parts = {name: list(TASKS.get(name, (name,))) for name in todo}
@@ -321,7 +322,7 @@ def _run_side_by_side(
             for name in [n for n in waiting if needs[n] <= done]:
                 while parts[name] and len(running) < cfg.parallel:
                     task = parts[name].pop(0)
-                    common.log.info("Stage %s started", task)
+                    log.info("Stage %s started", task)
                     running[task] = context.Process(
                         target=_stage_process,
                         args=(cfg, task, plan, threads, results),
@@ -350,7 +351,7 @@ def _run_side_by_side(
                 seconds = spans[name][1] - spans[name][0]
                 _append(log_path, _stage_line(name, seconds, result))
                 done.add(name)
-                common.log.info("Stage %s finished in %.1f s", name, seconds)
+                log.info("Stage %s finished in %.1f s", name, seconds)
     finally:
         for proc in running.values():
             proc.terminate()
@@ -377,7 +378,7 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
         )
     runs.mkdir(parents=True, exist_ok=True)
     log_path = runs / models.STAGES_LOG
-    previous = export.read_jsonl(log_path)
+    previous = release_metrics.read_jsonl(log_path)
     if not previous or previous[0].get("command") != command:
         log_path.unlink(missing_ok=True)
     profile = cfg.chosen
@@ -388,19 +389,19 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
             "command": command,
             "profile": profile.name,
             "profile_summary": profile.summary,
-            "git_commit": common.git_commit(),
-            "hardware": common.hardware(),
+            "git_commit": git_commit(),
+            "hardware": hardware(),
             "jobs": cfg.parallel,
         },
     )
     plan: dict[str, Any] = {}
-    logged = export.read_jsonl(log_path)
+    logged = release_metrics.read_jsonl(log_path)
     finished = {line["stage"] for line in logged if "stage" in line}
     for line in logged:
         if line.get("event") == "gan_minutes":
             plan["gan_minutes"] = line["minutes"]
     for name in sorted(finished & set(cfg.stages), key=STAGES.index):
-        common.log.info("Stage %s finished before this resumption", name)
+        log.info("Stage %s finished before this resumption", name)
     todo = [name for name in STAGES if name in cfg.stages and name not in finished]
     t0 = time.perf_counter()
     if cfg.parallel > 1:
@@ -409,14 +410,14 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
         _run_in_order(cfg, plan, todo, log_path)
     _append(log_path, {"event": "wall", "seconds": round(time.perf_counter() - t0, 2)})
     if "export" in cfg.stages:
-        export.write_metrics(
-            common.replace(profile.export, runs=str(runs), out=cfg.out), command=command
+        release_metrics.write_metrics(
+            config.replace(profile.export, runs=str(runs), out=cfg.out), command=command
         )
-    return export.run_profile(runs)
+    return release_metrics.run_profile(runs)
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = common.parse_config(PipelineConfig, argv)
+    cfg = config.parse_config(PipelineConfig, argv)
     command = shlex.join(
         ["python", "-m", "train.pipeline", *(sys.argv[1:] if argv is None else argv)]
     )
@@ -425,4 +426,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    config.run_cli(main)

@@ -23,7 +23,8 @@ import numpy as np
 
 from malgan import real_sample
 from malgan.data import CLASSES, CellSet
-from train import common
+from train import config, runs
+from train.splits import load_splits
 
 # Seed of the cells drawn from the test patients (the split has its own seed).
 SAMPLE_SEED = 0
@@ -70,7 +71,7 @@ def write_real_sample(cfg: RealSampleConfig, command: str = "") -> Path:
     """
     if not 0 < cfg.n <= real_sample.MAX_CELLS:
         raise ValueError(f"--n must be 1 to {real_sample.MAX_CELLS}, got {cfg.n}.")
-    splits = common.load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
+    splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
     test = splits.test
     chosen = test.subset(choose(test, min(cfg.n, len(test))))
     provenance = {
@@ -82,14 +83,14 @@ def write_real_sample(cfg: RealSampleConfig, command: str = "") -> Path:
         "patients": sorted({str(key) for key in chosen.keys}),
         "test_cells": len(test),
         "command": command,
-        "git_commit": common.git_commit(),
+        "git_commit": runs.git_commit(),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return real_sample.write(cfg.out, chosen.images, chosen.labels, chosen.names, provenance)
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = common.parse_config(RealSampleConfig, argv)
+    cfg = config.parse_config(RealSampleConfig, argv)
     args = sys.argv[1:] if argv is None else argv
     command = shlex.join([Path(sys.executable).name, "-m", "train.real_sample", *args])
     path = write_real_sample(cfg, command)
@@ -98,4 +99,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    config.run_cli(main)

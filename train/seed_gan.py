@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from malgan.data import CLASSES
 from malgan.nn import registry
 from malgan.nn.nets import DCGANDiscriminator, DCGANGenerator
-from train import common, models
+from train import accel, config, losses, models, runs
 from train.gan_loop import GANLoopOptions, GANParts, run_loop, smoke_loop
+from train.splits import load_splits
 
 # How a BatchNorm layer runs where Keras versions differ: on its running statistics, or on the
 # batch's.
@@ -90,28 +90,28 @@ def keras_frozen(net: torch.nn.Module, bn: str = "batch"):
             layer.train()
 
 
-def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
+def build(cfg: SeedGANConfig, run: runs.Run, real: torch.Tensor) -> GANParts:
     """Networks, optimisers and the Keras-style step."""
     device = run.device
-    with common.seeded_init(cfg.seed):
-        G = common.channels_last(DCGANGenerator(z_dim=cfg.z_dim).to(device))
-        D = common.channels_last(DCGANDiscriminator().to(device))
-    common.broadcast_module(G, run.world)
-    common.broadcast_module(D, run.world)
-    opt_g = common.adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), device=device)
-    opt_d = common.adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), device=device)
+    with runs.seeded_init(cfg.seed):
+        G = accel.channels_last(DCGANGenerator(z_dim=cfg.z_dim).to(device))
+        D = accel.channels_last(DCGANDiscriminator().to(device))
+    accel.broadcast_module(G, run.world)
+    accel.broadcast_module(D, run.world)
+    opt_g = accel.adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), device=device)
+    opt_d = accel.adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), device=device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + run.rank)
     ones = torch.ones(cfg.batch, device=device)
     zeros = torch.zeros(cfg.batch, device=device)
-    losses = torch.zeros(3, device=device)
+    totals = torch.zeros(3, device=device)
     n = len(real)
 
     def d_update(images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with common.autocast(device, cfg.bf16):
-            loss = F.binary_cross_entropy_with_logits(D(images).float(), target)
+        with accel.autocast(device, cfg.bf16):
+            loss = losses.keras_bce(D(images).float(), target)
         opt_d.zero_grad(set_to_none=False)
         loss.backward()
-        common.sync_gradients(list(D.parameters()), run.world)
+        accel.sync_gradients(list(D.parameters()), run.world)
         opt_d.step()
         return loss.detach()
 
@@ -120,20 +120,20 @@ def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
         z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
         # Fakes from generator.predict: G in inference mode (unless asked otherwise), no gradient.
         G.train(cfg.fakes_bn == "batch")
-        with torch.no_grad(), common.autocast(device, cfg.bf16):
+        with torch.no_grad(), accel.autocast(device, cfg.bf16):
             fake = G(z).float()
         G.train()
         # Update D on real, then on fake.
         loss_real = d_update(models.to_unit_range(real[idx]), ones)
         loss_fake = d_update(fake, zeros)
         # Update G through the frozen D.
-        with keras_frozen(D, cfg.frozen_bn), common.autocast(device, cfg.bf16):
-            loss_g = F.binary_cross_entropy_with_logits(D(G(z)).float(), ones)
+        with keras_frozen(D, cfg.frozen_bn), accel.autocast(device, cfg.bf16):
+            loss_g = losses.keras_bce(D(G(z)).float(), ones)
         opt_g.zero_grad(set_to_none=False)
         loss_g.backward()
-        common.sync_gradients(list(G.parameters()), run.world)
+        accel.sync_gradients(list(G.parameters()), run.world)
         opt_g.step()
-        losses.add_(torch.stack([loss_real, loss_fake, loss_g.detach()]))
+        totals.add_(torch.stack([loss_real, loss_fake, loss_g.detach()]))
 
     def sample(z: torch.Tensor, label: int) -> torch.Tensor:
         return G(z)
@@ -142,7 +142,7 @@ def build(cfg: SeedGANConfig, run: common.Run, real: torch.Tensor) -> GANParts:
         step=step,
         modules={"G": G, "D": D},
         optimizers={"G": opt_g, "D": opt_d},
-        losses=losses,
+        losses=totals,
         loss_names=("d_real", "d_fake", "g"),
         sample=sample,
         net_spec=registry.spec("dcgan", z_dim=cfg.z_dim),
@@ -155,10 +155,8 @@ def train(cfg: SeedGANConfig) -> dict[str, Any]:
     """Train the report's DCGAN on the train-split cells of one class."""
     if cfg.smoke:
         cfg = smoke_config(cfg)
-    with common.running(cfg, cfg.out) as run:
-        splits = common.load_splits(
-            cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke
-        )
+    with runs.running(cfg, cfg.out) as run:
+        splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
         cells = splits.train.subset(splits.train.labels == CLASSES.index(cfg.class_name))
         real = models.to_device_nchw(cells.images, run.device)
         parts = build(cfg, run, real)
@@ -167,7 +165,7 @@ def train(cfg: SeedGANConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    cfg = common.parse_config(SeedGANConfig, argv)
+    cfg = config.parse_config(SeedGANConfig, argv)
     summary = train(cfg)
     print(
         f"{cfg.class_name}: {summary['iterations']} iterations "
@@ -176,4 +174,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    common.run_cli(main)
+    config.run_cli(main)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from malgan.nn.nets import DCGANDiscriminator, DCGANGenerator
-from train import common, models
+from train import accel, models, runs
 from train.seed_gan import SeedGANConfig, build
 
 WARMUP = 10
@@ -89,11 +90,11 @@ def project_loop(
     The first ``warmup`` steps (the graph capture's own warm-up included) are not timed.
     """
     cfg = SeedGANConfig(batch=batch, bf16=bf16)
-    run = common.Run(out=common.Path("."), device=device)
+    run = runs.Run(out=Path("."), device=device)
     parts = build(cfg, run, models.to_device_nchw(images, device))
-    step, warm = common.graphed(parts.step, device, True, generators=parts.generators)
+    step, warm = accel.graphed(parts.step, device, True, generators=parts.generators)
     if device.type == "cuda" and step is parts.step:
-        common.log.warning("The project's loop is timed without its CUDA graph")
+        runs.log.warning("The project's loop is timed without its CUDA graph")
     for _ in range(max(0, warmup - warm)):
         step()
     if device.type == "cuda":
@@ -139,7 +140,7 @@ def measure(
     The project's bf16 autocast is CUDA-only, so on a CPU a bf16 run would time fp32 again;
     it is skipped there and recorded as None.
     """
-    device = device or common.pick_device()
+    device = device or accel.pick_device()
     naive = naive_loop(images, iterations, batch, device, warmup=warmup)
     project = project_loop(images, iterations, batch, device, bf16=False, warmup=warmup)
     project_bf16 = (
