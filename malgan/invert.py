@@ -44,6 +44,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from malgan import infection, latent, metrics
+from malgan.evolution import (
+    INITIAL_STEP,
+    POPULATION,
+    Budget,
+    Run,
+    Strategy,
+    evolution_step,
+)
 from malgan.infection import infection_direction as infection_direction
 from malgan.runtime import CellGenerator, Classifier
 
@@ -69,12 +77,6 @@ FOREGROUND_LEVEL = 20
 BACKGROUND_WEIGHT = 0.25
 # Parallel runs of the evolution strategy when the class is fixed.
 DEFAULT_STARTS = 2
-# Offspring per run and generation.
-POPULATION = 12
-# Initial mutation step in z units (the prior has unit variance per coordinate).
-INITIAL_STEP = 0.3
-MIN_STEP = 1e-3
-MAX_STEP = 2.0
 # Share of the refinement budget after which only the best run goes on.
 HALVING_SHARE = 0.3
 # Class coordinates whose clipped sum is below this give a uniform blend.
@@ -152,19 +154,6 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.where(norms > 0, norms, 1.0)
 
 
-@dataclass
-class _Run:
-    """One evolution-strategy run: mean, step size and evolution path in search space."""
-
-    mean: np.ndarray
-    step: float
-    path: np.ndarray
-    fixed_weights: np.ndarray | None  # class weights when the class is not searched
-    best_loss: float = math.inf
-    best_x: np.ndarray | None = None
-    best_image: np.ndarray | None = None
-
-
 class _Search:
     """Maps search vectors to (z, class weights) and renders them in one batch."""
 
@@ -219,32 +208,112 @@ def _check_image(image: np.ndarray, size: int) -> np.ndarray:
     return image
 
 
-class _Clock:
-    """Elapsed time, evaluation count and the budget fraction used."""
+@dataclass
+class _Pool:
+    """The scored initial candidates: the same latents for every class searched."""
 
-    def __init__(self, time_budget_s: float | None, max_evals: int):
-        self.start = time.perf_counter()
-        self.time_budget_s = time_budget_s
-        self.max_evals = max_evals
-        self.evals = 0
+    z: np.ndarray  # float32 [P, z_dim]
+    loss: dict[str, np.ndarray]  # class -> float64 [P] (inf where not scored)
+    images: dict[str, np.ndarray]  # class -> uint8 [P, S, S, 3]
+    per_cell_s: float  # duration of one cell in the last batch
 
     @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+    def mean_loss(self) -> float:
+        return float(np.concatenate([v[np.isfinite(v)] for v in self.loss.values()]).mean())
 
-    def fraction(self) -> float:
-        used = self.evals / self.max_evals
-        if self.time_budget_s:
-            used = max(used, self.elapsed / self.time_budget_s)
-        return min(1.0, used)
 
-    def allows(self, batch: int, per_cell_s: float, *, time_share: float = 1.0) -> bool:
-        """Whether a batch fits in the budgets, its duration predicted from the last one."""
-        if self.evals + batch > self.max_evals:
-            return False
-        if self.time_budget_s is None:
-            return True
-        return self.elapsed + batch * per_cell_s <= time_share * self.time_budget_s
+def _score_pool(
+    search: _Search,
+    searched: tuple[str, ...],
+    per_class: int,
+    seed: int,
+    clock: Budget,
+    report: Callable[[float], None],
+) -> _Pool:
+    """Generate and score the pool in batches until it is full or has used its time share."""
+    side = search.generator.img_size
+    pool = _Pool(
+        z=latent.sample_z(seed, per_class, search.z_dim),
+        loss={cls: np.full(per_class, np.inf) for cls in searched},
+        images={cls: np.zeros((per_class, side, side, 3), np.uint8) for cls in searched},
+        per_cell_s=0.0,
+    )
+    start = 0
+    while start < per_class:
+        size = POOL_BATCH if start else min(FIRST_POOL_BATCH, clock.max_evals // len(searched))
+        stop = min(per_class, start + size)
+        batch = (stop - start) * len(searched)
+        if start > 0 and not clock.allows(batch, pool.per_cell_s, time_share=POOL_TIME_SHARE):
+            break
+        tic = time.perf_counter()
+        for cls in searched:
+            z = pool.z[start:stop]
+            weights = np.repeat(_one_hot(search.classes, cls)[None], len(z), axis=0)
+            pool.images[cls][start:stop], pool.loss[cls][start:stop] = search.score(z, weights)
+        clock.evals += batch
+        pool.per_cell_s = (time.perf_counter() - tic) / batch
+        start = stop
+        report(min(float(v.min()) for v in pool.loss.values()))
+    return pool
+
+
+def _start_runs(pool: _Pool, searched: tuple[str, ...], search: _Search) -> list[Run]:
+    """One run from the best candidate of each class searched, or from the best few of the one
+    class."""
+    if len(searched) > 1:
+        starts = [(cls, int(np.argmin(pool.loss[cls]))) for cls in searched]
+    else:
+        order = np.argsort(pool.loss[searched[0]], kind="stable")
+        starts = [(searched[0], int(i)) for i in order[:DEFAULT_STARTS]]
+    runs = []
+    for cls, i in starts:
+        onehot = _one_hot(search.classes, cls)
+        x = np.concatenate([pool.z[i], onehot]) if search.search_class else pool.z[i]
+        x = x.astype(np.float64)
+        runs.append(
+            Run(
+                mean=x,
+                step=INITIAL_STEP,
+                path=np.zeros(len(x)),
+                fixed_weights=None if search.search_class else onehot,
+                best_loss=float(pool.loss[cls][i]),
+                best_x=x,
+                best_image=pool.images[cls][i],
+            )
+        )
+    return runs
+
+
+def _refine(
+    runs: list[Run],
+    search: _Search,
+    rng: np.random.Generator,
+    clock: Budget,
+    per_cell_s: float,
+    report: Callable[[float], None],
+) -> Run:
+    """Evolve the runs, each population of every run in one batch, while the budgets allow;
+    after ``HALVING_SHARE`` of the refinement budget only the best run goes on. Returns it."""
+    strategy = Strategy.for_dim(len(runs[0].mean))
+    refine_start = clock.fraction()
+    while clock.allows(POPULATION * len(runs), per_cell_s):
+        tic = time.perf_counter()
+        noise = [rng.standard_normal((POPULATION, len(run.mean))) for run in runs]
+        xs = [run.mean + run.step * eps for run, eps in zip(runs, noise, strict=True)]
+        decoded = [search.decode(x, run.fixed_weights) for run, x in zip(runs, xs, strict=True)]
+        z_all = np.concatenate([d[0] for d in decoded])
+        images, losses = search.score(z_all, np.concatenate([d[1] for d in decoded]))
+        clock.evals += len(z_all)
+        for k, (run, x, eps) in enumerate(zip(runs, xs, noise, strict=True)):
+            batch = slice(k * POPULATION, (k + 1) * POPULATION)
+            evolution_step(run, strategy, x, eps, losses[batch], images[batch])
+        per_cell_s = (time.perf_counter() - tic) / len(z_all)
+        if len(runs) > 1:
+            share = (clock.fraction() - refine_start) / max(1e-9, 1.0 - refine_start)
+            if share >= HALVING_SHARE:
+                runs = [min(runs, key=lambda r: r.best_loss)]
+        report(min(r.best_loss for r in runs))
+    return min(runs, key=lambda r: r.best_loss)
 
 
 def invert(
@@ -290,108 +359,22 @@ def invert(
     per_class = pool_size // len(searched)
     if per_class < 1 or max_evals < len(searched):
         raise ValueError("The pool and evaluation budgets must allow one cell per class.")
-    clock = _Clock(time_budget_s, max_evals)
+    clock = Budget(time_budget_s, max_evals)
     rng = np.random.default_rng(seed)
-    objective = _Objective.build(image, classifier)
-    search_class = label is None and generator.conditional
-    search = _Search(generator, objective, search_class)
+    search = _Search(
+        generator, _Objective.build(image, classifier), label is None and generator.conditional
+    )
 
     def report(best: float) -> None:
         if progress is not None:
             progress(clock.fraction(), float(best))
 
-    # Pool: the same latents for every class searched, scored in batches.
-    pool_z = latent.sample_z(seed, per_class, generator.z_dim)
-    pool_loss = {cls: np.full(per_class, np.inf) for cls in searched}
-    cells = (per_class, generator.img_size, generator.img_size, 3)
-    pool_images = {cls: np.zeros(cells, np.uint8) for cls in searched}
-    per_cell_s = 0.0
-    start = 0
-    while start < per_class:
-        size = POOL_BATCH if start else min(FIRST_POOL_BATCH, max_evals // len(searched))
-        stop = min(per_class, start + size)
-        batch = (stop - start) * len(searched)
-        if start > 0 and not clock.allows(batch, per_cell_s, time_share=POOL_TIME_SHARE):
-            break
-        tic = time.perf_counter()
-        for cls in searched:
-            z = pool_z[start:stop]
-            weights = np.repeat(_one_hot(classes, cls)[None], len(z), axis=0)
-            images, losses = search.score(z, weights)
-            pool_images[cls][start:stop] = images
-            pool_loss[cls][start:stop] = losses
-        clock.evals += batch
-        per_cell_s = (time.perf_counter() - tic) / batch
-        start = stop
-        report(min(float(v.min()) for v in pool_loss.values()))
-    scored = np.concatenate([v[np.isfinite(v)] for v in pool_loss.values()])
-    pool_mean = float(scored.mean())
-
-    # Starts: the best candidate of each class searched, or the best few of the one class.
-    if len(searched) > 1:
-        starts = [(cls, int(np.argmin(pool_loss[cls]))) for cls in searched]
-    else:
-        order = np.argsort(pool_loss[searched[0]], kind="stable")
-        starts = [(searched[0], int(i)) for i in order[:DEFAULT_STARTS]]
-    runs = []
-    for cls, i in starts:
-        onehot = _one_hot(classes, cls)
-        x = np.concatenate([pool_z[i], onehot]) if search_class else pool_z[i]
-        x = x.astype(np.float64)
-        runs.append(
-            _Run(
-                mean=x,
-                step=INITIAL_STEP,
-                path=np.zeros(len(x)),
-                fixed_weights=None if search_class else onehot,
-                best_loss=float(pool_loss[cls][i]),
-                best_x=x,
-                best_image=pool_images[cls][i],
-            )
-        )
+    # Pool, starts, then the evolution strategy's refinement.
+    pool = _score_pool(search, searched, per_class, seed, clock, report)
+    runs = _start_runs(pool, searched, search)
     pool_best = min(r.best_loss for r in runs)
+    best = _refine(runs, search, rng, clock, pool.per_cell_s, report)
 
-    # Refinement: (mu/mu_w, lambda)-ES with cumulative step-size adaptation.
-    dim = len(runs[0].mean)
-    mu = POPULATION // 2
-    rank_weights = math.log(mu + 0.5) - np.log(np.arange(1, mu + 1))
-    rank_weights /= rank_weights.sum()
-    mu_eff = 1.0 / float((rank_weights**2).sum())
-    c_sigma = (mu_eff + 2.0) / (dim + mu_eff + 5.0)
-    d_sigma = 1.0 + 2.0 * max(0.0, math.sqrt((mu_eff - 1.0) / (dim + 1.0)) - 1.0) + c_sigma
-    chi_n = math.sqrt(dim) * (1.0 - 1.0 / (4.0 * dim) + 1.0 / (21.0 * dim * dim))
-    refine_start = clock.fraction()
-    while clock.allows(POPULATION * len(runs), per_cell_s):
-        tic = time.perf_counter()
-        noise = [rng.standard_normal((POPULATION, dim)) for _ in runs]
-        xs = [run.mean + run.step * eps for run, eps in zip(runs, noise, strict=True)]
-        decoded = [search.decode(x, run.fixed_weights) for run, x in zip(runs, xs, strict=True)]
-        z_all = np.concatenate([d[0] for d in decoded])
-        w_all = np.concatenate([d[1] for d in decoded])
-        images, losses = search.score(z_all, w_all)
-        clock.evals += len(z_all)
-        for k, (run, x, eps) in enumerate(zip(runs, xs, noise, strict=True)):
-            run_losses = losses[k * POPULATION : (k + 1) * POPULATION]
-            order = np.argsort(run_losses, kind="stable")
-            if run_losses[order[0]] < run.best_loss:
-                run.best_loss = float(run_losses[order[0]])
-                run.best_x = x[order[0]].copy()
-                run.best_image = images[k * POPULATION + order[0]]
-            step_dir = rank_weights @ eps[order[:mu]]
-            run.mean = run.mean + run.step * step_dir
-            run.path = (1.0 - c_sigma) * run.path + math.sqrt(
-                c_sigma * (2.0 - c_sigma) * mu_eff
-            ) * step_dir
-            factor = math.exp((c_sigma / d_sigma) * (np.linalg.norm(run.path) / chi_n - 1.0))
-            run.step = float(np.clip(run.step * factor, MIN_STEP, MAX_STEP))
-        per_cell_s = (time.perf_counter() - tic) / len(z_all)
-        if len(runs) > 1:
-            share = (clock.fraction() - refine_start) / max(1e-9, 1.0 - refine_start)
-            if share >= HALVING_SHARE:
-                runs = [min(runs, key=lambda r: r.best_loss)]
-        report(min(r.best_loss for r in runs))
-
-    best = min(runs, key=lambda r: r.best_loss)
     z, weights = search.decode(best.best_x[None], best.fixed_weights)
     reconstruction = np.asarray(best.best_image, np.uint8)
     result = InversionResult(
@@ -404,7 +387,7 @@ def invert(
         evals=clock.evals,
         seconds=clock.elapsed,
         pool_best_loss=pool_best,
-        pool_mean_loss=pool_mean,
+        pool_mean_loss=pool.mean_loss,
     )
     if progress is not None:
         progress(1.0, result.loss)

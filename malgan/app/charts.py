@@ -102,6 +102,74 @@ def recovery_sources(
     return sources
 
 
+def _recovery_point(entry: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One bar of the recovery chart: rate and whiskers in percent, its label, hover and top."""
+    entry = entry or {}
+    rate = entry.get("rate")
+    if not finite(rate):
+        return {
+            "y": None,
+            "plus": 0.0,
+            "minus": 0.0,
+            "text": MISSING,
+            "hover": "not measured",
+            "top": 0.0,
+        }
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    has_ci = finite(low) and finite(high)
+    n = entry.get("n")
+    return {
+        "y": 100 * rate,
+        "plus": 100 * (high - rate) if has_ci else 0.0,
+        "minus": 100 * (rate - low) if has_ci else 0.0,
+        "text": percent(rate),
+        "hover": f"95% CI {percent(low)}–{percent(high)}, n = {n}" if has_ci else "as published",
+        "top": 100 * max(rate, high) if has_ci else 100 * rate,
+    }
+
+
+def _recovery_class_bars(cls: str, labels: list[str], points: list[dict[str, Any]]) -> go.Bar:
+    """The bars of one class across the sources, with their whiskers."""
+    return go.Bar(
+        name=cls,
+        x=labels,
+        y=[p["y"] for p in points],
+        marker_color=CLASS_COLOURS[cls],
+        # An outline in the bar's own colour draws a 0% bar as a coloured floor line.
+        marker_line={"color": CLASS_COLOURS[cls], "width": ZERO_BAR_LINE_PX},
+        text=[p["text"] for p in points],
+        textposition="none",
+        customdata=[p["hover"] for p in points],
+        hovertemplate="%{x}<br>" + cls + ": %{y:.1f}%<br>%{customdata}<extra></extra>",
+        error_y={
+            "type": "data",
+            "array": [p["plus"] for p in points],
+            "arrayminus": [p["minus"] for p in points],
+            "visible": True,
+            "color": WHISKER_COLOUR,
+        },
+        offsetgroup=cls,
+    )
+
+
+def _recovery_value_labels(cls: str, labels: list[str], points: list[dict[str, Any]]) -> go.Scatter:
+    """The values of one class's bars, above the whiskers (not inside the bar), so a 0% bar
+    still reads "0.0%" instead of a label lost on the axis."""
+    return go.Scatter(
+        name=f"{cls} {VALUE_LABEL_SUFFIX}",
+        x=labels,
+        y=[p["top"] + LABEL_LIFT for p in points],
+        mode="text",
+        text=[p["text"] for p in points],
+        textposition="top center",
+        textfont={"color": CLASS_COLOURS[cls]},
+        offsetgroup=cls,
+        showlegend=False,
+        hoverinfo="skip",
+        cliponaxis=False,
+    )
+
+
 def recovery_bars(
     metrics: Mapping[str, Any] | None,
     *,
@@ -113,71 +181,12 @@ def recovery_bars(
     a rate for a class leaves a gap.
     """
     sources = recovery_sources(metrics, extra=extra)
-    fig = go.Figure()
     labels = [label for label, _ in sources]
-    value_labels = []
+    points = {cls: [_recovery_point(rates.get(cls)) for _, rates in sources] for cls in CLASSES}
+    fig = go.Figure()
     for cls in CLASSES:
-        rates, plus, minus, texts, hover, tops = [], [], [], [], [], []
-        for _label, rates_by_class in sources:
-            entry = rates_by_class.get(cls) or {}
-            rate = entry.get("rate")
-            if not finite(rate):
-                rates.append(None)
-                plus.append(0.0)
-                minus.append(0.0)
-                texts.append(MISSING)
-                hover.append("not measured")
-                tops.append(0.0)
-                continue
-            low, high = entry.get("ci_low"), entry.get("ci_high")
-            has_ci = finite(low) and finite(high)
-            rates.append(100 * rate)
-            plus.append(100 * (high - rate) if has_ci else 0.0)
-            minus.append(100 * (rate - low) if has_ci else 0.0)
-            texts.append(percent(rate))
-            tops.append(100 * max(rate, high) if has_ci else 100 * rate)
-            n = entry.get("n")
-            hover.append(
-                f"95% CI {percent(low)}–{percent(high)}, n = {n}" if has_ci else "as published"
-            )
-        fig.add_bar(
-            name=cls,
-            x=labels,
-            y=rates,
-            marker_color=CLASS_COLOURS[cls],
-            # An outline in the bar's own colour draws a 0% bar as a coloured floor line.
-            marker_line={"color": CLASS_COLOURS[cls], "width": ZERO_BAR_LINE_PX},
-            text=texts,
-            textposition="none",
-            customdata=hover,
-            hovertemplate="%{x}<br>" + cls + ": %{y:.1f}%<br>%{customdata}<extra></extra>",
-            error_y={
-                "type": "data",
-                "array": plus,
-                "arrayminus": minus,
-                "visible": True,
-                "color": WHISKER_COLOUR,
-            },
-            offsetgroup=cls,
-        )
-        # The value goes above the whisker (not inside the bar), so a 0% bar still reads "0.0%"
-        # instead of a label lost on the axis.
-        value_labels.append(
-            go.Scatter(
-                name=f"{cls} {VALUE_LABEL_SUFFIX}",
-                x=labels,
-                y=[top + LABEL_LIFT for top in tops],
-                mode="text",
-                text=texts,
-                textposition="top center",
-                textfont={"color": CLASS_COLOURS[cls]},
-                offsetgroup=cls,
-                showlegend=False,
-                hoverinfo="skip",
-                cliponaxis=False,
-            )
-        )
-    fig.add_traces(value_labels)
+        fig.add_trace(_recovery_class_bars(cls, labels, points[cls]))
+    fig.add_traces([_recovery_value_labels(cls, labels, points[cls]) for cls in CLASSES])
     return _layout(
         fig,
         barmode="group",

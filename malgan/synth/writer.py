@@ -240,6 +240,65 @@ def _batch_size(needed: int, accepted: int, tried: int, batch: int, left: int) -
     return max(1, min(batch, left, wanted))
 
 
+def privacy_threshold(config: SynthConfig, reference: Reference | None) -> float | None:
+    """The privacy filter's distance: the config's, else the reference's (None when off).
+
+    Raises:
+        SynthError: When the filter is on without a reference, or the distance is not >= 0.
+    """
+    if not config.privacy_filter:
+        return None
+    if reference is None:
+        raise SynthError("The privacy filter needs the training reference (reference.npz).")
+    chosen = config.privacy_threshold
+    threshold = float(reference.privacy_threshold if chosen is None else chosen)
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise SynthError(f"The privacy threshold must be a distance >= 0, got {threshold}.")
+    return threshold
+
+
+def _summary(
+    target: Path,
+    config: SynthConfig,
+    generator: CellGenerator,
+    classifier: Classifier,
+    threshold: float | None,
+    batches: _Batches,
+    rows: list[dict[str, Any]],
+    seconds: float,
+) -> SynthSummary:
+    """What an export wrote, from its settings, its batches and the manifest's rows."""
+    total = sum(batches.accepted.values())
+    return SynthSummary(
+        out_dir=str(target),
+        model=generator.name,
+        display_name=generator.display_name,
+        model_sha256={label: generator.file_sha256(label) for label in CLASSES},
+        classifier_sha256=str(classifier.meta.get("sha256", "")),
+        seed=config.seed,
+        truncation=config.truncation,
+        n_per_class=config.n_per_class,
+        prefix=config.prefix,
+        class_filter=config.class_filter,
+        min_confidence=float(config.min_confidence),
+        privacy_filter=config.privacy_filter,
+        privacy_threshold=threshold,
+        max_attempts_factor=config.max_attempts_factor,
+        accepted=batches.accepted,
+        attempts=batches.attempts,
+        rejected=batches.rejected,
+        patient_keys={
+            label: sorted({r["patient_key"] for r in rows if r["class"] == label})
+            for label in CLASSES
+        },
+        seconds=round(seconds, 3),
+        images_per_second=round(total / seconds, 2) if seconds > 0 else 0.0,
+        classifier_views=classifier.check_views(config.views),
+        generator_precision=generator.precision,
+        classifier_precision=classifier.precision,
+    )
+
+
 def export_dataset(
     out_dir: str | os.PathLike,
     config: SynthConfig,
@@ -281,17 +340,7 @@ def export_dataset(
     missing = [label for label in CLASSES if label not in generator.classes]
     if missing:
         raise SynthError(f"{generator.display_name} cannot generate {missing}.")
-    threshold: float | None = None
-    if config.privacy_filter:
-        if reference is None:
-            raise SynthError("The privacy filter needs the training reference (reference.npz).")
-        threshold = float(
-            reference.privacy_threshold
-            if config.privacy_threshold is None
-            else config.privacy_threshold
-        )
-        if not (math.isfinite(threshold) and threshold >= 0):
-            raise SynthError(f"The privacy threshold must be a distance >= 0, got {threshold}.")
+    threshold = privacy_threshold(config, reference)
     target = check_target(out_dir, overwrite=overwrite)
 
     start_time = time.perf_counter()
@@ -304,35 +353,7 @@ def export_dataset(
             rows = batches.fill(progress)
         write_manifest(staging / MANIFEST_NAME, rows)
         seconds = time.perf_counter() - start_time
-        total = sum(batches.accepted.values())
-        summary = SynthSummary(
-            out_dir=str(target),
-            model=generator.name,
-            display_name=generator.display_name,
-            model_sha256={label: generator.file_sha256(label) for label in CLASSES},
-            classifier_sha256=str(classifier.meta.get("sha256", "")),
-            seed=config.seed,
-            truncation=config.truncation,
-            n_per_class=config.n_per_class,
-            prefix=config.prefix,
-            class_filter=config.class_filter,
-            min_confidence=float(config.min_confidence),
-            privacy_filter=config.privacy_filter,
-            privacy_threshold=threshold,
-            max_attempts_factor=config.max_attempts_factor,
-            accepted=batches.accepted,
-            attempts=batches.attempts,
-            rejected=batches.rejected,
-            patient_keys={
-                label: sorted({r["patient_key"] for r in rows if r["class"] == label})
-                for label in CLASSES
-            },
-            seconds=round(seconds, 3),
-            images_per_second=round(total / seconds, 2) if seconds > 0 else 0.0,
-            classifier_views=classifier.check_views(config.views),
-            generator_precision=generator.precision,
-            classifier_precision=classifier.precision,
-        )
+        summary = _summary(target, config, generator, classifier, threshold, batches, rows, seconds)
         (staging / SUMMARY_NAME).write_text(
             json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8"
         )
