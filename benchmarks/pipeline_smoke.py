@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks.summary import describe, machine, print_table
 from tests.conftest import write_fake_nih_tree
-from train.export import run_profile
+from train.release_metrics import run_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REPEATS = 3
