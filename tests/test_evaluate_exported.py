@@ -108,3 +108,29 @@ def test_unknown_figure_is_refused(tmp_path):
     cfg = evaluate_exported.EvalExportedConfig(data=str(tmp_path), figures=("c2st_typo",))
     with pytest.raises(ValueError, match="Unknown figures"):
         evaluate_exported.evaluate_exported(cfg)
+
+
+@pytest.mark.slow
+def test_core_figures_of_one_generator_as_train_evaluate_writes_them(tmp_path):
+    out = tmp_path / "exported"
+    shutil.copytree(RELEASE, out)
+    before = json.loads((out / artifacts.METRICS_NAME).read_text())
+    data = write_fake_nih_tree(tmp_path / "nih", patients=PATIENTS, cells=CELLS)
+    argv = ["--data", str(data), "--exported", str(out), "--cache-dir", str(tmp_path / "cache")]
+    evaluate_exported.main(
+        [*argv, "--generators", "dcgan", "--figures", "c2st", "--core", "--smoke"]
+    )
+    after = json.loads((out / artifacts.METRICS_NAME).read_text())
+    model = after["models"]["dcgan"]
+    for label in CLASSES:
+        assert model["recovery"][label]["n"] == 16  # evaluate.smoke_config's cells per class
+        assert 0.0 <= model["memorization"][label]["share"] <= 1.0
+        assert sum(model["confidence_histogram"][label]["counts"]) == 16
+        assert model["fd_ratio"][label] == pytest.approx(
+            model["fd"][label] / before["fd_real_floor"][label]
+        )
+        for judge in ("resnet_plain", "cnn_sound"):
+            assert 0.0 <= model["recovery_by"][judge][label]["rate"] <= 1.0
+    assert 0.0 <= model["tstr_accuracy"] <= 1.0 and model["tstr"]["n_train"] > 0
+    assert after["models"]["cgan"] == before["models"]["cgan"]
+    assert "--core" in after["written_by"]["figures"]["tstr"]["dcgan"]["command"]

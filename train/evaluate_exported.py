@@ -19,17 +19,23 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnxruntime as ort
+import torch
 
-from malgan import artifacts
+from malgan import artifacts, diversity, latent, metrics
 from malgan.data import CLASSES
-from malgan.runtime import Classifier
-from train import config, figures, release_metrics, runs
+from malgan.reference import Reference
+from malgan.runtime import CellGenerator, Classifier
+from train import config, evaluate, figures, release_metrics, runs
+from train import models as torch_models
+from train.runs import Run
 from train.splits import Splits, load_splits
 
 logger = logging.getLogger("malgan.train")
@@ -56,6 +62,13 @@ class EvalExportedConfig:
         metadata={"help": "Generated cells per class (capped at the validation cells)."},
     )
     threads: int = field(default=2, metadata={"help": "ONNX Runtime threads per model."})
+    core: bool = field(
+        default=False,
+        metadata={
+            "help": "Also the figures train.evaluate computes from the cells: recovery (by every "
+            "exported judge), confidence, Fréchet distance, memorisation and TSTR."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the patient split."})
     cache_dir: str = ""
     smoke: bool = False
@@ -79,6 +92,148 @@ def real_features(classifier: Classifier, splits: Splits, n: dict[str, int]) -> 
     return figures.RealCells(**feats)
 
 
+@dataclass
+class CoreFigures:
+    """The figures ``train.evaluate`` computes from a generator's cells, on exported models.
+
+    The same seeds, cell counts, judges and TSTR recipe as ``train.evaluate``, with the
+    release's exported classifier (its test-time views as its sidecar says) and judges, and the
+    release's training reference for memorisation. Fréchet distances are divided by the floor
+    ``metrics.json`` holds.
+    """
+
+    cfg: EvalExportedConfig
+    evaluation: evaluate.EvalConfig
+    classifier: Classifier
+    judges: dict[str, Classifier]
+    splits: Splits
+    test_features: np.ndarray
+    reference: Reference
+    heldout_distances: np.ndarray
+    floor: dict[str, float]
+
+    @classmethod
+    def load(
+        cls,
+        root: Path,
+        index: dict[str, Any],
+        classifier: Classifier,
+        splits: Splits,
+        cfg: EvalExportedConfig,
+    ) -> CoreFigures:
+        evaluation = evaluate.EvalConfig(seed=cfg.seed, smoke=cfg.smoke)
+        if cfg.smoke:
+            evaluation = evaluate.smoke_config(evaluation)
+        files = {c["name"]: c["file"] for c in index.get("classifiers", [])}
+        judges = {
+            name: Classifier.load(root / files[name], threads=cfg.threads)
+            for name in evaluation.second_judges
+            if name in files
+        }
+        floor = artifacts.load_metrics(root).get("fd_real_floor") or {}
+        return cls(
+            cfg=cfg,
+            evaluation=evaluation,
+            classifier=classifier,
+            judges=judges,
+            splits=splits,
+            test_features=classifier.features(splits.test.images),
+            reference=artifacts.load_reference(root),
+            # Verified by load_reference against the index's sha256 just above.
+            heldout_distances=np.load(root / index["reference"]["file"])["heldout_train_distances"],
+            floor=floor,
+        )
+
+    def class_figures(self, generator: CellGenerator, label_idx: int) -> dict[str, Any]:
+        """Recovery (by every judge), confidence, Fréchet distance and memorisation of one
+        class's cells."""
+        label = CLASSES[label_idx]
+        z = latent.sample_z(
+            evaluate.RECOVERY_SEED + label_idx, self.evaluation.n_cells, generator.z_dim
+        )
+        images = generator.generate(z, label)
+        proba, feats = self.classifier.predict(images)
+        by_judge = {
+            judge: metrics.recovery(net.predict(images, views=1)[0], label_idx)
+            for judge, net in self.judges.items()
+        }
+        test_f = self.test_features[self.splits.test.labels == label_idx]
+        # Memorisation: distance to the nearest training cell in the reference space.
+        gen_dist = diversity.nearest_distances(
+            self.reference.codes(feats), self.reference.train_codes.astype(np.float32)
+        )
+        return {
+            "recovery": metrics.recovery(proba, label_idx),
+            "by_judge": by_judge,
+            "hist": evaluate._histogram(proba[:, label_idx]),
+            "fd": metrics.frechet_distance(feats, test_f),
+            "memo": diversity.memorization_share(
+                gen_dist, self.heldout_distances, percentile=self.evaluation.privacy_percentile
+            ),
+        }
+
+    def records(self, name: str, generator: CellGenerator) -> list[dict[str, Any]]:
+        """Every core record of one generator, as ``train.evaluate`` writes them."""
+        per_class = {label: self.class_figures(generator, i) for i, label in enumerate(CLASSES)}
+        out: list[dict[str, Any]] = [
+            {"metric": "recovery", "model": name}
+            | {label: f["recovery"] for label, f in per_class.items()},
+        ]
+        for judge in self.judges:
+            out.append(
+                {"metric": "recovery_by", "model": name, "judge": judge, "trained_against": False}
+                | {label: f["by_judge"][judge] for label, f in per_class.items()}
+            )
+        for metric, key in (
+            ("confidence_histogram", "hist"),
+            ("fd", "fd"),
+            ("memorization", "memo"),
+        ):
+            out.append(
+                {"metric": metric, "model": name} | {lb: f[key] for lb, f in per_class.items()}
+            )
+        fd = {lb: f["fd"] for lb, f in per_class.items()}
+        if self.floor:
+            out.append({"metric": "fd_real_floor", "model": name, **self.floor})
+            out.append(
+                {"metric": "fd_ratio", "model": name}
+                | {lb: fd[lb] / max(self.floor[lb], 1e-9) for lb in fd}
+            )
+        out.append({"metric": "tstr", "model": name, **self.tstr(name, generator)})
+        for record in out:
+            logger.info("%s %s", name, record["metric"])
+        return out
+
+    def tstr(self, name: str, generator: CellGenerator) -> dict[str, Any]:
+        """TSTR as ``train.evaluate`` measures it, with the exported generator's cells."""
+        with tempfile.TemporaryDirectory(prefix="malgan-tstr-") as tmp:
+            # A fresh folder each time: the classifier loop resumes what it finds there.
+            run = Run(out=Path(tmp), device=torch.device("cpu"))
+            test_x = torch_models.to_device_nchw(self.splits.test.images, run.device)
+            return evaluate.tstr_accuracy(
+                ExportedCells(name, generator),
+                self.evaluation,
+                run,
+                test_x,
+                self.splits.test.labels,
+            )
+
+
+@dataclass
+class ExportedCells:
+    """An exported generator where TSTR expects a trained one: uint8 NCHW cells on a device."""
+
+    name: str
+    generator: CellGenerator
+
+    @property
+    def z_dim(self) -> int:
+        return self.generator.z_dim
+
+    def generate(self, label: str, z: np.ndarray, device: torch.device) -> torch.Tensor:
+        return torch_models.to_device_nchw(self.generator.generate(z, label), device)
+
+
 def evaluate_exported(cfg: EvalExportedConfig, command: str = "") -> list[dict[str, Any]]:
     """Compute the figures of every chosen generator and write them into ``metrics.json``.
 
@@ -99,8 +254,11 @@ def evaluate_exported(cfg: EvalExportedConfig, command: str = "") -> list[dict[s
     n = figures.draw_counts(splits.val.labels, cfg.n_cells)
     real = real_features(classifier, splits, n)
     records = []
+    core = CoreFigures.load(root, index, classifier, splits, cfg) if cfg.core else None
     for name in names:
         generator = artifacts.load_generator(root, name)
+        if core is not None:
+            records += core.records(name, generator)
         drawn = {}
         for label in CLASSES:
             z = figures.draw_latents(label, n[label], generator.z_dim)
@@ -125,8 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     command = shlex.join([Path(sys.executable).name, "-m", "train.evaluate_exported", *args])
     for record in evaluate_exported(cfg, command):
         print(f"{record['model']} {record['metric']}")
-        for label in CLASSES:
-            print(f"  {label}: {record[label]}")
+        rest = {k: v for k, v in record.items() if k not in ("metric", "model")}
+        for key, value in rest.items():
+            print(f"  {key}: {value}")
 
 
 if __name__ == "__main__":

@@ -311,7 +311,7 @@ def export_generator_training(ex: ExportRun, index: dict[str, Any], name: str) -
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    snaps, losses, probes, its, faults = [], {}, {}, {}, set()
+    snaps, losses, probes, its, faults, guides = [], {}, {}, {}, set(), set()
     for run_name in models.generator_runs(name).values():
         for src in sorted((ex.runs / run_name / SNAPSHOT_DIR).glob("*_iter_*.png")):
             label, _, iteration = src.stem.rpartition("_iter_")
@@ -331,12 +331,14 @@ def export_generator_training(ex: ExportRun, index: dict[str, Any], name: str) -
             "selected_iteration": (best or {}).get("iteration", state["iteration"]),
         }
         faults.add(run_fault(name, final["config"]))
+        if final["config"].get("guide") and final["config"].get("guide_weight", 0) > 0:
+            guides.add(Path(final["config"]["guide"]).parent.name)
     index["snapshots"][name] = sorted(snaps, key=lambda s: (s["class"], s["iteration"]))
     history = {"losses": losses, "probes": probes}
     (ex.out / "history").mkdir(exist_ok=True)
     (ex.out / "history" / f"{name}.json").write_text(json.dumps(history))
     index["history"][name] = f"history/{name}.json"
-    record = {"kind": "training", "name": name, "runs": its}
+    record = {"kind": "training", "name": name, "runs": its, "guides": sorted(guides)}
     fault = next((f for f in sorted(faults - {None})), None)
     if fault:
         record["known_fault"] = fault

@@ -247,6 +247,13 @@ def replace_generators(
                 model["training"] = r["runs"]
                 if r.get("known_fault"):
                     model["known_fault"] = r["known_fault"]
+                # Whether the generator learnt from the judge: recovery is a fair test only if not.
+                judge = (result.get("classifier") or {}).get("name", "classifier")
+                model["judges"] = {
+                    "classifier": judge,
+                    "classifier_independent": judge not in r.get("guides", []),
+                    "guides": r.get("guides", []),
+                }
         result["models"][name] = model
         result.setdefault("written_by", {}).setdefault("generators", {})[name] = wrote
     save_metrics(out, result)
