@@ -33,13 +33,17 @@ from train import figures, models
 from train.classifier_loop import FitOptions, fit
 from train.config import parse_config, replace, run_cli
 from train.runs import Run, load_checkpoint, running
-from train.splits import load_splits
+from train.splits import Splits, load_splits
 
 # Seeds of evaluation draws; distinct from the dashboard's default seed so the shown cells are
 # not the ones measured.
 RECOVERY_SEED = 1000
 TSTR_SEED = 2000
 HIST_BINS = 20
+TEST = "test"
+SPLITS = ("train", "val", TEST)
+# Records of one figure per class, and the key of ``class_figures`` that holds it.
+PER_CLASS_RECORDS = (("confidence_histogram", "hist"), ("fd", "fd"), ("memorization", "memo"))
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,169 @@ def tstr_accuracy(
     return {"accuracy": report["accuracy"], "auc": report["auc"], "n_train": len(train_idx)}
 
 
+@dataclass
+class Judged:
+    """The main classifier and what it said of the real cells, shared by every generator.
+
+    Attributes:
+        net: The classifier.
+        scale: Its input scale.
+        tta: Whether its test-patient probabilities average the dihedral views.
+        tensors: uint8 NCHW cells of the train, val and test splits on the device.
+        outputs: Per split, (probabilities [N, 2], features [N, F]).
+    """
+
+    net: torch.nn.Module
+    scale: str
+    tta: bool
+    tensors: dict[str, torch.Tensor]
+    outputs: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    def features(self, split: str) -> np.ndarray:
+        return self.outputs[split][1]
+
+
+def judge_splits(cfg: EvalConfig, runs: Path, splits: Splits, device: torch.device) -> Judged:
+    """Load the main classifier and run it over the three splits."""
+    clf, ckpt = models.load_classifier(runs / cfg.classifier / models.FINAL, device)
+    scale, tta = ckpt["input_scale"], bool(ckpt["tta"])
+    tensors = {k: models.to_device_nchw(getattr(splits, k).images, device) for k in SPLITS}
+    # Only the test patients' probabilities are reported; features come from the plain view.
+    outputs = {k: models.predict(clf, x, scale, tta=tta and k == TEST) for k, x in tensors.items()}
+    return Judged(net=clf, scale=scale, tta=tta, tensors=tensors, outputs=outputs)
+
+
+def classifier_record(cfg: EvalConfig, splits: Splits, judged: Judged) -> dict[str, Any]:
+    """The classifier's figures on the test patients, and the split's sizes."""
+    report = metrics.classification_report(judged.outputs["test"][0], splits.test.labels)
+    return {
+        "metric": "classifier",
+        "name": cfg.classifier,
+        "tta": judged.tta,
+        **report,
+        "n_test": len(splits.test),
+        "test_patients": sorted(set(splits.test.keys.tolist())),
+        "n_train": len(splits.train),
+        "n_val": len(splits.val),
+        "corrupt_files": list(splits.corrupt),
+    }
+
+
+def fd_floor(splits: Splits, judged: Judged) -> dict[str, float]:
+    """Real-to-real floor of the Fréchet distance, per class: validation vs test patients."""
+    floor = {}
+    for label_idx, label in enumerate(CLASSES):
+        val_f = judged.features("val")[splits.val.labels == label_idx]
+        test_f = judged.features("test")[splits.test.labels == label_idx]
+        floor[label] = metrics.frechet_distance(val_f, test_f)
+    return floor
+
+
+def second_judges(
+    cfg: EvalConfig, runs: Path, device: torch.device
+) -> dict[str, tuple[torch.nn.Module, str]]:
+    """Independent judges that were trained: classifiers of another architecture and recipe."""
+    judges = {}
+    for judge in cfg.second_judges:
+        path = runs / judge / models.FINAL
+        if path.exists():
+            judge_net, judge_ckpt = models.load_classifier(path, device)
+            judges[judge] = (judge_net, judge_ckpt["input_scale"])
+    return judges
+
+
+def per_class_records(name: str, per_class: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The confidence histogram, Fréchet distance and memorisation records of one generator,
+    from each class's figures (``GeneratorEvaluation.class_figures``)."""
+    return [
+        {"metric": metric, "model": name} | {label: f[key] for label, f in per_class.items()}
+        for metric, key in PER_CLASS_RECORDS
+    ]
+
+
+@dataclass
+class GeneratorEvaluation:
+    """What every generator is measured against."""
+
+    cfg: EvalConfig
+    run: Run
+    splits: Splits
+    judged: Judged
+    reference: dict[str, np.ndarray]
+    judges: dict[str, tuple[torch.nn.Module, str]]
+    n_drawn: dict[str, int]
+    real: figures.RealCells
+
+    def class_figures(self, gen: models.LoadedGenerator, label_idx: int) -> dict[str, Any]:
+        """Recovery (by every judge), confidence, Fréchet distance and memorisation of the
+        generator's cells of one class."""
+        label, judged, device = CLASSES[label_idx], self.judged, self.run.device
+        z = latent.sample_z(RECOVERY_SEED + label_idx, self.cfg.n_cells, gen.z_dim)
+        images = gen.generate(label, z, device)
+        proba, feats = models.predict(judged.net, images, judged.scale, tta=judged.tta)
+        by_judge = {}
+        for judge, (judge_net, judge_scale) in self.judges.items():
+            judge_proba, _ = models.predict(judge_net, images, judge_scale)
+            by_judge[judge] = metrics.recovery(judge_proba, label_idx)
+        test_f = judged.features("test")[self.splits.test.labels == label_idx]
+        # Memorisation: distance to the nearest training cell in the reference space.
+        ref = self.reference
+        codes = (feats - ref["proj_mean"]) @ ref["proj"]
+        gen_dist = metrics.nearest_distances(
+            codes.astype(np.float32), ref["train_codes"].astype(np.float32)
+        )
+        return {
+            "recovery": metrics.recovery(proba, label_idx),
+            "by_judge": by_judge,
+            "hist": _histogram(proba[:, label_idx]),
+            "fd": metrics.frechet_distance(feats, test_f),
+            "memo": metrics.memorization_share(
+                gen_dist, ref["heldout_train_distances"], percentile=self.cfg.privacy_percentile
+            ),
+        }
+
+    def records(self, name: str, runs: Path) -> list[dict[str, Any]]:
+        """Every record of one generator, in the order the log has them."""
+        gen = models.load_generator(runs, name, self.run.device)
+        guides = guide_runs(runs, name)
+        per_class = {label: self.class_figures(gen, i) for i, label in enumerate(CLASSES)}
+        out: list[dict[str, Any]] = [
+            {"metric": "recovery", "model": name}
+            | {label: f["recovery"] for label, f in per_class.items()},
+            # Whether the generator learnt from the judge: recovery is a fair test only if not.
+            {
+                "metric": "judges",
+                "model": name,
+                "classifier": self.cfg.classifier,
+                "classifier_independent": self.cfg.classifier not in guides,
+                "guides": sorted(guides),
+            },
+        ]
+        for judge in self.judges:
+            out.append(
+                {
+                    "metric": "recovery_by",
+                    "model": name,
+                    "judge": judge,
+                    "trained_against": judge in guides,
+                }
+                | {label: f["by_judge"][judge] for label, f in per_class.items()}
+            )
+        out += per_class_records(name, per_class)
+        drawn = {}
+        for label in CLASSES:
+            z = figures.draw_latents(label, self.n_drawn[label], gen.z_dim)
+            images = gen.generate(label, z, self.run.device)
+            drawn[label] = models.predict(self.judged.net, images, self.judged.scale)[1]
+        for figure, values in figures.compute(figures.Drawn(drawn), self.real).items():
+            out.append({"metric": figure, "model": name, **values})
+        tstr = tstr_accuracy(
+            gen, self.cfg, self.run, self.judged.tensors["test"], self.splits.test.labels
+        )
+        out.append({"metric": "tstr", "model": name, **tstr})
+        return out
+
+
 def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
     """Run every evaluation and append one JSON line each to ``EVAL_LOG``."""
     if cfg.smoke:
@@ -167,7 +334,6 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
     runs = Path(cfg.runs)
     out = Path(cfg.out or runs / models.EVAL_DIR)
     with running(cfg, out) as run:
-        device = run.device
         rng = np.random.default_rng(cfg.seed)
         splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
         records: list[dict[str, Any]] = []
@@ -180,45 +346,14 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
         (out / models.EVAL_LOG).unlink(missing_ok=True)
 
         # Classifier on held-out patients.
-        clf, ckpt = models.load_classifier(runs / cfg.classifier / models.FINAL, device)
-        scale, tta = ckpt["input_scale"], bool(ckpt["tta"])
-        tensors = {
-            k: models.to_device_nchw(getattr(splits, k).images, device)
-            for k in ("train", "val", "test")
-        }
-        # Only the test patients' probabilities are reported; features come from the plain view.
-        outputs = {
-            k: models.predict(clf, v, scale, tta=tta and k == "test") for k, v in tensors.items()
-        }
-        report = metrics.classification_report(outputs["test"][0], splits.test.labels)
-        emit(
-            {
-                "metric": "classifier",
-                "name": cfg.classifier,
-                "tta": tta,
-                **report,
-                "n_test": len(splits.test),
-                "test_patients": sorted(set(splits.test.keys.tolist())),
-                "n_train": len(splits.train),
-                "n_val": len(splits.val),
-                "corrupt_files": list(splits.corrupt),
-            }
-        )
+        judged = judge_splits(cfg, runs, splits, run.device)
+        emit(classifier_record(cfg, splits, judged))
 
         # Reference for memorisation, privacy filtering and OOD warnings.
-        heldout = np.concatenate([outputs["val"][1], outputs["test"][1]])
-        reference = fit_reference(outputs["train"][1], heldout, cfg, rng)
+        heldout = np.concatenate([judged.features("val"), judged.features("test")])
+        reference = fit_reference(judged.features("train"), heldout, cfg, rng)
         np.savez(out / models.REFERENCE, **reference)
-        train_codes = reference["train_codes"].astype(np.float32)
-        real_dist = reference["heldout_train_distances"]
-
-        # Real-to-real floor of the Fréchet distance, per class: validation vs test patients.
-        floor = {}
-        for label_idx, label in enumerate(CLASSES):
-            val_f = outputs["val"][1][splits.val.labels == label_idx]
-            test_f = outputs["test"][1][splits.test.labels == label_idx]
-            floor[label] = metrics.frechet_distance(val_f, test_f)
-        emit({"metric": "fd_real_floor", **floor})
+        emit({"metric": "fd_real_floor", **fd_floor(splits, judged)})
 
         # Real cells of the per-generator figures: members, validation and test patients.
         n_drawn = figures.draw_counts(splits.val.labels, cfg.diversity_cells)
@@ -227,75 +362,27 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
         )
         real = figures.RealCells(
             **{
-                part: {label: outputs[figures.SOURCE_SPLIT[part]][1][i] for label, i in by.items()}
+                part: {
+                    label: judged.features(figures.SOURCE_SPLIT[part])[i] for label, i in by.items()
+                }
                 for part, by in picked.items()
             }
         )
 
-        # Independent judges: recovery by classifiers of another architecture and recipe.
-        judges = {}
-        for judge in cfg.second_judges:
-            path = runs / judge / models.FINAL
-            if path.exists():
-                judge_net, judge_ckpt = models.load_classifier(path, device)
-                judges[judge] = (judge_net, judge_ckpt["input_scale"])
-
+        # Every generator, judged by the main classifier and the independent ones.
+        evaluation = GeneratorEvaluation(
+            cfg=cfg,
+            run=run,
+            splits=splits,
+            judged=judged,
+            reference=reference,
+            judges=second_judges(cfg, runs, run.device),
+            n_drawn=n_drawn,
+            real=real,
+        )
         for name in cfg.generators:
-            gen = models.load_generator(runs, name, device)
-            guides = guide_runs(runs, name)
-            recovery, fd, hist, memo = {}, {}, {}, {}
-            by_judge: dict[str, dict[str, Any]] = {judge: {} for judge in judges}
-            for label_idx, label in enumerate(CLASSES):
-                # Recovery, confidence and Fréchet distance.
-                z = latent.sample_z(RECOVERY_SEED + label_idx, cfg.n_cells, gen.z_dim)
-                images = gen.generate(label, z, device)
-                proba, feats = models.predict(clf, images, scale, tta=tta)
-                recovery[label] = metrics.recovery(proba, label_idx)
-                for judge, (judge_net, judge_scale) in judges.items():
-                    judge_proba, _ = models.predict(judge_net, images, judge_scale)
-                    by_judge[judge][label] = metrics.recovery(judge_proba, label_idx)
-                hist[label] = _histogram(proba[:, label_idx])
-                test_f = outputs["test"][1][splits.test.labels == label_idx]
-                fd[label] = metrics.frechet_distance(feats, test_f)
-                # Memorisation: distance to the nearest training cell in the reference space.
-                codes = (feats - reference["proj_mean"]) @ reference["proj"]
-                gen_dist = metrics.nearest_distances(codes.astype(np.float32), train_codes)
-                memo[label] = metrics.memorization_share(
-                    gen_dist, real_dist, percentile=cfg.privacy_percentile
-                )
-            emit({"metric": "recovery", "model": name, **recovery})
-            # Whether the generator learnt from the judge: recovery is a fair test only if not.
-            emit(
-                {
-                    "metric": "judges",
-                    "model": name,
-                    "classifier": cfg.classifier,
-                    "classifier_independent": cfg.classifier not in guides,
-                    "guides": sorted(guides),
-                }
-            )
-            for judge, rates in by_judge.items():
-                trained = judge in guides
-                emit(
-                    {
-                        "metric": "recovery_by",
-                        "model": name,
-                        "judge": judge,
-                        "trained_against": trained,
-                        **rates,
-                    }
-                )
-            emit({"metric": "confidence_histogram", "model": name, **hist})
-            emit({"metric": "fd", "model": name, **fd})
-            emit({"metric": "memorization", "model": name, **memo})
-            drawn = {}
-            for label in CLASSES:
-                z = figures.draw_latents(label, n_drawn[label], gen.z_dim)
-                drawn[label] = models.predict(clf, gen.generate(label, z, device), scale)[1]
-            for figure, values in figures.compute(figures.Drawn(drawn), real).items():
-                emit({"metric": figure, "model": name, **values})
-            tstr = tstr_accuracy(gen, cfg, run, tensors["test"], splits.test.labels)
-            emit({"metric": "tstr", "model": name, **tstr})
+            for record in evaluation.records(name, runs):
+                emit(record)
 
         run.log({"event": "done", "records": len(records)})
     return records

@@ -184,14 +184,7 @@ class CoreFigures:
                 {"metric": "recovery_by", "model": name, "judge": judge, "trained_against": False}
                 | {label: f["by_judge"][judge] for label, f in per_class.items()}
             )
-        for metric, key in (
-            ("confidence_histogram", "hist"),
-            ("fd", "fd"),
-            ("memorization", "memo"),
-        ):
-            out.append(
-                {"metric": metric, "model": name} | {lb: f[key] for lb, f in per_class.items()}
-            )
+        out += evaluate.per_class_records(name, per_class)
         fd = {lb: f["fd"] for lb, f in per_class.items()}
         if self.floor:
             out.append({"metric": "fd_real_floor", "model": name, **self.floor})
