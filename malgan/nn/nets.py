@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-# Side of the square cells every network here is built for (matches `malgan.data.IMG_SIZE`).
+# Side of the square cells every network here is built for (matches `malgan.decode.IMG_SIZE`);
+# each network carries it as ``img_size``, which export and the app read.
 IMG_SIZE = 64
 RGB = 3
 
