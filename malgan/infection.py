@@ -19,9 +19,11 @@ Parasitized); 0 is the cell as drawn.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from malgan import latent
+from malgan import latent, metrics, morphology
 from malgan.runtime import CellGenerator
 
 PARASITIZED = "Parasitized"
@@ -33,6 +35,9 @@ AMOUNT_MIN = -1.0
 AMOUNT_MAX = 1.0
 # At amount +-1 a direction moves z this many standard deviations (the old slider's range).
 DIRECTION_SIGMA_AT_MAX = 3.0
+# Mask SSIM from which a pushed cell counts as keeping its outline.
+OUTLINE_KEPT_SSIM = 0.8
+PERCENT = 100.0
 
 
 def default_control(generator: CellGenerator) -> str:
@@ -155,3 +160,50 @@ def pushed_cells(
     stacked_w = np.concatenate([p[1] for p in pushed])
     images = generator.generate_mix(stacked_z, stacked_w)
     return images.reshape(len(amounts), len(np.atleast_2d(z)), *images.shape[1:])
+
+
+def push_effect(
+    start: np.ndarray,
+    end: np.ndarray,
+    proba_start: np.ndarray,
+    proba_end: np.ndarray,
+    target: str,
+    classes: tuple[str, ...],
+) -> dict[str, Any]:
+    """What a push did to cells, as measured.
+
+    Args:
+        start: uint8 [N, S, S, 3] cells before the push.
+        end: uint8 [N, S, S, 3] the same cells after it.
+        proba_start: float [N, C] classifier probabilities of ``start``.
+        proba_end: float [N, C] of ``end``.
+        target: The class the push aims at.
+        classes: The classifier's columns.
+
+    Returns:
+        ``n``, ``flipped`` (share of end cells whose verdict is ``target``) with its Wilson
+        interval ``flipped_ci``, ``already`` (share of start cells already ``target``), the mask
+        SSIM's ``mask_ssim_mean``, ``mask_ssim_median`` and ``mask_ssim_share_ok`` (share at
+        least ``OUTLINE_KEPT_SSIM``), and the medians ``hue_shift_deg`` (mean stain hue, end
+        minus start, the short way round) and ``area_shift_points`` (cell area in points of
+        the image).
+    """
+    column = classes.index(target)
+    n = len(start)
+    flipped = int((np.argmax(proba_end, axis=1) == column).sum())
+    already = int((np.argmax(proba_start, axis=1) == column).sum())
+    ssims = np.array([morphology.mask_ssim(a, b) for a, b in zip(start, end, strict=True)])
+    hue = morphology.hue_shift(morphology.stain_hue(start), morphology.stain_hue(end))
+    area = (morphology.cell_area(end) - morphology.cell_area(start)) * PERCENT
+    low, high = metrics.wilson_interval(flipped, n)
+    return {
+        "n": n,
+        "flipped": flipped / n,
+        "flipped_ci": [low, high],
+        "already": already / n,
+        "mask_ssim_mean": float(ssims.mean()),
+        "mask_ssim_median": float(np.median(ssims)),
+        "mask_ssim_share_ok": float((ssims >= OUTLINE_KEPT_SSIM).mean()),
+        "hue_shift_deg": float(np.nanmedian(hue)) if np.isfinite(hue).any() else float("nan"),
+        "area_shift_points": float(np.median(area)),
+    }
