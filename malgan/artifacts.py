@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from malgan import tables
+from malgan import release, tables
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 from malgan.reference import Reference
@@ -53,7 +53,7 @@ def exported_dir() -> Path:
 def load_index(exported: str | os.PathLike) -> dict[str, Any]:
     """Read ``index.json``, which lists the generators, the classifier and the reference."""
     index = read_json(Path(exported) / INDEX_NAME, "model index")
-    if not isinstance(index.get("generators"), list) or "classifier" not in index:
+    if not isinstance(index.get(release.GENERATORS), list) or "classifier" not in index:
         raise ModelError(f"The model index in {exported} lacks generators or a classifier.")
     return index
 
@@ -65,16 +65,16 @@ def load_metrics(exported: str | os.PathLike) -> dict[str, Any]:
 
 def generator_entry(index: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The index entry of one generator."""
-    for entry in index["generators"]:
+    for entry in release.index_generators(index):
         if entry.get("name") == name:
             return entry
-    known = [entry.get("name") for entry in index["generators"]]
+    known = [entry.get("name") for entry in release.index_generators(index)]
     raise ModelError(f"No generator called {name!r}; the index lists {known}.")
 
 
 def generator_names(index: Mapping[str, Any]) -> dict[str, str]:
     """Generator names to the names shown to people, in index order."""
-    return {g["name"]: g.get("display_name", g["name"]) for g in index["generators"]}
+    return {g["name"]: g.get("display_name", g["name"]) for g in release.index_generators(index)}
 
 
 def profile_name(index: Mapping[str, Any]) -> str:
@@ -126,7 +126,7 @@ def models_notice(index: Mapping[str, Any]) -> ModelsNotice | None:
 
 def measured_recovery(metrics: Mapping[str, Any], name: str) -> dict[str, float]:
     """Recovery rates of a generator per class in ``metrics.json`` (empty when unknown)."""
-    entry = (metrics.get("models") or {}).get(name) or {}
+    entry = release.model_metrics(metrics, name)
     rates = {}
     for label, value in (entry.get("recovery") or {}).items():
         rate = value.get("rate") if isinstance(value, dict) else None
@@ -182,7 +182,7 @@ def snapshot_files(
     """
     root = Path(exported).resolve()
     out: dict[str, list[tuple[int, Path]]] = {}
-    entries = (index.get("snapshots") or {}).get(model) or []
+    entries = release.snapshot_entries(index, model)
     for entry in entries:
         if not isinstance(entry, Mapping):
             continue
@@ -226,7 +226,7 @@ def load_classifier(
     index = load_index(root)
     entry = index["classifier"]
     if name is not None:
-        matches = [e for e in index.get("classifiers", []) if e.get("name") == name]
+        matches = [e for e in release.index_classifiers(index) if e.get("name") == name]
         if not matches:
             raise ModelError(f"No classifier called {name!r} in the index.")
         entry = matches[0]

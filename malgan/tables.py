@@ -7,7 +7,7 @@ import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from malgan import report
+from malgan import release, report
 from malgan.data import CLASSES
 
 # Shown where a value is missing or not a finite number.
@@ -166,7 +166,7 @@ def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
         One dict per row, keyed by ``HEADLINE_COLUMNS``.
     """
     metrics_data = metrics_data or {}
-    models = metrics_data.get("models") or {}
+    models = release.all_model_metrics(metrics_data)
     floor = metrics_data.get("fd_real_floor") or {}
     accuracy = percent((metrics_data.get("classifier") or {}).get("test_accuracy"))
     rows: list[dict[str, str]] = []
@@ -223,8 +223,7 @@ def headline_columns(metrics_data: Mapping[str, Any] | None) -> tuple[str, ...]:
 # Where a model comes from, and what is known to be wrong with it.
 def known_fault(metrics_data: Mapping[str, Any] | None, name: str) -> str | None:
     """The sentence ``metrics.json`` gives for a model trained with a known fault, or None."""
-    model = ((metrics_data or {}).get("models") or {}).get(name)
-    fault = model.get("known_fault") if isinstance(model, Mapping) else None
+    fault = release.model_metrics(metrics_data, name).get("known_fault")
     return fault if isinstance(fault, str) and fault else None
 
 
@@ -247,9 +246,7 @@ def generator_origin(metrics_data: Mapping[str, Any] | None, name: str) -> str:
     the release, else the release's ``hardware``.
     """
     metrics_data = metrics_data or {}
-    model = (metrics_data.get("models") or {}).get(name)
-    if not isinstance(model, Mapping):
-        return ""
+    model = release.model_metrics(metrics_data, name)
     runs = model.get("training") if isinstance(model.get("training"), Mapping) else {}
     counts = [info.get("iterations") for info in runs.values() if isinstance(info, Mapping)]
     counts = [c for c in counts if isinstance(c, int)]
@@ -496,8 +493,7 @@ C2ST_COLUMNS = (
 
 
 def _model(metrics_data: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
-    entry = ((metrics_data or {}).get("models") or {}).get(name)
-    return entry if isinstance(entry, dict) else {}
+    return dict(release.model_metrics(metrics_data, name))
 
 
 def c2st_figures(metrics_data: Mapping[str, Any] | None, name: str) -> dict[str, dict[str, Any]]:

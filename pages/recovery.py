@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from malgan import artifacts, live, report, tables
+from malgan import artifacts, live, release, report, tables
 from malgan.app import cells, charts, controls, frame, loading
 from malgan.data import CLASSES
 from malgan.errors import ModelError
@@ -40,7 +40,7 @@ st.caption(
     "report gave none). Models are measured on held-out generated cells in `metrics.json`; "
     "under each model, how long it trained (the report's DCGAN is two runs, one per class)."
 )
-models = (metrics or {}).get("models") or {}
+models = release.all_model_metrics(metrics)
 for col, (name, entry) in zip(st.columns(max(len(models), 1)), models.items(), strict=False):
     col.markdown(f"**{choices.get(name, name)}**")
     for sub, cls in zip(col.columns(len(CLASSES)), CLASSES, strict=True):
@@ -91,7 +91,7 @@ if fig is None:
     )
 else:
     st.plotly_chart(fig, key="r_diversity")
-    entry = ((metrics or {}).get("models") or {}).get(model)
+    entry = release.model_metrics(metrics, model)
     st.caption(
         "k-nearest-neighbour figures (k = 5) in the classifier's features against real cells of "
         "the test patients. **Precision**: share of generated cells that look like some real "
@@ -107,7 +107,7 @@ else:
 
 # Recovery during training.
 st.markdown(f"#### Recovery during training: {choices[model]}")
-relative = ((index or {}).get("history") or {}).get(model)
+relative = release.history_file(index, model)
 curve = None
 if relative:
     try:

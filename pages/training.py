@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from malgan import artifacts, tables
+from malgan import artifacts, release, tables
 from malgan.app import cells, charts, controls, frame, loading
 from malgan.data import CLASSES
 
@@ -31,7 +31,7 @@ choices = loading.generator_choices()
 controls.url_choice("t_class", CLASSES[0], list(CLASSES))
 
 # Length and speed of the runs that produced the exported model.
-runs = (((metrics or {}).get("models") or {}).get(model) or {}).get("training") or {}
+runs = release.model_metrics(metrics, model).get("training") or {}
 for col, (run, info) in zip(st.columns(max(len(runs), 1)), runs.items(), strict=False):
     iterations, speed = info.get("iterations"), info.get("iterations_per_second")
     col.metric(

@@ -29,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from malgan import artifacts, diversity, latent, metrics
+from malgan import artifacts, diversity, latent, metrics, release
 from malgan.data import CLASSES
 from malgan.reference import Reference
 from malgan.runtime import CellGenerator, Classifier
@@ -124,7 +124,7 @@ class CoreFigures:
         evaluation = evaluate.EvalConfig(seed=cfg.seed, smoke=cfg.smoke)
         if cfg.smoke:
             evaluation = evaluate.smoke_config(evaluation)
-        files = {c["name"]: c["file"] for c in index.get("classifiers", [])}
+        files = {c["name"]: c["file"] for c in release.index_classifiers(index)}
         judges = {
             name: Classifier.load(root / files[name], threads=cfg.threads)
             for name in evaluation.second_judges

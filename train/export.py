@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from malgan import latent, metrics
+from malgan import latent, metrics, release
 from malgan.data import CLASSES
 from malgan.nn import registry
 from malgan.nn.onnx_export import export_classifier, export_generator
@@ -204,7 +204,7 @@ def classifier_row(name: str, file: str, ckpt: dict[str, Any]) -> dict[str, Any]
 def export_classifiers(ex: ExportRun, index: dict[str, Any]) -> tuple[torch.nn.Module, str]:
     """Export every trained classifier; return ours (the judge) and its input scale."""
     main_clf = None
-    index["classifiers"] = []
+    index[release.CLASSIFIERS] = []
     for name in CLASSIFIER_RUNS:
         path = ex.runs / name / models.FINAL
         if not path.exists():
@@ -229,8 +229,8 @@ def export_classifiers(ex: ExportRun, index: dict[str, Any]) -> tuple[torch.nn.M
         )
         latency = cpu_latency_ms(Classifier.load(ex.out / file), ex.cfg.latency_runs)
         row = {**classifier_row(name, file, ckpt), "cpu_latency_ms": latency}
-        ex.emit({"kind": "classifier", **row, "onnx_bytes": meta["bytes"]})
-        index["classifiers"].append({"name": name, "file": file})
+        ex.emit(release.classifier_export_record(row, meta["bytes"]))
+        index[release.CLASSIFIERS].append({"name": name, "file": file})
         if name == "classifier":
             main_clf = (net.to(ex.device), ckpt["input_scale"])
             index["classifier"] = {"name": name, "file": file}
@@ -244,7 +244,7 @@ def export_classifiers(ex: ExportRun, index: dict[str, Any]) -> tuple[torch.nn.M
 
 def export_generators(ex: ExportRun, index: dict[str, Any], judge: Judge) -> None:
     """Export every generator network with its latent directions."""
-    index["generators"] = [export_generator_runs(ex, name, judge) for name in GENERATOR_NAMES]
+    index[release.GENERATORS] = [export_generator_runs(ex, name, judge) for name in GENERATOR_NAMES]
 
 
 def export_generator_runs(ex: ExportRun, name: str, judge: Judge) -> dict[str, Any]:
@@ -277,20 +277,14 @@ def export_generator_runs(ex: ExportRun, name: str, judge: Judge) -> dict[str, A
         entry["files"] = files
     first = Generator.load(ex.out / next(iter(files.values())))
     latency = cpu_latency_ms(first, ex.cfg.latency_runs)
-    ex.emit(
-        {
-            "kind": "generator",
-            "name": name,
-            "display_name": display,
-            "cpu_latency_ms_one_cell": latency,
-        }
-    )
+    ex.emit(release.generator_export_record(name, display, latency))
     return entry
 
 
 def export_training(ex: ExportRun, index: dict[str, Any]) -> None:
     """Copy each generator's snapshot grids and write its loss and probe histories."""
-    index["snapshots"], index["history"] = {}, {"classifier": "history/classifier.json"}
+    index[release.SNAPSHOTS] = {}
+    index[release.HISTORY] = {"classifier": "history/classifier.json"}
     for name in GENERATOR_NAMES:
         export_generator_training(ex, index, name)
 
@@ -333,16 +327,13 @@ def export_generator_training(ex: ExportRun, index: dict[str, Any], name: str) -
         faults.add(run_fault(name, final["config"]))
         if final["config"].get("guide") and final["config"].get("guide_weight", 0) > 0:
             guides.add(Path(final["config"]["guide"]).parent.name)
-    index["snapshots"][name] = sorted(snaps, key=lambda s: (s["class"], s["iteration"]))
+    index[release.SNAPSHOTS][name] = sorted(snaps, key=lambda s: (s["class"], s["iteration"]))
     history = {"losses": losses, "probes": probes}
     (ex.out / "history").mkdir(exist_ok=True)
     (ex.out / "history" / f"{name}.json").write_text(json.dumps(history))
-    index["history"][name] = f"history/{name}.json"
-    record = {"kind": "training", "name": name, "runs": its, "guides": sorted(guides)}
+    index[release.HISTORY][name] = f"history/{name}.json"
     fault = next((f for f in sorted(faults - {None})), None)
-    if fault:
-        record["known_fault"] = fault
-    ex.emit(record)
+    ex.emit(release.training_export_record(name, its, sorted(guides), fault))
 
 
 def export_all(cfg: ExportConfig) -> dict[str, Any]:
@@ -414,8 +405,8 @@ def export_only(cfg: ExportConfig, command: str) -> dict[str, Any]:
     judge = onnx_judge(Classifier.load(out / index["classifier"]["file"]))
     for name in cfg.only:
         entry = export_generator_runs(ex, name, judge)
-        kept = [g for g in index["generators"] if g["name"] != name]
-        index["generators"] = [*kept, entry]
+        kept = [g for g in release.index_generators(index) if g["name"] != name]
+        index[release.GENERATORS] = [*kept, entry]
         export_generator_training(ex, index, name)
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     wrote = {"command": command, "git_commit": ex.commit, "hardware": hardware()}

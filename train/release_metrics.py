@@ -2,8 +2,8 @@
 and the pipeline's stages (command, commit, hardware and seconds per stage).
 
 ``train.export`` writes the models, the index and the snapshots; this module writes the
-figures beside them, afresh (``write_metrics``), for some generators (``update_metrics``,
-``replace_generators``) or from records alone (``assemble_metrics``).
+figures beside them, afresh (``write_metrics``) or for some generators (``update_metrics``,
+``replace_generators``), in the layout ``malgan.release`` defines.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from malgan import release
 from train import models
 from train.runs import finite_json, git_commit, hardware, load_checkpoint
 
@@ -80,23 +81,11 @@ def write_metrics(cfg: ExportConfig, command: str = "") -> dict[str, Any]:
     eval_dir = Path(cfg.eval_dir or runs / models.EVAL_DIR)
     exported = read_jsonl(runs / models.EXPORT_LOG)
     run = run_profile(runs)
-    gen_models = {
-        r["name"]: {
-            "display_name": r["display_name"],
-            "cpu_latency_ms_one_cell": r["cpu_latency_ms_one_cell"],
-        }
-        for r in exported
-        if r["kind"] == "generator"
-    }
-    for r in exported:
-        if r["kind"] == "training":
-            gen_models[r["name"]]["training"] = r["runs"]
-            if r.get("known_fault"):
-                gen_models[r["name"]]["known_fault"] = r["known_fault"]
-    rows = [
-        {k: v for k, v in r.items() if k != "kind"} for r in exported if r["kind"] == "classifier"
-    ]
-    result = assemble_metrics(read_jsonl(eval_dir / models.EVAL_LOG), gen_models, rows)
+    result = release.assemble_metrics(
+        read_jsonl(eval_dir / models.EVAL_LOG),
+        release.model_entries(exported),
+        release.classifier_rows(exported),
+    )
     diagnosis_path = runs / models.DIAGNOSIS_FILE
     if diagnosis_path.exists():
         diagnosis = json.loads(diagnosis_path.read_text())
@@ -143,21 +132,6 @@ def save_metrics(out: Path, result: dict[str, Any]) -> None:
     (out / "metrics.json").write_text(json.dumps(finite_json(result), indent=2) + "\n")
 
 
-def add_model_record(result: dict[str, Any], rec: dict[str, Any]) -> None:
-    """File one generator's evaluation record under ``result["models"][rec["model"]]``."""
-    kind = rec["metric"]
-    body = {k: v for k, v in rec.items() if k not in ("metric", "model")}
-    model = result["models"].setdefault(rec["model"], {})
-    if kind == "tstr":
-        model["tstr_accuracy"] = body["accuracy"]
-        model["tstr"] = body
-    elif kind == "recovery_by":
-        judge = body.pop("judge")
-        model.setdefault("recovery_by", {})[judge] = body
-    else:
-        model[kind] = body
-
-
 def update_metrics(
     out: Path, records: list[dict[str, Any]], provenance: dict[str, Any]
 ) -> dict[str, Any]:
@@ -179,46 +153,9 @@ def update_metrics(
     result = json.loads((out / "metrics.json").read_text())
     written = result.setdefault("written_by", {}).setdefault("figures", {})
     for rec in records:
-        add_model_record(result, rec)
+        release.file_record(result, rec)
         written.setdefault(rec["metric"], {})[rec["model"]] = provenance
     save_metrics(out, result)
-    return result
-
-
-def assemble_metrics(
-    records: list[dict[str, Any]], generators: dict[str, Any], classifier_rows: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Turn evaluation records into the ``metrics.json`` layout the dashboard reads."""
-    result: dict[str, Any] = {"models": {k: dict(v) for k, v in generators.items()}}
-    floor: dict[str, float] = {}
-    for rec in records:
-        kind = rec["metric"]
-        body = {k: v for k, v in rec.items() if k not in ("metric", "model")}
-        if kind == "classifier":
-            result["classifier"] = {
-                "name": body["name"],
-                "test_accuracy": body["accuracy"],
-                "test_auc": body["auc"],
-                "sensitivity": body["sensitivity"],
-                "specificity": body["specificity"],
-                "confusion": body["confusion"],
-                "n_test": body["n_test"],
-                "n_train": body["n_train"],
-                "n_val": body["n_val"],
-                "test_patients": body["test_patients"],
-                "tta": body["tta"],
-                "corrupt_files": body["corrupt_files"],
-            }
-        elif kind == "fd_real_floor":
-            floor = body
-            result["fd_real_floor"] = body
-        else:
-            add_model_record(result, rec)
-    for model in result["models"].values():
-        if "fd" in model:
-            model["fd_real_floor"] = floor
-            model["fd_ratio"] = {k: model["fd"][k] / max(floor[k], 1e-9) for k in model["fd"]}
-    result["classifiers"] = classifier_rows
     return result
 
 
@@ -235,26 +172,20 @@ def replace_generators(
     """
     result = json.loads((out / "metrics.json").read_text())
     trained_on = run_profile(runs).get("hardware") or hardware()
+    exported = read_jsonl(runs / models.EXPORT_LOG)
+    entries = release.model_entries(exported)
     for name in names:
-        model: dict[str, Any] = {"trained_on": trained_on}
-        for r in read_jsonl(runs / models.EXPORT_LOG):
-            if r.get("name") != name:
-                continue
-            if r["kind"] == "generator":
-                model["display_name"] = r["display_name"]
-                model["cpu_latency_ms_one_cell"] = r["cpu_latency_ms_one_cell"]
-            elif r["kind"] == "training":
-                model["training"] = r["runs"]
-                if r.get("known_fault"):
-                    model["known_fault"] = r["known_fault"]
-                # Whether the generator learnt from the judge: recovery is a fair test only if not.
-                judge = (result.get("classifier") or {}).get("name", "classifier")
-                model["judges"] = {
-                    "classifier": judge,
-                    "classifier_independent": judge not in r.get("guides", []),
-                    "guides": r.get("guides", []),
-                }
-        result["models"][name] = model
+        model: dict[str, Any] = {"trained_on": trained_on, **entries.get(name, {})}
+        if "training" in model:
+            # Whether the generator learnt from the judge: recovery is a fair test only if not.
+            judge = (result.get("classifier") or {}).get("name", "classifier")
+            guides = release.training_guides(exported, name)
+            model["judges"] = {
+                "classifier": judge,
+                "classifier_independent": judge not in guides,
+                "guides": guides,
+            }
+        result[release.MODELS][name] = model
         result.setdefault("written_by", {}).setdefault("generators", {})[name] = wrote
     save_metrics(out, result)
     return result

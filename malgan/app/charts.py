@@ -11,7 +11,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from malgan import report, tables
+from malgan import release, report, tables
 from malgan.data import CLASSES
 from malgan.metrics import DIVERSITY_METRICS
 from malgan.tables import MISSING, finite, percent, percent_range, run_class
@@ -90,7 +90,7 @@ def recovery_sources(
     sources: list[tuple[str, dict[str, Any]]] = [
         (REPORT_LABEL, {c: {"rate": r} for c, r in report.REPORT_RECOVERY.items()})
     ]
-    models = dict((metrics or {}).get("models") or {})
+    models = release.all_model_metrics(metrics)
     names = [m for m in MODEL_ORDER if m in models] + [m for m in models if m not in MODEL_ORDER]
     for name in names:
         entry = models[name] or {}
@@ -199,7 +199,7 @@ def recovery_bars(
 def diversity_bars(metrics: Mapping[str, Any] | None, model: str) -> go.Figure | None:
     """A generator's k-NN precision, recall, density and coverage per class, each beside the
     same figure for real cells of other patients (the reference); None when not measured."""
-    entry = ((metrics or {}).get("models") or {}).get(model)
+    entry = release.model_metrics(metrics, model)
     by_class = {label: tables.diversity_entry(entry, label) for label in CLASSES}
     if not any(e.get("generated") for e in by_class.values()):
         return None
@@ -253,7 +253,7 @@ def confidence_histograms(metrics: Mapping[str, Any] | None, model: str) -> go.F
     Returns:
         The figure, or None when metrics.json has no histogram for ``model``.
     """
-    entry = ((metrics or {}).get("models") or {}).get(model) or {}
+    entry = release.model_metrics(metrics, model)
     return histogram_figure(entry.get("confidence_histogram"))
 
 

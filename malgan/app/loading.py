@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import streamlit as st
 from PIL import Image
 
-from malgan import artifacts, decode, nearest, runtime, uploads
+from malgan import artifacts, decode, nearest, release, runtime, uploads
 from malgan.errors import DataError, ModelError
 from malgan.reference import Reference
 
@@ -79,7 +79,7 @@ def image_width(path: str) -> int:
 def named_history(index: dict[str, Any] | None, name: str) -> Any:
     """The training history the index names ``name``, or None: none is named, or (said on the
     page) its file cannot be read."""
-    relative = ((index or {}).get("history") or {}).get(name)
+    relative = release.history_file(index, name)
     if not relative:
         return None
     try:

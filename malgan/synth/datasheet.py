@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from malgan import artifacts, tables
+from malgan import artifacts, release, tables
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 from malgan.synth.files import DATASHEET_NAME, MANIFEST_NAME, SUMMARY_NAME
@@ -126,7 +126,7 @@ def datasheet_markdown(
     """
     metrics_data = metrics_data or {}
     name = str(summary.get("model", ""))
-    model = (metrics_data.get("models") or {}).get(name) or {}
+    model = release.model_metrics(metrics_data, name)
     hashes = summary.get("model_sha256") or {}
     unique = sorted(set(hashes.values()))
     sha = unique[0] if len(unique) == 1 else "; ".join(f"{k} {v}" for k, v in hashes.items())
