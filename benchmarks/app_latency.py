@@ -36,7 +36,7 @@ import onnxruntime as ort
 from malgan import artifacts, imaging, latent, runtime
 from malgan.data import CLASSES
 from malgan.metrics import summarize_latencies
-from tests import browser_harness as h
+from tests.support import browser as h
 
 EXPORTED = h.REPO_ROOT / "exported"
 MODELS = ("cgan", "dcgan")

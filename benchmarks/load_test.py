@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from malgan.metrics import summarize_latencies
-from tests import browser_harness as h
+from tests.support import browser as h
 
 SESSIONS = 10
 SECONDS = 60.0

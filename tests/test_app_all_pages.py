@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from app_pages import app_page, models_copy, served_app
 from streamlit.testing.v1 import AppTest
 
 from malgan import artifacts
 from malgan.errors import ModelError
+from tests.support.pages import app_page, models_copy, served_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APP = REPO_ROOT / "streamlit_app.py"

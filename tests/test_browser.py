@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-import browser_harness as h
 import pytest
 from PIL import Image
+
+from tests.support import browser as h
 
 pytestmark = [
     pytest.mark.browser,

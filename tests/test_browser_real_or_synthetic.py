@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-import browser_harness as h
 import pytest
 
 from malgan import real_sample, turing
 from malgan.app import turing as game
+from tests.support import browser as h
 
 pytestmark = [
     pytest.mark.browser,

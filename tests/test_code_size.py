@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80

@@ -14,16 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import (
-    FAKE_JUNK,
-    PARASITE_COLOUR,
-    SHARED_DATA,
-    SHARED_ORIGINALS,
-    draw_fake_cell,
-    fake_key,
-    fake_name,
-    requires_shared,
-)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -32,6 +22,8 @@ from malgan import data, decode
 from malgan.data import CLASSES, SPLITS, load_dataset, patient_key, scan_dataset, split_patients
 from malgan.decode import IMG_SIZE, decode_image, open_image, prepare_image
 from malgan.errors import DataError, ImageDecodeError
+from tests.support.fakes import FAKE_JUNK, PARASITE_COLOUR, draw_fake_cell, fake_key, fake_name
+from tests.support.paths import SHARED_DATA, SHARED_ORIGINALS, requires_shared
 
 # Files of the default fake tree: 6 patients x 4 cells per class.
 FAKE_PATIENTS = 6

@@ -13,7 +13,7 @@ import streamlit as st
 from malgan import artifacts, tables
 from malgan.data import CLASSES
 from malgan.synth import cli, files
-from tests.app_pages import EXPORTED, app_page
+from tests.support.pages import EXPORTED, app_page
 
 PAGE = "pages/synthetic_dataset.py"
 RESULT_KEY = "_d_export"

@@ -16,7 +16,8 @@ dist = pytest.importorskip("torch.distributed")
 
 from malgan.data import CLASSES, load_dataset  # noqa: E402
 from malgan.nn.registry import rebuild  # noqa: E402
-from tests.conftest import REPO_ROOT, write_fake_nih_tree  # noqa: E402
+from tests.support.fakes import write_fake_nih_tree  # noqa: E402
+from tests.support.paths import REPO_ROOT  # noqa: E402
 from train import models  # noqa: E402
 
 pytestmark = [

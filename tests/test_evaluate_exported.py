@@ -11,7 +11,8 @@ import pytest
 
 from malgan import artifacts, metrics
 from malgan.data import CLASSES
-from tests.conftest import REPO_ROOT, write_fake_nih_tree
+from tests.support.fakes import write_fake_nih_tree
+from tests.support.paths import REPO_ROOT
 from train import evaluate_exported, figures
 
 RELEASE = REPO_ROOT / "exported"

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch")
-from app_pages import EXPORTED
-
 from malgan import artifacts
 from malgan.data import CLASSES
+from tests.support.pages import EXPORTED
 from train import export, seed_gan
 
 
@@ -28,7 +27,7 @@ def _hashes(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def dcgan_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Smoke runs of the report's DCGAN, one per class, trained the sound way."""
-    from tests.conftest import write_fake_nih_tree
+    from tests.support.fakes import write_fake_nih_tree
 
     root = tmp_path_factory.mktemp("only")
     data = write_fake_nih_tree(root / "nih")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 # Every source file of the library, the training scripts and the app.
 SOURCE_GLOBS = ("malgan/**/*.py", "train/**/*.py", "pages/**/*.py", "streamlit_app.py")

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
-from app_pages import app_page
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from malgan import artifacts, infection, invert, latent, metrics, runtime, uploads
+from tests.support.pages import app_page
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "edit_cell.py")
 TIMEOUT_S = 60

@@ -12,8 +12,7 @@ from malgan.app import charts
 from malgan.data import CLASSES
 
 pytest.importorskip("torch")
-from app_pages import app_page, models_copy
-
+from tests.support.pages import app_page, models_copy
 from train import export, release_metrics
 
 FAULT = "A run with a known fault, not the report's method."

@@ -14,7 +14,7 @@ from malgan import artifacts, latent, runtime
 from malgan.data import CLASSES, load_dataset
 from malgan.errors import SynthError
 from malgan.synth import cli, files, writer
-from tests.conftest import SHARED_DATA
+from tests.support.paths import SHARED_DATA
 
 pytest.importorskip("onnxruntime.quantization")
 quantize = pytest.importorskip("train.quantize")

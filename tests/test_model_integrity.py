@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from app_pages import app_page
-from conftest import REPO_ROOT
 from streamlit.testing.v1 import AppTest
 
 from malgan import artifacts, runtime
+from tests.support.pages import app_page
+from tests.support.paths import REPO_ROOT
 
 EXPORTED = REPO_ROOT / "exported"
 PAGES = sorted((REPO_ROOT / "pages").glob("*.py"))

@@ -10,7 +10,7 @@ import streamlit as st
 
 from malgan import artifacts, real_sample, turing
 from malgan.app import turing as game
-from tests.app_pages import EXPORTED, app_page
+from tests.support.pages import EXPORTED, app_page
 
 PAGE = "pages/real_or_synthetic.py"
 SEED = 3

@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
-from app_pages import app_page, models_copy
-from conftest import write_fake_nih_tree
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -31,6 +29,8 @@ from malgan import (
 from malgan.app import cells, controls, frame, loading, views
 from malgan.data import CLASSES
 from malgan.directions import Directions
+from tests.support.fakes import write_fake_nih_tree
+from tests.support.pages import app_page, models_copy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAGES = REPO_ROOT / "pages"

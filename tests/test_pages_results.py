@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from app_pages import app_page, models_copy
-from conftest import draw_fake_cell
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from malgan import artifacts, report, tables, uploads
 from malgan.app import frame, loading
 from malgan.data import CLASSES
+from tests.support.fakes import draw_fake_cell
+from tests.support.pages import app_page, models_copy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"

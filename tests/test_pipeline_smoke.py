@@ -13,7 +13,8 @@ import pytest
 
 from malgan import artifacts, latent, real_sample, runtime
 from malgan.data import CLASSES
-from tests.conftest import REPO_ROOT, SHARED_DATA, write_fake_nih_tree
+from tests.support.fakes import write_fake_nih_tree
+from tests.support.paths import REPO_ROOT, SHARED_DATA
 from train import figures
 from train.models import STAGES_LOG
 from train.pipeline import STAGES as PIPELINE_STAGES

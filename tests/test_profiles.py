@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("torch")
 
 import torch
-from conftest import write_fake_nih_tree
 
 from malgan.data import CLASSES, load_dataset
+from tests.support.fakes import write_fake_nih_tree
 from train import cgan, config, models, pipeline, release_metrics, seed_gan
 from train.profiles import CPU, GPU, PROFILES, SMOKE
 

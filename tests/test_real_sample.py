@@ -11,7 +11,7 @@ import pytest
 from malgan import real_sample
 from malgan.data import CLASSES
 from malgan.errors import ModelError
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 
 def cells(n: int, seed: int = 0) -> np.ndarray:

@@ -12,9 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_pages import app_page
-from conftest import REPO_ROOT
-from hostile_files import GOOD_COLOUR, HostileFile, good_cell_png, hostile_files, one_bit_png
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -27,6 +24,15 @@ from malgan.decode import (
     max_pixels_from_config,
 )
 from malgan.errors import DataError, ImageDecodeError
+from tests.support.hostile_files import (
+    GOOD_COLOUR,
+    HostileFile,
+    good_cell_png,
+    hostile_files,
+    one_bit_png,
+)
+from tests.support.pages import app_page
+from tests.support.paths import REPO_ROOT
 
 CONFIG = REPO_ROOT / ".streamlit" / "config.toml"
 CLASSIFY_PAGE = REPO_ROOT / "pages" / "classify.py"

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from malgan import imaging
+from tests.support.paths import REPO_ROOT
 
 # Folders that hold no project source.
 SKIPPED_DIRS = {"exported", "runs", "build", "node_modules", "__pycache__", "artifacts"}

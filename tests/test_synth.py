@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
-from app_pages import app_page, models_copy
 from streamlit.testing.v1 import AppTest
 
 from malgan import artifacts, latent, runtime
 from malgan.data import CLASSES, load_dataset, patient_key
 from malgan.errors import SynthError
 from malgan.synth import cli, files, filters, writer
+from tests.support.pages import app_page, models_copy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 from malgan.data import CLASSES, load_dataset  # noqa: E402
 from malgan.nn import registry  # noqa: E402
 from malgan.nn.nets import DCGANDiscriminator  # noqa: E402
-from tests.conftest import write_fake_nih_tree  # noqa: E402
+from tests.support.fakes import write_fake_nih_tree  # noqa: E402
 from train import (  # noqa: E402
     cgan,
     classifier,

@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, write_fake_nih_tree
+
+from tests.support.fakes import write_fake_nih_tree
+from tests.support.paths import REPO_ROOT
 
 torch = pytest.importorskip("torch")
 

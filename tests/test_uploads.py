@@ -10,12 +10,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import draw_fake_cell
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from malgan import artifacts, data, decode, tables, uploads
+from tests.support.fakes import draw_fake_cell
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"

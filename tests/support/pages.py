@@ -15,7 +15,7 @@ from unittest import mock
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest, app_test
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 APP = REPO_ROOT / "streamlit_app.py"
 EXPORTED = REPO_ROOT / "exported"
 PAGE_TIMEOUT_S = 60
