@@ -31,7 +31,8 @@ from train import (  # noqa: E402
     seed_gan,
 )
 from train.config import EXIT_USAGE, config_flags, parse_config, replace, run_cli  # noqa: E402
-from train.gan_loop import SNAPSHOT_CELLS, Probe, probe_score  # noqa: E402
+from train.gan_loop import SNAPSHOT_CELLS  # noqa: E402
+from train.probes import Probe, probe_score  # noqa: E402
 
 CONFIGS = (
     classifier.ClassifierConfig,
@@ -73,7 +74,25 @@ def test_flags_are_the_fields_in_kebab_case(cls):
     assert flags == expected
     assert all("_" not in flag for flag in flags)
     assert parse_config(cls, config_flags(cfg)) == cfg
+    if cls is pipeline.PipelineConfig:
+        return  # --data is required: test_pipeline_flags_name_what_is_wrong
     assert parse_config(cls, []) == cfg
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    (
+        ([], "the following arguments are required: --data"),
+        (["--data", "d", "--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+    ),
+)
+def test_pipeline_flags_name_what_is_wrong(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(pipeline.PipelineConfig, argv)
+    assert exit_info.value.code == EXIT_USAGE
+    assert message in capsys.readouterr().err
+    cfg = parse_config(pipeline.PipelineConfig, ["--data", "d", "--seed", "0"])
+    assert (cfg.data, cfg.seed) == ("d", 0)
 
 
 def test_flags_round_trip_changed_values():

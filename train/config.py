@@ -32,11 +32,26 @@ def _flag_type(tp: Any) -> tuple[Any, dict[str, Any]]:
     return tp, {}
 
 
+def _at_least(tp: Callable[[str], Any], low: Any) -> Callable[[str], Any]:
+    """An argparse type that parses with ``tp`` and refuses values below ``low``."""
+
+    def parse(text: str) -> Any:
+        value = tp(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = getattr(tp, "__name__", "value")
+    return parse
+
+
 def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: str = "") -> T:
     """Build a frozen dataclass config from command-line flags named after its fields.
 
     Each field ``foo_bar`` becomes ``--foo-bar``; booleans get ``--foo`` / ``--no-foo``; tuple
-    fields take several values. Field metadata ``help`` is shown by ``--help``.
+    fields take several values. Field metadata ``help`` is shown by ``--help``; ``required``
+    makes the flag required (the field's default is then only for code that builds the config
+    itself); ``min`` refuses smaller numbers with an error that names the flag.
     """
     parser = argparse.ArgumentParser(description=description or cls.__doc__)
     hints = get_type_hints(cls)
@@ -48,6 +63,11 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
         kwargs.update(extra)
         if f.metadata.get("choices"):
             kwargs["choices"] = f.metadata["choices"]
+        if f.metadata.get("required"):
+            kwargs["required"] = True
+            del kwargs["default"]
+        if "min" in f.metadata and tp is not None:
+            kwargs["type"] = _at_least(tp, f.metadata["min"])
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
     args = vars(parser.parse_args(argv))
     for f in fields(cls):

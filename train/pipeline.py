@@ -93,7 +93,9 @@ POLL_SECONDS = 5.0
 class PipelineConfig:
     """Options of the whole run; how long each stage trains comes from the profile."""
 
-    data: str = field(default="", metadata={"help": "Folder in the NIH layout."})
+    data: str = field(
+        default="", metadata={"help": "Folder in the NIH layout (required).", "required": True}
+    )
     out: str = field(default="exported", metadata={"help": "Where the exported models go."})
     runs: str = field(default="runs", metadata={"help": "Folder for checkpoints and logs."})
     profile: str = field(
@@ -104,7 +106,7 @@ class PipelineConfig:
         },
     )
     cache_dir: str = ""
-    seed: int = 0
+    seed: int = field(default=0, metadata={"min": 0})
     stages: tuple[str, ...] = field(default=STAGES, metadata={"choices": STAGES})
     jobs: int = field(
         default=0,
