@@ -19,6 +19,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from malgan import artifacts, latent, runtime
+from malgan.app import dataset
 from malgan.data import CLASSES, load_dataset, patient_key
 from malgan.errors import SynthError
 from malgan.synth import cli, files, filters, writer
@@ -29,7 +30,6 @@ EXPORTED = REPO_ROOT / "exported"
 PAGE = str(REPO_ROOT / "pages" / "synthetic_dataset.py")
 N = 4
 SEED = 5
-TIMING_FIELDS = ("seconds", "images_per_second", "out_dir")
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,6 @@ def test_cli_writes_nih_layout_that_reads_back(tmp_path: Path) -> None:
     assert summary["privacy_threshold"] == pytest.approx(
         artifacts.load_reference(EXPORTED).privacy_threshold
     )
-    assert summary["images_per_second"] > 0
 
     loaded = load_dataset(out, cache_dir=tmp_path / "cache", progress=False)
     assert loaded.cells.class_counts() == dict.fromkeys(CLASSES, N)
@@ -128,14 +127,36 @@ def test_same_arguments_give_identical_bytes(tmp_path: Path, capsys) -> None:
     assert sorted(first) == sorted(second)
     assert len([k for k in first if k.endswith(".png")]) == 2 * N
     for key in first:
-        if key != files.SUMMARY_NAME:
-            assert first[key] == second[key], key
-    summaries = [json.loads(run[files.SUMMARY_NAME]) for run in runs]
-    for summary in summaries:
-        for field in TIMING_FIELDS:
-            summary.pop(field)
-    assert summaries[0] == summaries[1]
+        assert first[key] == second[key], key
+        assert str(tmp_path).encode() not in first[key], key
+    summary = json.loads(first[files.SUMMARY_NAME])
+    assert not set(writer.MACHINE_FIELDS) & set(summary)
+    assert summary["seed"] == SEED and summary["total_accepted"] == 2 * N
     assert b"0.8" in first[files.MANIFEST_NAME]
+
+
+def test_the_downloaded_zip_is_the_same_from_any_folder(tmp_path: Path, models) -> None:
+    generator, classifier, reference = models
+    params = {"exported": EXPORTED, "model": "cgan"}
+    params["config"] = writer.SynthConfig(n_per_class=2, seed=SEED, class_filter=False)
+    results = [
+        dataset.export_result(
+            tmp_path / name,
+            params,
+            generator=generator,
+            classifier=classifier,
+            reference=reference,
+            progress=lambda *_: None,
+        )
+        for name in ("first", "second")
+    ]
+    assert results[0]["zip"] == results[1]["zip"]
+    archive = zipfile.ZipFile(io.BytesIO(results[0]["zip"]))
+    for name in archive.namelist():
+        assert str(tmp_path).encode() not in archive.read(name), name
+    # The page still shows the speed and the folder; only the file leaves them out.
+    assert results[0]["summary"]["images_per_second"] > 0
+    assert results[0]["summary"]["out_dir"] == str((tmp_path / "first").resolve())
 
 
 def test_cell_i_is_the_latent_i_of_the_seed(tmp_path: Path, models) -> None:

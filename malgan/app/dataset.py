@@ -120,7 +120,7 @@ def export_result(
     top = f"malgan_synthetic_{files.name_tag(params['model'])}_seed{config.seed}"
     return {
         "params": params,
-        "summary": summary.to_dict(),
+        "summary": summary.to_dict(machine=True),
         "zip": files.zip_folder(folder, top=top),
         "file_name": f"{top}.zip",
         "preview": preview_cells(folder, PREVIEW_CELLS),

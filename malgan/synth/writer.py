@@ -132,10 +132,17 @@ class SynthConfig:
 
 # The summary.
 
+# Fields of SynthSummary that differ between machines and runs: kept out of summary.json.
+MACHINE_FIELDS = ("out_dir", "seconds", "images_per_second")
+
 
 @dataclass(frozen=True)
 class SynthSummary:
     """What an export produced and rejected.
+
+    ``summary.json`` holds what the settings decide; the folder and the timings
+    (``MACHINE_FIELDS``) differ between machines and runs, so they stay in what the CLI prints
+    and the app shows, and out of the file a user downloads.
 
     Attributes:
         out_dir: The dataset folder.
@@ -197,9 +204,13 @@ class SynthSummary:
         """Rejections per reason over both classes."""
         return {r: sum(c.get(r, 0) for c in self.rejected.values()) for r in REASONS}
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (the content of ``summary.json``)."""
+    def to_dict(self, *, machine: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict: the content of ``summary.json``, with ``machine`` also the
+        ``MACHINE_FIELDS`` (the folder and the timings)."""
         out = asdict(self)
+        if not machine:
+            for name in MACHINE_FIELDS:
+                del out[name]
         out["total_accepted"] = self.total_accepted
         out["total_rejected"] = self.total_rejected
         return out
@@ -315,8 +326,8 @@ def export_dataset(
     start=i)`` (so cell i is the cell i of the same seed anywhere in malgan), generated and
     classified in batches; a rejected cell is replaced by the next index. The dataset is
     written to a hidden sibling folder and renamed to ``out_dir`` only when complete, so an
-    interrupted export never looks finished. The same settings give the same PNG and manifest
-    bytes; only the timing fields of ``summary.json`` vary.
+    interrupted export never looks finished. The same settings give the same bytes, in any
+    folder: ``summary.json`` leaves out the folder and the timings.
 
     Args:
         out_dir: The dataset folder (missing, empty, or a previous export with ``overwrite``).
