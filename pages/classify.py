@@ -99,8 +99,8 @@ for start in range(0, len(good), per_row):
                     f" &nbsp;{r.confidence:.1%} confidence</div>",
                     unsafe_allow_html=True,
                 )
-                st.markdown(charts.probability_bar_html(r.proba), unsafe_allow_html=True)
-                st.caption(charts.probability_legend_html(r.proba), unsafe_allow_html=True)
+                st.markdown(cells.probability_bar_html(r.proba), unsafe_allow_html=True)
+                st.caption(cells.probability_legend_html(r.proba), unsafe_allow_html=True)
             frame.warn_if_unusual(r)
 if not good:
     st.caption("No file could be classified.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from malgan import artifacts, live, release, report, tables
-from malgan.app import cells, charts, controls, frame, loading
+from malgan.app import cells, charts, controls, frame, loading, training_charts
 from malgan.data import CLASSES
 from malgan.errors import ModelError
 
@@ -111,7 +111,7 @@ relative = release.history_file(index, model)
 curve = None
 if relative:
     try:
-        curve = charts.recovery_curve(loading.history(exported, relative))
+        curve = training_charts.recovery_curve(loading.history(exported, relative))
     except ModelError as err:
         st.warning(str(err), icon="⚠️")
 if curve is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from malgan import artifacts, release, tables
-from malgan.app import cells, charts, controls, frame, loading
+from malgan.app import cells, controls, frame, loading, training_charts
 from malgan.data import CLASSES
 
 CLASSIFIER_HISTORY = "classifier"
@@ -35,7 +35,7 @@ runs = release.model_metrics(metrics, model).get("training") or {}
 for col, (run, info) in zip(st.columns(max(len(runs), 1)), runs.items(), strict=False):
     iterations, speed = info.get("iterations"), info.get("iterations_per_second")
     col.metric(
-        f"{charts.run_title(run)}: iterations",
+        f"{training_charts.run_title(run)}: iterations",
         f"{iterations:,}" if isinstance(iterations, int) else tables.MISSING,
         help="Training iterations of the run that produced the exported model.",
     )
@@ -88,7 +88,7 @@ snapshot_grids(model)
 # Losses.
 st.subheader("Losses")
 model_history = loading.named_history(index, model)
-fig = charts.loss_curves(model_history)
+fig = training_charts.loss_curves(model_history)
 if fig is None:
     st.info(f"No losses were recorded for {choices[model]}.")
 else:
@@ -108,7 +108,7 @@ if summary:
         value = summary.get(key)
         shown = tables.number(value, ".3f") if key == "test_auc" else tables.percent(value)
         col.metric(title, shown)
-fig = charts.classifier_history(loading.named_history(index, CLASSIFIER_HISTORY))
+fig = training_charts.classifier_history(loading.named_history(index, CLASSIFIER_HISTORY))
 if fig is None:
     st.info("No classifier training history was recorded.")
 else:

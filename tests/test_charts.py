@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from malgan import artifacts, report, tables
-from malgan.app import charts
+from malgan.app import cells, charts, training_charts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"
@@ -156,7 +156,7 @@ DCGAN_HISTORY = {
 
 
 def test_recovery_curve_one_line_per_class_in_order_with_report_lines() -> None:
-    fig = charts.recovery_curve(DCGAN_HISTORY)
+    fig = training_charts.recovery_curve(DCGAN_HISTORY)
     para = bar(fig, "Parasitized")
     assert list(para.x) == [5, 10] and list(para.y) == pytest.approx([10.0, 20.0])
     assert para.line.color == charts.CLASS_COLOURS["Parasitized"]
@@ -172,7 +172,7 @@ def test_recovery_curve_names_runs_when_a_class_has_several() -> None:
             "b": DCGAN_HISTORY["probes"]["dcgan_uninfected"],
         }
     }
-    names = {trace.name for trace in charts.recovery_curve(history).data}
+    names = {trace.name for trace in training_charts.recovery_curve(history).data}
     assert names == {"Uninfected (a)", "Uninfected (b)"}
 
 
@@ -180,11 +180,11 @@ def test_recovery_curve_names_runs_when_a_class_has_several() -> None:
     "history", [None, {}, [], {"probes": None}, {"probes": {"run": "x"}}, {"probes": {"r": []}}]
 )
 def test_recovery_curve_without_probes_gives_none(history) -> None:
-    assert charts.recovery_curve(history) is None
+    assert training_charts.recovery_curve(history) is None
 
 
 def test_loss_curves_skip_non_finite_values_and_colour_runs_by_class() -> None:
-    fig = charts.loss_curves(DCGAN_HISTORY)
+    fig = training_charts.loss_curves(DCGAN_HISTORY)
     g = bar(fig, "DCGAN (Parasitized): Generator")
     assert list(g.x) == [2] and list(g.y) == [1.0]
     d_real = bar(fig, "DCGAN (Parasitized): Discriminator on real cells")
@@ -197,15 +197,15 @@ def test_loss_curves_skip_non_finite_values_and_colour_runs_by_class() -> None:
 
 def test_loss_curves_single_run_uses_readable_loss_names() -> None:
     history = {"losses": {"cgan": [{"iteration": 1, "d_hinge": 1.0, "g": 2.0, "r1_gp": 0.1}]}}
-    names = {t.name for t in charts.loss_curves(history).data}
+    names = {t.name for t in training_charts.loss_curves(history).data}
     assert names == {"Discriminator (hinge)", "Generator", "R1 gp"}
     # No legend entry is a logged key: every loss the training loops log has a name.
-    assert not names & set(charts.LOSS_TITLES)
+    assert not names & set(training_charts.LOSS_TITLES)
 
 
 @pytest.mark.parametrize("history", [None, {}, {"losses": {}}, {"losses": {"r": [{"x": 1}]}}])
 def test_loss_curves_without_losses_gives_none(history) -> None:
-    assert charts.loss_curves(history) is None
+    assert training_charts.loss_curves(history) is None
 
 
 def test_classifier_history_has_loss_and_accuracy() -> None:
@@ -213,28 +213,28 @@ def test_classifier_history_has_loss_and_accuracy() -> None:
         {"epoch": 1, "train_loss": 0.7, "val_accuracy": 0.5},
         {"epoch": 2, "train_loss": 0.4, "val_accuracy": 0.9},
     ]
-    fig = charts.classifier_history(history)
+    fig = training_charts.classifier_history(history)
     assert list(bar(fig, "training loss").y) == [0.7, 0.4]
     assert list(bar(fig, "validation accuracy (%)").y) == pytest.approx([50.0, 90.0])
     # The accuracy axis has round ticks of its own from 0% to 100%.
     accuracy_axis = fig.layout.yaxis2
     assert list(accuracy_axis.range) == [0, 100] and accuracy_axis.tickmode == "linear"
-    assert accuracy_axis.tick0 == 0 and accuracy_axis.dtick == charts.ACCURACY_TICK
+    assert accuracy_axis.tick0 == 0 and accuracy_axis.dtick == training_charts.ACCURACY_TICK
     assert accuracy_axis.ticksuffix == "%"
 
 
 def test_run_title_names_runs_for_people() -> None:
-    assert charts.run_title("cgan") == "Conditional GAN"
-    assert charts.run_title("dcgan_parasitized") == "DCGAN (Parasitized)"
-    assert charts.run_title("dcgan_Uninfected") == "DCGAN (Uninfected)"
-    assert charts.run_title("stylegan_uninfected") == "stylegan (Uninfected)"
-    assert charts.run_title("my_run") == "my_run"
-    assert charts.run_title("_parasitized") == "_parasitized"
+    assert training_charts.run_title("cgan") == "Conditional GAN"
+    assert training_charts.run_title("dcgan_parasitized") == "DCGAN (Parasitized)"
+    assert training_charts.run_title("dcgan_Uninfected") == "DCGAN (Uninfected)"
+    assert training_charts.run_title("stylegan_uninfected") == "stylegan (Uninfected)"
+    assert training_charts.run_title("my_run") == "my_run"
+    assert training_charts.run_title("_parasitized") == "_parasitized"
 
 
 @pytest.mark.parametrize("history", [None, {}, [], [{"epoch": 1}], ["x"]])
 def test_classifier_history_without_epochs_gives_none(history) -> None:
-    assert charts.classifier_history(history) is None
+    assert training_charts.classifier_history(history) is None
 
 
 def test_exported_histories_all_draw() -> None:
@@ -242,10 +242,10 @@ def test_exported_histories_all_draw() -> None:
     for name, relative in index["history"].items():
         history = artifacts.load_history(EXPORTED, relative)
         if name == "classifier":
-            assert charts.classifier_history(history) is not None
+            assert training_charts.classifier_history(history) is not None
         else:
-            assert charts.loss_curves(history) is not None
-            assert charts.recovery_curve(history) is not None
+            assert training_charts.loss_curves(history) is not None
+            assert training_charts.recovery_curve(history) is not None
 
 
 # Classifier comparison.
@@ -322,18 +322,18 @@ def test_classifier_bars_without_accuracies_give_none() -> None:
 
 
 def test_probability_bar_html_widths() -> None:
-    html = charts.probability_bar_html((0.25, 0.75))
+    html = cells.probability_bar_html((0.25, 0.75))
     assert "width:25.00%;background:#b0306e" in html
     assert "width:75.00%;background:#2a7fba" in html
-    assert "width:0.00%" in charts.probability_bar_html((math.nan, 1.0))
+    assert "width:0.00%" in cells.probability_bar_html((math.nan, 1.0))
 
 
 def test_probability_legend_html_puts_each_class_at_its_end() -> None:
-    legend = charts.probability_legend_html((0.25, 0.75))
+    legend = cells.probability_legend_html((0.25, 0.75))
     assert legend.index("P(Parasitized) 25.0%") < legend.index("P(Uninfected) 75.0%")
     assert f"color:{charts.CLASS_COLOURS['Parasitized']}" in legend
     assert "justify-content:space-between" in legend and "white-space:nowrap" in legend
-    assert f"P(Parasitized) {tables.MISSING}" in charts.probability_legend_html((math.nan, 1.0))
+    assert f"P(Parasitized) {tables.MISSING}" in cells.probability_legend_html((math.nan, 1.0))
 
 
 def test_diagnosis_rows_report_each_variant():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +13,7 @@ import streamlit as st
 from malgan import imaging, runtime
 from malgan.app.charts import CLASS_COLOURS
 from malgan.data import CLASSES
+from malgan.tables import percent
 
 # The look of the cells.
 CLASS_ICONS = {"Parasitized": "🟣", "Uninfected": "🔵"}
@@ -161,3 +164,52 @@ def points_delta(change: float, suffix: str = "", *, colour: str = "normal") -> 
         "delta_color": colour_name,
         "delta_arrow": "up" if rise else "down",
     }
+
+
+# A verdict as a bar: the class probabilities side by side.
+BAR_HEIGHT_PX = 14
+
+
+def probability_bar_html(proba: Sequence[float]) -> str:
+    """A two-colour bar of P(Parasitized) beside P(Uninfected), as an HTML snippet.
+
+    Args:
+        proba: Probabilities in ``CLASSES`` order.
+
+    Returns:
+        A ``<div>`` holding one coloured segment per class, widths proportional to probability.
+    """
+    segments = []
+    for cls, value in zip(CLASSES, proba, strict=True):
+        share = min(1.0, max(0.0, float(value))) if math.isfinite(value) else 0.0
+        title = html.escape(f"{cls}: {percent(share)}", quote=True)
+        segments.append(
+            f'<div title="{title}" style="width:{100 * share:.2f}%;'
+            f'background:{CLASS_COLOURS[cls]}"></div>'
+        )
+    return (
+        f'<div style="display:flex;height:{BAR_HEIGHT_PX}px;border-radius:4px;'
+        f'overflow:hidden;background:#e6e6e6">{"".join(segments)}</div>'
+    )
+
+
+def probability_legend_html(proba: Sequence[float]) -> str:
+    """The two probabilities under ``probability_bar_html``, each at its end of the bar.
+
+    Args:
+        proba: Probabilities in ``CLASSES`` order.
+
+    Returns:
+        HTML of one line: ``P(Parasitized) x%`` on the left, ``P(Uninfected) y%`` on the right.
+    """
+    parts = []
+    for cls, value in zip(CLASSES, proba, strict=True):
+        text = percent(value)
+        parts.append(
+            f'<span style="color:{CLASS_COLOURS[cls]};white-space:nowrap">'
+            f"P({html.escape(cls)}) {text}</span>"
+        )
+    return (
+        '<span style="display:flex;flex-wrap:wrap;justify-content:space-between;'
+        f'column-gap:0.5em">{"".join(parts)}</span>'
+    )

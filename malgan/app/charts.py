@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import html
 import itertools
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,7 +12,7 @@ from plotly.subplots import make_subplots
 from malgan import release, report, tables
 from malgan.data import CLASSES
 from malgan.metrics import DIVERSITY_METRICS
-from malgan.tables import MISSING, finite, percent, percent_range, run_class
+from malgan.tables import MISSING, finite, percent, percent_range
 
 CLASS_COLOURS = {"Parasitized": "#b0306e", "Uninfected": "#2a7fba"}
 REPORT_COLOUR = "#7f7f7f"
@@ -23,27 +21,14 @@ DIVERGED_COLOUR = "#c9c9c9"
 MODEL_ORDER = ("dcgan", "cgan")
 REPORT_LABEL = "Report (Keras DCGAN, as published)"
 CHART_HEIGHT = 380
-BAR_HEIGHT_PX = 14
 # Value labels of the recovery bars sit this many percentage points above the whisker.
 LABEL_LIFT = 1.5
 VALUE_LABEL_SUFFIX = "value"
 ZERO_BAR_LINE_PX = 3
 WHISKER_COLOUR = "#444444"
-LOSS_DASHES = ("solid", "dash", "dot", "dashdot")
-# Spacing of the ticks of an accuracy axis, in percent.
-ACCURACY_TICK = 20
-# Human names of training runs (a per-class run adds its class, see ``run_title``).
-RUN_TITLES = {"cgan": "Conditional GAN", "dcgan": "DCGAN"}
-# Human names of the losses the training loops log (see ``loss_title``).
-LOSS_TITLES = {
-    "d_hinge": "Discriminator (hinge)",
-    "d_real": "Discriminator on real cells",
-    "d_fake": "Discriminator on generated cells",
-    "g": "Generator",
-}
 
 
-def _layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
+def apply_layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
     base = {
         "height": CHART_HEIGHT,
         "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
@@ -51,25 +36,6 @@ def _layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
     }
     fig.update_layout(**{**base, **kwargs})
     return fig
-
-
-def run_title(run: str) -> str:
-    """A training run's human name, e.g. ``cgan`` -> "Conditional GAN" and
-    ``dcgan_parasitized`` -> "DCGAN (Parasitized)"; an unknown run keeps its name."""
-    label = run_class(run)
-    if label is not None:
-        base = run[: -len(label) - 1]
-        return f"{RUN_TITLES.get(base.lower(), base)} ({label})"
-    return RUN_TITLES.get(run.lower(), run)
-
-
-def loss_title(name: str) -> str:
-    """A logged loss's human name, e.g. ``d_hinge`` -> "Discriminator (hinge)"; an unknown
-    loss is spelled out from its name (``r1_penalty`` -> "R1 penalty")."""
-    if name in LOSS_TITLES:
-        return LOSS_TITLES[name]
-    words = name.replace("_", " ").strip()
-    return words[:1].upper() + words[1:] if words else name
 
 
 # Recovery.
@@ -187,7 +153,7 @@ def recovery_bars(
     for cls in CLASSES:
         fig.add_trace(_recovery_class_bars(cls, labels, points[cls]))
     fig.add_traces([_recovery_value_labels(cls, labels, points[cls]) for cls in CLASSES])
-    return _layout(
+    return apply_layout(
         fig,
         barmode="group",
         scattermode="group",
@@ -238,7 +204,7 @@ def diversity_bars(metrics: Mapping[str, Any] | None, model: str) -> go.Figure |
                 col=col,
             )
     # The legend goes under the panels, clear of their titles.
-    return _layout(
+    return apply_layout(
         fig,
         barmode="group",
         yaxis={"title": "k-NN figure (k = 5)", "rangemode": "tozero"},
@@ -284,156 +250,12 @@ def histogram_figure(histograms: Mapping[str, Any] | None) -> go.Figure | None:
     if not fig.data:
         return None
     fig.add_vline(x=50, line_dash="dot", line_color=REPORT_COLOUR)
-    return _layout(
+    return apply_layout(
         fig,
         barmode="overlay",
         xaxis={"title": "classifier probability of the intended class (%)", "range": [0, 100]},
         yaxis={"title": "share of cells (%)"},
     )
-
-
-def recovery_curve(history: Mapping[str, Any] | None) -> go.Figure | None:
-    """Recovery of probe cells against training iteration, with the report's rates as lines.
-
-    Args:
-        history: A generator's history JSON: ``{"probes": {run: [{"iteration", class: rate}]}}``.
-
-    Returns:
-        The figure, or None when the history holds no probe.
-    """
-    probes = (history or {}).get("probes") if isinstance(history, Mapping) else None
-    if not isinstance(probes, Mapping):
-        return None
-    fig = go.Figure()
-    for cls in CLASSES:
-        runs = [run for run, rows in probes.items() if _points(rows, cls)[0]]
-        for run in runs:
-            xs, ys = _points(probes[run], cls)
-            fig.add_scatter(
-                x=xs,
-                y=[100 * y for y in ys],
-                mode="lines+markers",
-                name=cls if len(runs) == 1 else f"{cls} ({run})",
-                line={"color": CLASS_COLOURS[cls]},
-            )
-    if not fig.data:
-        return None
-    for cls, rate in report.REPORT_RECOVERY.items():
-        fig.add_hline(
-            y=100 * rate,
-            line_dash="dot",
-            line_color=CLASS_COLOURS[cls],
-            annotation_text=f"report, {cls}: {percent(rate)}",
-            annotation_position="top left" if rate < 1 else "bottom left",
-        )
-    return _layout(
-        fig,
-        xaxis={"title": "training iteration"},
-        yaxis={"title": "probe cells recovered (%)", "range": [-2, 105]},
-    )
-
-
-def _points(rows: Any, key: str) -> tuple[list[float], list[float]]:
-    """Sorted (iteration, value) pairs of ``key`` in a list of records, finite values only."""
-    if not isinstance(rows, list):
-        return [], []
-    pairs = sorted(
-        (row["iteration"], row[key])
-        for row in rows
-        if isinstance(row, Mapping) and finite(row.get("iteration")) and finite(row.get(key))
-    )
-    return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def loss_curves(history: Mapping[str, Any] | None) -> go.Figure | None:
-    """Training losses against iteration: colour per run, dash per loss.
-
-    Args:
-        history: A generator's history JSON: ``{"losses": {run: [{"iteration", name: value}]}}``.
-
-    Returns:
-        The figure, or None when the history holds no loss.
-    """
-    losses = (history or {}).get("losses") if isinstance(history, Mapping) else None
-    if not isinstance(losses, Mapping):
-        return None
-    palette = _run_colours(list(losses))
-    fig = go.Figure()
-    for run, rows in losses.items():
-        names = sorted(
-            {k for row in rows if isinstance(row, Mapping) for k in row if k != "iteration"}
-            if isinstance(rows, list)
-            else set()
-        )
-        for i, name in enumerate(names):
-            xs, ys = _points(rows, name)
-            if xs:
-                fig.add_scatter(
-                    x=xs,
-                    y=ys,
-                    mode="lines",
-                    name=(
-                        f"{run_title(run)}: {loss_title(name)}"
-                        if len(losses) > 1
-                        else loss_title(name)
-                    ),
-                    line={"color": palette[run], "dash": LOSS_DASHES[i % len(LOSS_DASHES)]},
-                )
-    if not fig.data:
-        return None
-    return _layout(fig, xaxis={"title": "training iteration"}, yaxis={"title": "loss"})
-
-
-def _run_colours(runs: list[str]) -> dict[str, str]:
-    """A colour per run: the class colour when the run name ends with a class, else a default."""
-    defaults = ("#444444", "#e07b00", "#2ca02c", "#9467bd")
-    colours = {}
-    for i, run in enumerate(runs):
-        match = [c for c in CLASSES if run.lower().endswith(c.lower())]
-        colours[run] = CLASS_COLOURS[match[0]] if match else defaults[i % len(defaults)]
-    return colours
-
-
-def classifier_history(history: Any) -> go.Figure | None:
-    """Training loss and validation accuracy per epoch (two y axes).
-
-    Args:
-        history: ``[{"epoch", "train_loss", "val_accuracy"}, ...]``.
-
-    Returns:
-        The figure, or None when there is no epoch to show.
-    """
-    if not isinstance(history, list):
-        return None
-    rows = [{**row, "iteration": row.get("epoch")} for row in history if isinstance(row, Mapping)]
-    loss_x, loss_y = _points(rows, "train_loss")
-    acc_x, acc_y = _points(rows, "val_accuracy")
-    if not loss_x and not acc_x:
-        return None
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    if loss_x:
-        fig.add_scatter(
-            x=loss_x, y=loss_y, name="training loss", mode="lines+markers",
-            line={"color": "#444444"}, secondary_y=False,
-        )  # fmt: skip
-    if acc_x:
-        fig.add_scatter(
-            x=acc_x, y=[100 * a for a in acc_y], name="validation accuracy (%)",
-            mode="lines+markers", line={"color": "#e07b00"}, secondary_y=True,
-        )  # fmt: skip
-    fig.update_yaxes(title_text="training loss", secondary_y=False)
-    # Round ticks of its own on the accuracy axis (not synced to the loss axis's grid).
-    fig.update_yaxes(
-        title_text="validation accuracy",
-        range=[0, 100],
-        tickmode="linear",
-        tick0=0,
-        dtick=ACCURACY_TICK,
-        ticksuffix="%",
-        showgrid=False,
-        secondary_y=True,
-    )
-    return _layout(fig, xaxis={"title": "epoch", "dtick": 1 if len(rows) <= 20 else None})
 
 
 def classifier_bars(rows: Sequence[Mapping[str, Any]] | None) -> go.Figure | None:
@@ -489,7 +311,7 @@ def classifier_bars(rows: Sequence[Mapping[str, Any]] | None) -> go.Figure | Non
         annotation_position="top",
         annotation={"xanchor": "right"},
     )
-    return _layout(
+    return apply_layout(
         fig,
         height=max(CHART_HEIGHT, 70 * len(names)),
         xaxis={"title": "test accuracy (%)", "range": [0, 101]},
@@ -533,48 +355,3 @@ def path_probability(t: Sequence[float], p_parasitized: Sequence[float]) -> go.F
         margin={"l": 10, "r": THRESHOLD_MARGIN_PX, "t": 50, "b": 10},
     )
     return figure
-
-
-def probability_bar_html(proba: Sequence[float]) -> str:
-    """A two-colour bar of P(Parasitized) beside P(Uninfected), as an HTML snippet.
-
-    Args:
-        proba: Probabilities in ``CLASSES`` order.
-
-    Returns:
-        A ``<div>`` holding one coloured segment per class, widths proportional to probability.
-    """
-    segments = []
-    for cls, value in zip(CLASSES, proba, strict=True):
-        share = min(1.0, max(0.0, float(value))) if math.isfinite(value) else 0.0
-        title = html.escape(f"{cls}: {percent(share)}", quote=True)
-        segments.append(
-            f'<div title="{title}" style="width:{100 * share:.2f}%;'
-            f'background:{CLASS_COLOURS[cls]}"></div>'
-        )
-    return (
-        f'<div style="display:flex;height:{BAR_HEIGHT_PX}px;border-radius:4px;'
-        f'overflow:hidden;background:#e6e6e6">{"".join(segments)}</div>'
-    )
-
-
-def probability_legend_html(proba: Sequence[float]) -> str:
-    """The two probabilities under ``probability_bar_html``, each at its end of the bar.
-
-    Args:
-        proba: Probabilities in ``CLASSES`` order.
-
-    Returns:
-        HTML of one line: ``P(Parasitized) x%`` on the left, ``P(Uninfected) y%`` on the right.
-    """
-    parts = []
-    for cls, value in zip(CLASSES, proba, strict=True):
-        text = percent(value)
-        parts.append(
-            f'<span style="color:{CLASS_COLOURS[cls]};white-space:nowrap">'
-            f"P({html.escape(cls)}) {text}</span>"
-        )
-    return (
-        '<span style="display:flex;flex-wrap:wrap;justify-content:space-between;'
-        f'column-gap:0.5em">{"".join(parts)}</span>'
-    )
