@@ -115,6 +115,21 @@ def test_confidence_histograms_show_shares_per_class() -> None:
     assert bar(fig, "made as Uninfected").marker.color == charts.CLASS_COLOURS["Uninfected"]
 
 
+def test_confidence_histograms_name_the_overlap_colour_in_the_legend() -> None:
+    fig = charts.confidence_histograms(METRICS, "cgan")
+    overlap = bar(fig, charts.OVERLAP_NAME)
+    assert overlap.showlegend is not False and overlap.visible in (None, True)
+    assert all(v is None for v in overlap.y)  # a legend entry, not a bar
+    # Uninfected at 65% over Parasitized at 65% over white, channel by channel.
+    assert overlap.marker.color == "#637db1"
+    assert overlap.marker.color not in charts.CLASS_COLOURS.values()
+    assert charts.blend(["#000000"], 0.5) == "#808080"
+    # One class alone overlaps nothing: no overlap entry.
+    histograms = METRICS["models"]["cgan"]["confidence_histogram"]
+    alone = charts.histogram_figure({"Uninfected": histograms["Uninfected"]})
+    assert [trace.name for trace in alone.data] == ["made as Uninfected"]
+
+
 @pytest.mark.parametrize(
     "histograms",
     [

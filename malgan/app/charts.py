@@ -223,8 +223,24 @@ def confidence_histograms(metrics: Mapping[str, Any] | None, model: str) -> go.F
     return histogram_figure(entry.get("confidence_histogram"))
 
 
+HISTOGRAM_OPACITY = 0.65
+OVERLAP_NAME = "both classes (bars overlap)"
+
+
+def blend(colours: Sequence[str], opacity: float, background: str = "#ffffff") -> str:
+    """The colour seen where bars of ``colours`` (drawn in order, each at ``opacity``) overlap."""
+    mixed = [int(background[i : i + 2], 16) for i in (1, 3, 5)]
+    for colour in colours:
+        rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+        mixed = [opacity * c + (1 - opacity) * m for c, m in zip(rgb, mixed, strict=True)]
+    return "#" + "".join(f"{round(c):02x}" for c in mixed)
+
+
 def histogram_figure(histograms: Mapping[str, Any] | None) -> go.Figure | None:
-    """Histograms ``{class: {"counts", "edges"}}`` as overlaid bars (None when there are none)."""
+    """Histograms ``{class: {"counts", "edges"}}`` as overlaid bars (None when there are none).
+
+    Where both classes have cells the bars overlap in a third colour, which the legend names.
+    """
     fig = go.Figure()
     for cls in CLASSES:
         hist = (histograms or {}).get(cls) or {}
@@ -242,13 +258,22 @@ def histogram_figure(histograms: Mapping[str, Any] | None) -> go.Figure | None:
             y=[100 * c / total for c in counts],
             width=widths,
             marker_color=CLASS_COLOURS[cls],
-            opacity=0.65,
+            opacity=HISTOGRAM_OPACITY,
             customdata=counts,
             hovertemplate="P(intended) ≈ %{x:.0f}%<br>%{customdata} cells (%{y:.1f}%)"
             "<extra>" + cls + "</extra>",
         )
     if not fig.data:
         return None
+    if len(fig.data) > 1:
+        # A legend entry only: no bar of its own.
+        fig.add_bar(
+            name=OVERLAP_NAME,
+            x=[None],
+            y=[None],
+            marker_color=blend([trace.marker.color for trace in fig.data], HISTOGRAM_OPACITY),
+            hoverinfo="skip",
+        )
     fig.add_vline(x=50, line_dash="dot", line_color=REPORT_COLOUR)
     return apply_layout(
         fig,
