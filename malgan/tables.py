@@ -31,8 +31,8 @@ TABLE_COLUMNS = (
     "recipe",
     "diverged",
 )
-HEADLINE_COLUMNS = ("Figure", "The report", "Seed reproduction", "malgan cGAN")
-HEADLINE_MODELS = {"Seed reproduction": "dcgan", "malgan cGAN": "cgan"}
+HEADLINE_COLUMNS = ("Figure", "The report", "The report's DCGAN, reproduced", "malgan cGAN")
+HEADLINE_MODELS = {"The report's DCGAN, reproduced": "dcgan", "malgan cGAN": "cgan"}
 
 
 # Numbers.
@@ -450,31 +450,81 @@ def diagnosis_notes(diagnosis: dict[str, Any] | None) -> list[str]:
     return notes
 
 
+# Pixels of each input scale of the diagnosis, in words.
+PIXEL_WORDS = {"raw": "pixels 0–255", "unit": "pixels 0–1"}
+DIAGNOSIS_BROKE = "training broke down at step"
+DIAGNOSIS_SILENT = "units that never fire"
+
+
+def diagnosis_accuracy_column(diagnosis: Mapping[str, Any] | None) -> str:
+    """The diagnosis table's accuracy column, which says how short the experiment was."""
+    epochs = (diagnosis or {}).get("epochs")
+    trained = f"after {counted(epochs, 'epoch')}" if isinstance(epochs, int) else "short run"
+    return f"accuracy {trained} (not the table above)"
+
+
+def _variant_label(name: str, rec: Mapping[str, Any], top_lr: float | None) -> str:
+    """A variant in words: its pixels and its learning rate, as a fraction of the largest."""
+    pixels, lr = PIXEL_WORDS.get(str(rec.get("input_scale"))), rec.get("lr")
+    if pixels is None or not finite(lr) or not finite(top_lr):
+        return name
+    rate = f"{lr:g}" if lr == top_lr else f"{top_lr:g} ÷ {top_lr / lr:,.0f}"
+    words = f"{pixels}, learning rate {rate}"
+    return f"the report's way ({words})" if _reports_way(rec, top_lr) else words
+
+
+def _reports_way(rec: Mapping[str, Any], top_lr: float | None) -> bool:
+    """Whether a variant is the report's recipe: raw pixels at the full learning rate."""
+    return rec.get("input_scale") == "raw" and finite(top_lr) and rec.get("lr") == top_lr
+
+
 def diagnosis_rows(diagnosis: dict[str, Any] | None) -> list[dict[str, str]]:
     """One row per variant of the report's-CNN diagnosis (``metrics["cnn_diagnosis"]``).
 
-    Each row gives the variant, the initial logit spread, the first gradient's norm, the first
-    non-finite step, the dead-ReLU share after training, the share of cells predicted
-    Parasitized and the held-out accuracy; an empty list when there is no diagnosis.
+    Each row gives the variant in words, the spread of the untrained network's outputs, the
+    size of its first update, the step at which training broke down (its loss no longer a
+    number), the share of dense units that output zero for every cell after training, the
+    share of cells predicted Parasitized and the accuracy of this short experiment on held-out
+    patients; an empty list when there is no diagnosis.
     """
     if not diagnosis:
         return []
+    variants = diagnosis.get("variants") or {}
+    rates = [r.get("lr") for r in variants.values() if finite(r.get("lr"))]
+    top_lr = max(rates, default=None)
+    accuracy = diagnosis_accuracy_column(diagnosis)
     rows = []
-    for name, rec in (diagnosis.get("variants") or {}).items():
+    for name, rec in variants.items():
         last = (rec.get("epochs") or [{}])[-1]
         step = rec.get("first_nonfinite_step")
         rows.append(
             {
-                "variant": name,
-                "initial logit std": number(rec.get("initial_logit_std"), ".3g"),
-                "first gradient norm": number(rec.get("first_gradient_norm"), ".3g"),
-                "first NaN step": str(step) if step is not None else "none",
-                "dead ReLUs": percent(last.get("dead_relu_share")),
+                "variant": _variant_label(name, rec, top_lr),
+                "spread of first outputs": number(rec.get("initial_logit_std"), ".3g"),
+                "size of first update": number(rec.get("first_gradient_norm"), ".3g"),
+                DIAGNOSIS_BROKE: f"{step:,}" if isinstance(step, int) else "never",
+                DIAGNOSIS_SILENT: percent(last.get("dead_relu_share")),
                 "predicted Parasitized": percent(last.get("predicted_parasitized_share")),
-                "held-out accuracy": percent(last.get("test_accuracy")),
+                accuracy: percent(last.get("test_accuracy")),
             }
         )
     return rows
+
+
+def diagnosis_heading(diagnosis: Mapping[str, Any] | None) -> str:
+    """The diagnosis's heading: what the report's way does, when its figures say it plainly."""
+    variants = ((diagnosis or {}).get("variants") or {}).values()
+    top_lr = max((r.get("lr") for r in variants if finite(r.get("lr"))), default=None)
+    for rec in variants:
+        share = ((rec.get("epochs") or [{}])[-1]).get("predicted_parasitized_share")
+        if (
+            _reports_way(rec, top_lr)
+            and finite(share)
+            and min(share, 1 - share) <= ONE_CLASS_MARGIN
+        ):
+            label = CLASSES[0] if share > 0.5 else CLASSES[1]
+            return f"Why the report's CNN, trained the report's way, calls every cell {label}"
+    return "What happens when the report's CNN is trained the report's way"
 
 
 # Per-generator figures: the C2ST and the list a synthetic set's datasheet states.

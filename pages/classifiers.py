@@ -102,14 +102,17 @@ st.caption(
 
 diagnosis = metrics.get("cnn_diagnosis")
 if diagnosis:
-    st.subheader("Why the report's CNN stays near chance")
+    st.subheader(tables.diagnosis_heading(diagnosis))
     st.dataframe(tables.diagnosis_rows(diagnosis), hide_index=True, width="stretch")
     st.caption(
         " ".join(
             [
-                "The same network trained the report's way (Keras SGD at 0.01 on raw 0–255 "
-                "pixels) beside the same recipe on [0, 1] pixels and on raw pixels with the step "
-                "scaled down.",
+                "A short experiment, apart from the table above: the same network trained the "
+                "report's way (Keras SGD at 0.01 on raw 0–255 pixels) beside the same recipe on "
+                "0–1 pixels and on raw pixels with the step scaled down. Its accuracies come "
+                "from these few epochs, not from the fully trained classifiers above. "
+                "Training breaks down when its loss stops being a number; a unit that never "
+                "fires outputs zero for every cell and so stops learning.",
                 *tables.diagnosis_notes(diagnosis),
             ]
         )

@@ -370,11 +370,31 @@ def test_diagnosis_rows_report_each_variant():
         }
     }
     rows = tables.diagnosis_rows(diagnosis)
+    accuracy = tables.diagnosis_accuracy_column(diagnosis)
+    assert accuracy == "accuracy short run (not the table above)"
     assert [r["variant"] for r in rows] == ["report", "unit"]
-    assert rows[0]["dead ReLUs"] == "100.0%" and rows[0]["held-out accuracy"] == "34.5%"
-    assert rows[0]["first NaN step"] == "none" and rows[1]["first NaN step"] == "5"
-    assert rows[1]["held-out accuracy"] == tables.MISSING
+    assert rows[0][tables.DIAGNOSIS_SILENT] == "100.0%" and rows[0][accuracy] == "34.5%"
+    assert rows[0][tables.DIAGNOSIS_BROKE] == "never" and rows[1][tables.DIAGNOSIS_BROKE] == "5"
+    assert rows[1][accuracy] == tables.MISSING
     assert tables.diagnosis_rows(None) == []
+
+
+def test_diagnosis_speaks_plainly_of_the_released_figures():
+    diagnosis = artifacts.load_metrics(EXPORTED)["cnn_diagnosis"]
+    rows = tables.diagnosis_rows(diagnosis)
+    words = " ".join(str(value) for row in rows for value in [*row, *row.values()])
+    for jargon in ("NaN", "ReLU", "255^2", "logit", "gradient"):
+        assert jargon not in words
+    assert rows[0]["variant"] == "the report's way (pixels 0–255, learning rate 0.01)"
+    assert rows[2]["variant"] == "pixels 0–255, learning rate 0.01 ÷ 65,025"
+    epochs = diagnosis["epochs"]
+    assert f"accuracy after {epochs} epochs (not the table above)" in rows[0]
+    # The report's way predicts Parasitized for every cell: the heading says so, not "chance".
+    assert rows[0]["predicted Parasitized"] == "100.0%"
+    heading = tables.diagnosis_heading(diagnosis)
+    assert heading.endswith("calls every cell Parasitized") and "chance" not in heading
+    learning = {"variants": {"a": {"input_scale": "raw", "lr": 0.01, "epochs": [{"x": 1}]}}}
+    assert "calls every cell" not in tables.diagnosis_heading(learning)
 
 
 def test_training_summary_states_runs_and_kept_checkpoints() -> None:

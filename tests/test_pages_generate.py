@@ -608,7 +608,7 @@ def test_headline_table_from_metrics_and_without():
     recovery = rows["Recovery, Parasitized (95% CI)"]
     assert recovery["The report"] == f"{report.REPORT_RECOVERY['Parasitized']:.1%}"
     assert recovery["malgan cGAN"] == "80.0% (75.0%–85.0%)"
-    assert recovery["Seed reproduction"] == tables.MISSING
+    assert recovery["The report's DCGAN, reproduced"] == tables.MISSING
     assert rows["Recovery, Uninfected (95% CI)"]["malgan cGAN"] == tables.MISSING
     accuracy = rows["Classifier accuracy, held-out patients"]
     assert accuracy["The report"] == "94.9%" and accuracy["malgan cGAN"] == "95.1%"

@@ -315,6 +315,8 @@ def test_classifiers_shows_the_table_beside_the_report() -> None:
     assert best.get("display_name", best["name"]) in [c.value for c in at.caption]
     # The footnote follows the diagnosis figures: its epochs, and what the table shows.
     footnote = next(c.value for c in at.caption if "report's way (Keras SGD" in c.value)
+    assert "not from the fully trained classifiers above" in footnote
     diagnosis = artifacts.load_metrics(EXPORTED)["cnn_diagnosis"]
+    assert tables.diagnosis_heading(diagnosis) in [h.value for h in at.subheader]
     assert all(note in footnote for note in tables.diagnosis_notes(diagnosis))
     assert "1 epochs" not in footnote
