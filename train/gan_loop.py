@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from malgan import metrics
-from malgan.data import CLASSES, CellSet
+from malgan.data import CellSet
 from malgan.imaging import make_grid
 from train import accel, config, models, runs
+from train.probes import Probe, probe_score
 
 BEST = "best.pt"
 SNAPSHOT_CELLS = 25
@@ -110,73 +108,165 @@ def snapshot_iterations(iterations: int, every: int) -> set[int]:
     return marks | {iterations}
 
 
-# Smallest coverage a probe's score counts: one real cell's ball in a thousand.
-COVERAGE_FLOOR = 1e-3
-
-
-def probe_score(record: dict[str, Any], classes: Sequence[str], n_cells: int) -> float:
-    """How good a probe is on every class at once: sum of log recovery minus log FD plus log
-    coverage.
-
-    Scale-free in every measure, so halving one class's Fréchet distance is worth as much as
-    doubling its recovery or its coverage, and a class near zero recovery or coverage sinks the
-    score whatever the other class does. Recovery is floored at half a cell and coverage at
-    ``COVERAGE_FLOOR`` so that zero stays finite. Coverage counts only where the record has it
-    for every class (the validation patients hold more than k cells of each).
-    """
-    floor = 0.5 / max(n_cells, 1)
-    score = sum(
-        math.log(max(record[c], floor)) - math.log(max(record["fd"][c], 1e-6)) for c in classes
-    )
-    coverage = record.get("coverage") or {}
-    if all(isinstance(coverage.get(c), float) and math.isfinite(coverage[c]) for c in classes):
-        score += sum(math.log(max(coverage[c], COVERAGE_FLOOR)) for c in classes)
-    return float(score)
-
-
 @dataclass
-class Probe:
-    """The classifier that judges a generator during training, and real validation features.
+class _Loop:
+    """The state of one GAN run and what it does between steps: log, snapshot, probe, save."""
 
-    Recovery, the Fréchet distance and k-NN recall and coverage (k = 5, in the classifier's
-    features) are measured against cells of the validation patients, never the test patients,
-    so choosing the best probe does not peek at the final evaluation.
-    """
-
-    net: torch.nn.Module
-    input_scale: str
-    real_feats: dict[str, np.ndarray]
+    run: runs.Run
+    cfg: GANLoopOptions
+    parts: GANParts
+    state: dict[str, Any]
+    probe: Probe | None
+    snap_z: torch.Tensor  # [SNAPSHOT_CELLS, z_dim]
+    probe_z: torch.Tensor  # [probe_cells, z_dim]
 
     @classmethod
-    def load(cls, path: str, device: torch.device, reference: CellSet | None) -> Probe | None:
-        """The probe of ``path`` with features of ``reference`` (None without a classifier)."""
-        if not path or not Path(path).exists():
-            return None
-        net, ckpt = models.load_classifier(path, device)
-        scale = ckpt["input_scale"]
-        real_feats: dict[str, np.ndarray] = {}
-        if reference is not None and len(reference):
-            _, feats = models.predict(net, models.to_device_nchw(reference.images, device), scale)
-            real_feats = {c: feats[reference.labels == i] for i, c in enumerate(CLASSES)}
-        return cls(net=net, input_scale=scale, real_feats=real_feats)
-
-    def measure(self, images: torch.Tensor, label: str) -> dict[str, float | None]:
-        """Recovery, and the Fréchet distance, k-NN recall and coverage against real cells of
-        ``label``, for generated [-1, 1] cells (None where there are too few real cells)."""
-        proba, feats = models.predict(self.net, models.to_uint8(images), self.input_scale)
-        out: dict[str, float | None] = {
-            "recovery": metrics.recovery(proba, CLASSES.index(label))["rate"],
-            "fd": None,
-            "recall": None,
-            "coverage": None,
+    def start(
+        cls, run: runs.Run, cfg: GANLoopOptions, parts: GANParts, reference: CellSet | None
+    ) -> _Loop:
+        """A fresh loop, or the one its checkpoint saved (networks, optimisers, generators)."""
+        state: dict[str, Any] = {
+            "iteration": 0,
+            "losses": [],
+            "probes": [],
+            "train_seconds": 0.0,
+            "best": None,
         }
-        real = self.real_feats.get(label)
-        if real is not None and len(real) > 1:
-            out["fd"] = metrics.frechet_distance(feats, real)
-        if real is not None and min(len(real), len(feats)) > metrics.DIVERSITY_K:
-            knn = metrics.precision_recall_density_coverage(real, feats)
-            out["recall"], out["coverage"] = knn["recall"], knn["coverage"]
-        return out
+        ckpt_path = run.out / models.CHECKPOINT
+        if ckpt_path.exists():
+            ckpt = runs.load_checkpoint(ckpt_path, run.device)
+            for name, module in parts.modules.items():
+                module.load_state_dict(ckpt["modules"][name])
+            for name, opt in parts.optimizers.items():
+                opt.load_state_dict(ckpt["optimizers"][name])
+            for gen, rng_state in zip(parts.generators, ckpt["rng"], strict=True):
+                gen.set_state(rng_state.to("cpu"))
+            state = {"best": None, **ckpt["state"]}
+            runs.log.info("Resumed %s at iteration %d", run.out, state["iteration"])
+        # Fixed latents for snapshots and probes, the same for every run with this seed.
+        fixed = torch.Generator().manual_seed(cfg.seed)
+        snap_z = torch.randn(SNAPSHOT_CELLS, cfg.z_dim, generator=fixed).to(run.device)
+        probe_z = torch.randn(cfg.probe_cells, cfg.z_dim, generator=fixed).to(run.device)
+        probe = Probe.load(cfg.classifier, run.device, reference)
+        if run.main:
+            (run.out / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
+        return cls(run, cfg, parts, state, probe, snap_z, probe_z)
+
+    @property
+    def sampler(self) -> torch.nn.Module:
+        return self.parts.modules[self.parts.sampler]
+
+    def flush_losses(self, iteration: int, steps: int) -> None:
+        """Log the mean losses since the last flush; stop on a non-finite one."""
+        values = (self.parts.losses / max(steps, 1)).tolist()
+        self.parts.losses.zero_()
+        record = dict(zip(self.parts.loss_names, values, strict=True))
+        runs.check_finite(record, iteration)
+        self.state["losses"].append({"iteration": iteration, **record})
+        self.run.log({"iteration": iteration, **record})
+
+    @torch.no_grad()
+    def snapshot(self, iteration: int) -> None:
+        """Save a grid of the fixed latents' cells per class."""
+        # Every process holds the same generator; one writes the grids.
+        if not self.run.main:
+            return
+        sampler, was = self.sampler, self.sampler.training
+        sampler.eval()
+        for label, name in enumerate(self.parts.classes):
+            images = models.to_uint8_nhwc(self.parts.sample(self.snap_z, label))
+            grid = make_grid(images, ncol=5)
+            path = self.run.out / SNAPSHOT_DIR / f"{name}_iter_{iteration:06d}.png"
+            Image.fromarray(grid).save(path)
+        sampler.train(was)
+
+    @torch.no_grad()
+    def measure_probe(self, iteration: int, seconds: float) -> None:
+        """Measure the probe per class; keep the best probe's weights."""
+        if self.probe is None or not self.run.main:
+            return
+        sampler, was = self.sampler, self.sampler.training
+        sampler.eval()
+        record: dict[str, Any] = {"iteration": iteration, "minutes": round(seconds / 60, 2)}
+        fds: dict[str, float] = {}
+        for label, name in enumerate(self.parts.classes):
+            measured = self.probe.measure(self.parts.sample(self.probe_z, label), name)
+            record[name] = measured["recovery"]
+            if measured["fd"] is not None:
+                fds[name] = measured["fd"]
+            for key in ("recall", "coverage"):
+                if measured[key] is not None:
+                    record.setdefault(key, {})[name] = measured[key]
+        sampler.train(was)
+        if len(fds) == len(self.parts.classes):
+            record["fd"] = fds
+            record["score"] = probe_score(record, self.parts.classes, self.cfg.probe_cells)
+            best = self.state["best"]
+            if best is None or record["score"] > best["score"]:
+                self.state["best"] = {"iteration": iteration, "score": record["score"]}
+                runs.save_checkpoint(
+                    {"state_dict": runs.to_cpu_state(sampler), "probe": record},
+                    self.run.out / BEST,
+                )
+        self.state["probes"].append(record)
+        self.run.log({"probe": record})
+
+    def save(self) -> None:
+        """Checkpoint everything a resumption needs."""
+        if not self.run.main:
+            return
+        parts = self.parts
+        runs.save_checkpoint(
+            {
+                "config": asdict(self.cfg),
+                "modules": {k: runs.to_cpu_state(m) for k, m in parts.modules.items()},
+                "optimizers": {k: o.state_dict() for k, o in parts.optimizers.items()},
+                "rng": [g.get_state() for g in parts.generators],
+                "state": self.state,
+            },
+            self.run.out / models.CHECKPOINT,
+        )
+
+    def save_final(self) -> None:
+        """The final generator, self-describing: the best probe's weights when asked and
+        measured."""
+        if not self.run.main:
+            return
+        weights = runs.to_cpu_state(self.sampler)
+        if self.cfg.keep_best and self.state["best"] is not None:
+            weights = runs.load_checkpoint(self.run.out / BEST)["state_dict"]
+        runs.save_checkpoint(
+            {
+                "config": asdict(self.cfg),
+                "net": self.parts.net_spec,
+                "state_dict": weights,
+                "classes": list(self.parts.classes),
+                "state": self.state,
+            },
+            self.run.out / models.FINAL,
+        )
+
+    def summary(self, iterations_per_second: float) -> dict[str, Any]:
+        """What the run did, logged as its last line and returned."""
+        state = self.state
+        self.run.log(
+            {
+                "event": "done",
+                "iterations": state["iteration"],
+                "iterations_per_second": iterations_per_second,
+                "cuda_graph": state["cuda_graph"],
+                "best": state["best"],
+            }
+        )
+        return {
+            "iterations": state["iteration"],
+            "train_seconds": state["train_seconds"],
+            "iterations_per_second": iterations_per_second,
+            "cuda_graph": state["cuda_graph"],
+            "losses": state["losses"],
+            "probes": state["probes"],
+            "best": state["best"],
+        }
 
 
 def run_loop(
@@ -194,103 +284,12 @@ def run_loop(
         A summary with the loss and probe histories and the throughput.
     """
     device = run.device
-    state: dict[str, Any] = {
-        "iteration": 0,
-        "losses": [],
-        "probes": [],
-        "train_seconds": 0.0,
-        "best": None,
-    }
-    ckpt_path = run.out / models.CHECKPOINT
-
     # Resume.
-    if ckpt_path.exists():
-        ckpt = runs.load_checkpoint(ckpt_path, device)
-        for name, module in parts.modules.items():
-            module.load_state_dict(ckpt["modules"][name])
-        for name, opt in parts.optimizers.items():
-            opt.load_state_dict(ckpt["optimizers"][name])
-        for gen, rng_state in zip(parts.generators, ckpt["rng"], strict=True):
-            gen.set_state(rng_state.to("cpu"))
-        state = {"best": None, **ckpt["state"]}
-        runs.log.info("Resumed %s at iteration %d", run.out, state["iteration"])
-
-    # Fixed latents for snapshots and probes, the same for every run with this seed.
-    fixed = torch.Generator().manual_seed(cfg.seed)
-    snap_z = torch.randn(SNAPSHOT_CELLS, cfg.z_dim, generator=fixed).to(device)
-    probe_z = torch.randn(cfg.probe_cells, cfg.z_dim, generator=fixed).to(device)
-    probe = Probe.load(cfg.classifier, device, reference)
+    loop = _Loop.start(run, cfg, parts, reference)
+    state = loop.state
     marks = snapshot_iterations(cfg.iterations, cfg.snapshot_every)
-    if run.main:
-        (run.out / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
-    sampler = parts.modules[parts.sampler]
-
-    def flush_losses(iteration: int, steps: int) -> None:
-        values = (parts.losses / max(steps, 1)).tolist()
-        parts.losses.zero_()
-        record = dict(zip(parts.loss_names, values, strict=True))
-        runs.check_finite(record, iteration)
-        state["losses"].append({"iteration": iteration, **record})
-        run.log({"iteration": iteration, **record})
-
-    @torch.no_grad()
-    def snapshot(iteration: int) -> None:
-        # Every process holds the same generator; one writes the grids.
-        if not run.main:
-            return
-        was = sampler.training
-        sampler.eval()
-        for label, name in enumerate(parts.classes):
-            images = models.to_uint8_nhwc(parts.sample(snap_z, label))
-            grid = make_grid(images, ncol=5)
-            Image.fromarray(grid).save(run.out / SNAPSHOT_DIR / f"{name}_iter_{iteration:06d}.png")
-        sampler.train(was)
-
-    @torch.no_grad()
-    def measure_probe(iteration: int, seconds: float) -> None:
-        if probe is None or not run.main:
-            return
-        was = sampler.training
-        sampler.eval()
-        record: dict[str, Any] = {"iteration": iteration, "minutes": round(seconds / 60, 2)}
-        fds: dict[str, float] = {}
-        for label, name in enumerate(parts.classes):
-            measured = probe.measure(parts.sample(probe_z, label), name)
-            record[name] = measured["recovery"]
-            if measured["fd"] is not None:
-                fds[name] = measured["fd"]
-            for key in ("recall", "coverage"):
-                if measured[key] is not None:
-                    record.setdefault(key, {})[name] = measured[key]
-        sampler.train(was)
-        if len(fds) == len(parts.classes):
-            record["fd"] = fds
-            record["score"] = probe_score(record, parts.classes, cfg.probe_cells)
-            best = state["best"]
-            if best is None or record["score"] > best["score"]:
-                state["best"] = {"iteration": iteration, "score": record["score"]}
-                runs.save_checkpoint(
-                    {"state_dict": runs.to_cpu_state(sampler), "probe": record},
-                    run.out / BEST,
-                )
-        state["probes"].append(record)
-        run.log({"probe": record})
-
-    def save(iteration: int) -> None:
-        if not run.main:
-            return
-        runs.save_checkpoint(
-            {
-                "config": asdict(cfg),
-                "modules": {k: runs.to_cpu_state(m) for k, m in parts.modules.items()},
-                "optimizers": {k: o.state_dict() for k, o in parts.optimizers.items()},
-                "rng": [g.get_state() for g in parts.generators],
-                "state": state,
-            },
-            ckpt_path,
-        )
-
     start = state["iteration"]
+
     # Capture (its warm-up steps are real iterations).
     step = parts.step
     warm = 0
@@ -301,6 +300,8 @@ def run_loop(
     iteration = start + warm
     steps_since_flush = warm
     budget = cfg.minutes * 60 if cfg.minutes > 0 else math.inf
+
+    # Train.
     with tqdm(
         total=cfg.iterations, initial=iteration, desc=run.out.name, disable=not run.main
     ) as bar:
@@ -323,56 +324,25 @@ def run_loop(
             due_log = iteration % cfg.log_every == 0 or last
             due_ckpt = iteration % cfg.checkpoint_every == 0 or last
             if due_log or due_ckpt or iteration in marks:
-                flush_losses(iteration, steps_since_flush)
+                loop.flush_losses(iteration, steps_since_flush)
                 steps_since_flush = 0
             if iteration in marks or last:
-                snapshot(iteration)
+                loop.snapshot(iteration)
             if cfg.probe_every and (iteration % cfg.probe_every == 0 or last):
-                measure_probe(iteration, spent())
+                loop.measure_probe(iteration, spent())
             if due_ckpt:
                 state["iteration"] = iteration
                 state["train_seconds"] = spent()
                 t0 = time.perf_counter()
-                save(iteration)
+                loop.save()
                 run.barrier()
             if last:
                 break
     state["iteration"] = iteration
 
-    # Final generator, self-describing: the best probe's weights when asked and measured.
-    if run.main:
-        weights = runs.to_cpu_state(sampler)
-        if cfg.keep_best and state["best"] is not None:
-            weights = runs.load_checkpoint(run.out / BEST)["state_dict"]
-        runs.save_checkpoint(
-            {
-                "config": asdict(cfg),
-                "net": parts.net_spec,
-                "state_dict": weights,
-                "classes": list(parts.classes),
-                "state": state,
-            },
-            run.out / models.FINAL,
-        )
-    # Over every attempt: train_seconds counts them all (capture warm-up steps are not timed).
+    # Final model and summary over every attempt: train_seconds counts them all (capture
+    # warm-up steps are not timed).
+    loop.save_final()
     timed = iteration - warm
     its = timed / max(state["train_seconds"], 1e-9) if iteration > start + warm else 0.0
-    summary = {
-        "iterations": iteration,
-        "train_seconds": state["train_seconds"],
-        "iterations_per_second": its,
-        "cuda_graph": state["cuda_graph"],
-        "losses": state["losses"],
-        "probes": state["probes"],
-        "best": state["best"],
-    }
-    run.log(
-        {
-            "event": "done",
-            "iterations": iteration,
-            "iterations_per_second": its,
-            "cuda_graph": state["cuda_graph"],
-            "best": state["best"],
-        }
-    )
-    return summary
+    return loop.summary(its)
