@@ -399,6 +399,26 @@ def _decode_folder(
     return images[readable], names[readable], tuple(corrupt)
 
 
+def _cached_class(
+    cls: str, paths: Sequence[Path], size: int, cache: Path, workers: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """One class's (images, names, corrupt-file reports): from its cache while the fingerprint
+    matches, else decoded and cached again."""
+    fingerprint = _fingerprint(cls, paths, size)
+    cache_file = cache / f"{cls}_{size}.npz"
+    cached = _read_cache(cache_file, fingerprint, size)
+    if cached is None:
+        cached = _decode_folder(cls, paths, size, workers, progress)
+        _write_cache(cache_file, fingerprint, *cached)
+        return cached
+    logger.info("Loaded %d %s cells from %s", len(cached[0]), cls, cache_file)
+    if cached[2]:
+        logger.warning(
+            "%d %s images are unreadable (reported when the cache was built)", len(cached[2]), cls
+        )
+    return cached
+
+
 def load_dataset(
     root: str | os.PathLike[str],
     *,
@@ -447,21 +467,7 @@ def load_dataset(
     corrupt: list[str] = []
     for cls in CLASSES:
         paths = scan.files[cls]
-        fingerprint = _fingerprint(cls, paths, size)
-        cache_file = cache / f"{cls}_{size}.npz"
-        cached = _read_cache(cache_file, fingerprint, size)
-        if cached is None:
-            cached = _decode_folder(cls, paths, size, workers, progress)
-            _write_cache(cache_file, fingerprint, *cached)
-        else:
-            logger.info("Loaded %d %s cells from %s", len(cached[0]), cls, cache_file)
-            if cached[2]:
-                logger.warning(
-                    "%d %s images are unreadable (reported when the cache was built)",
-                    len(cached[2]),
-                    cls,
-                )
-        images, names, class_corrupt = cached
+        images, names, class_corrupt = _cached_class(cls, paths, size, cache, workers, progress)
         if len(images) == 0:
             raise DataError(
                 f"all {len(paths)} images in {scan.root / cls} are unreadable "

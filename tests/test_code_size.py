@@ -30,7 +30,6 @@ LONG_FUNCTIONS = {
     "train/cgan.py:build": "the step's closures (update D, update G, update EMA) that one CUDA "
     "graph captures share the networks, optimisers and static tensors built here",
     "train/classifier_loop.py:fit": "resume, epochs and early stopping share the loop's state",
-    "malgan/data.py:load_dataset": "decode, cache and split in one pass over the files",
     "malgan/synth/datasheet.py:datasheet_markdown": "the datasheet's sections in reading order",
 }
 
