@@ -62,6 +62,13 @@ class EvalExportedConfig:
         metadata={"help": "Generated cells per class (capped at the validation cells)."},
     )
     threads: int = field(default=2, metadata={"help": "ONNX Runtime threads per model."})
+    tstr_per_class: int = field(
+        default=evaluate.EvalConfig.tstr_per_class,
+        metadata={"help": "With --core, generated training cells per class of TSTR (0: none)."},
+    )
+    tstr_epochs: int = field(
+        default=evaluate.EvalConfig.tstr_epochs, metadata={"help": "With --core, TSTR's epochs."}
+    )
     core: bool = field(
         default=False,
         metadata={
@@ -121,7 +128,12 @@ class CoreFigures:
         splits: Splits,
         cfg: EvalExportedConfig,
     ) -> CoreFigures:
-        evaluation = evaluate.EvalConfig(seed=cfg.seed, smoke=cfg.smoke)
+        evaluation = evaluate.EvalConfig(
+            seed=cfg.seed,
+            smoke=cfg.smoke,
+            tstr_per_class=cfg.tstr_per_class,
+            tstr_epochs=cfg.tstr_epochs,
+        )
         if cfg.smoke:
             evaluation = evaluate.smoke_config(evaluation)
         files = {c["name"]: c["file"] for c in release.index_classifiers(index)}
@@ -192,7 +204,11 @@ class CoreFigures:
                 {"metric": "fd_ratio", "model": name}
                 | {lb: fd[lb] / max(self.floor[lb], 1e-9) for lb in fd}
             )
-        out.append({"metric": "tstr", "model": name, **self.tstr(name, generator)})
+        if self.evaluation.tstr_per_class > 0:
+            tstr = self.tstr(name, generator)
+            out.append(
+                {"metric": "tstr", "model": name, **tstr, "epochs": self.evaluation.tstr_epochs}
+            )
         for record in out:
             logger.info("%s %s", name, record["metric"])
         return out
