@@ -27,8 +27,6 @@ LONG_MODULES = {
 }
 # Functions allowed past MAX_FUNCTION_LINES, as ``path:name``, each with why.
 LONG_FUNCTIONS = {
-    "train/cgan.py:build": "the step's closures (update D, update G, update EMA) that one CUDA "
-    "graph captures share the networks, optimisers and static tensors built here",
     "train/classifier_loop.py:fit": "resume, epochs and early stopping share the loop's state",
     "malgan/synth/datasheet.py:datasheet_markdown": "the datasheet's sections in reading order",
 }

@@ -114,10 +114,8 @@ def load_guide(
     return logits
 
 
-def build(cfg: CGANConfig, run: runs.Run, real: torch.Tensor, labels: torch.Tensor) -> GANParts:
-    """Networks, optimisers, EMA and the step: update D, update G, update EMA."""
-    device = run.device
-    spec = net_spec(cfg)
+def discriminator_kwargs(cfg: CGANConfig) -> dict[str, Any]:
+    """Constructor arguments of the projection discriminator."""
     if cfg.minibatch_std and cfg.batch % cfg.minibatch_std:
         raise ValueError("--batch must be a multiple of --minibatch-std")
     d_kwargs: dict[str, Any] = {
@@ -127,104 +125,140 @@ def build(cfg: CGANConfig, run: runs.Run, real: torch.Tensor, labels: torch.Tens
     }
     if cfg.d_ch or cfg.ch:
         d_kwargs["ch"] = cfg.d_ch or cfg.ch
-    with runs.seeded_init(cfg.seed):
-        G = accel.channels_last(CondGenerator(**spec["kwargs"]).to(device))
-        D = accel.channels_last(ProjectionDiscriminator(**d_kwargs).to(device))
-    accel.broadcast_module(G, run.world)
-    accel.broadcast_module(D, run.world)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_g = accel.adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), device=device)
-    opt_d = accel.adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), device=device)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + run.rank)
-    eye = torch.eye(len(CLASSES), device=device)
-    totals = torch.zeros(2, device=device)
-    g_params, ema_params = list(G.parameters()), list(G_ema.parameters())
-    g_buffers, ema_buffers = list(G.buffers()), list(G_ema.buffers())
-    n = len(real)
-    guide = load_guide(cfg, device)
+    return d_kwargs
 
-    def augment(x: torch.Tensor) -> torch.Tensor:
-        x = symmetry_augment(x, gen)
-        x = diff_augment(x, policy=cfg.augment, generator=gen) if cfg.augment else x
+
+class CGANStep:
+    """One training iteration of the conditional GAN: update D, update G, update EMA.
+
+    Its tensors are static (the running loss totals, the one-hot rows), and every random draw
+    comes from ``gen`` on the device, so that a CUDA graph can capture ``step`` whole.
+    """
+
+    def __init__(
+        self, cfg: CGANConfig, run: runs.Run, real: torch.Tensor, labels: torch.Tensor
+    ) -> None:
+        device = self.device = run.device
+        self.cfg, self.run, self.real, self.labels = cfg, run, real, labels
+        self.spec = net_spec(cfg)
+        d_kwargs = discriminator_kwargs(cfg)
+        with runs.seeded_init(cfg.seed):
+            self.G = accel.channels_last(CondGenerator(**self.spec["kwargs"]).to(device))
+            self.D = accel.channels_last(ProjectionDiscriminator(**d_kwargs).to(device))
+        accel.broadcast_module(self.G, run.world)
+        accel.broadcast_module(self.D, run.world)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = accel.adam(self.G.parameters(), lr=cfg.lr_g, betas=betas, device=device)
+        self.opt_d = accel.adam(self.D.parameters(), lr=cfg.lr_d, betas=betas, device=device)
+        self.gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + run.rank)
+        self.eye = torch.eye(len(CLASSES), device=device)
+        self.totals = torch.zeros(2, device=device)
+        self.g_params, self.ema_params = list(self.G.parameters()), list(self.G_ema.parameters())
+        self.g_buffers, self.ema_buffers = list(self.G.buffers()), list(self.G_ema.buffers())
+        self.guide = load_guide(cfg, device)
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        x = symmetry_augment(x, self.gen)
+        policy = self.cfg.augment
+        x = diff_augment(x, policy=policy, generator=self.gen) if policy else x
         return accel.channels_last(x)
 
-    def judge(images: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def judge(
+        self, images: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """D's realness logits and, with the auxiliary loss, its class logits."""
-        with accel.autocast(device, cfg.bf16):
-            if cfg.aux_weight > 0:
-                logits, aux = D.score_and_classify(images, y)
+        with accel.autocast(self.device, self.cfg.bf16):
+            if self.cfg.aux_weight > 0:
+                logits, aux = self.D.score_and_classify(images, y)
                 return logits.float(), aux.float()
-            return D(images, y).float(), None
+            return self.D(images, y).float(), None
 
-    def update_d() -> torch.Tensor:
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classes and latents of one batch of fakes."""
+        cfg, device = self.cfg, self.device
+        fake_y = torch.randint(0, len(CLASSES), (cfg.batch,), device=device, generator=self.gen)
+        z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=self.gen)
+        return fake_y, z
+
+    def update_d(self) -> torch.Tensor:
         """One hinge-loss update of D, real and fake in one pass (D has no batch statistics)."""
-        idx = torch.randint(0, n, (cfg.batch,), device=device, generator=gen)
-        fake_y = torch.randint(0, len(CLASSES), (cfg.batch,), device=device, generator=gen)
-        z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
+        cfg, device = self.cfg, self.device
+        idx = torch.randint(0, len(self.real), (cfg.batch,), device=device, generator=self.gen)
+        fake_y, z = self.draw()
         with torch.no_grad(), accel.autocast(device, cfg.bf16):
-            fake = G(z, eye[fake_y]).float()
-        images = augment(torch.cat([models.to_unit_range(real[idx]), fake]))
-        logits, aux = judge(images, torch.cat([labels[idx], fake_y]))
+            fake = self.G(z, self.eye[fake_y]).float()
+        images = self.augment(torch.cat([models.to_unit_range(self.real[idx]), fake]))
+        logits, aux = self.judge(images, torch.cat([self.labels[idx], fake_y]))
         loss = losses.hinge_d(logits[: cfg.batch], logits[cfg.batch :])
         if aux is not None:
             # The auxiliary head learns the classes from real cells only.
-            loss = loss + cfg.aux_weight * F.cross_entropy(aux[: cfg.batch], labels[idx])
-        opt_d.zero_grad(set_to_none=False)
+            loss = loss + cfg.aux_weight * F.cross_entropy(aux[: cfg.batch], self.labels[idx])
+        self.opt_d.zero_grad(set_to_none=False)
         loss.backward()
-        accel.sync_gradients(list(D.parameters()), run.world)
-        opt_d.step()
+        accel.sync_gradients(list(self.D.parameters()), self.run.world)
+        self.opt_d.step()
         return loss.detach()
 
-    def update_g() -> torch.Tensor:
+    def update_g(self) -> torch.Tensor:
         """One update of G through D (frozen), with the auxiliary and guide terms when asked."""
-        fake_y = torch.randint(0, len(CLASSES), (cfg.batch,), device=device, generator=gen)
-        z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=gen)
-        D.requires_grad_(False)
-        with accel.autocast(device, cfg.bf16):
-            fake = G(z, eye[fake_y]).float()
-        logits, aux = judge(augment(fake), fake_y)
+        cfg = self.cfg
+        fake_y, z = self.draw()
+        self.D.requires_grad_(False)
+        with accel.autocast(self.device, cfg.bf16):
+            fake = self.G(z, self.eye[fake_y]).float()
+        logits, aux = self.judge(self.augment(fake), fake_y)
         loss = losses.hinge_g(logits)
         if aux is not None:
             loss = loss + cfg.aux_weight * F.cross_entropy(aux, fake_y)
-        if guide is not None:
+        if self.guide is not None:
             # The guide sees flips and rotations only: a cutout could erase the parasite.
-            guided = guide(symmetry_augment(fake, gen))
+            guided = self.guide(symmetry_augment(fake, self.gen))
             loss = loss + cfg.guide_weight * losses.guide_term(guided, fake_y, cfg.guide_confidence)
-        D.requires_grad_(True)
-        opt_g.zero_grad(set_to_none=False)
+        self.D.requires_grad_(True)
+        self.opt_g.zero_grad(set_to_none=False)
         loss.backward()
-        accel.sync_gradients(g_params, run.world)
-        opt_g.step()
+        accel.sync_gradients(self.g_params, self.run.world)
+        self.opt_g.step()
         return loss.detach()
 
-    def step() -> None:
+    def step(self) -> None:
         # Update D.
-        d_loss = torch.zeros((), device=device)
-        for _ in range(cfg.d_steps):
-            d_loss = d_loss + update_d() / cfg.d_steps
+        d_loss = torch.zeros((), device=self.device)
+        for _ in range(self.cfg.d_steps):
+            d_loss = d_loss + self.update_d() / self.cfg.d_steps
         # Update G.
-        g_loss = update_g()
+        g_loss = self.update_g()
         # Update EMA.
-        step_count = opt_g.state[g_params[0]]["step"].to(device)
+        step_count = self.opt_g.state[self.g_params[0]]["step"].to(self.device)
         losses.ema_update(
-            ema_params, g_params, ema_buffers, g_buffers, step_count, decay=cfg.ema_decay
+            self.ema_params,
+            self.g_params,
+            self.ema_buffers,
+            self.g_buffers,
+            step_count,
+            decay=self.cfg.ema_decay,
         )
-        totals.add_(torch.stack([d_loss, g_loss]))
+        self.totals.add_(torch.stack([d_loss, g_loss]))
 
-    def sample(z: torch.Tensor, label: int) -> torch.Tensor:
-        return G_ema(z, eye[torch.full((len(z),), label, device=device)])
+    def sample(self, z: torch.Tensor, label: int) -> torch.Tensor:
+        return self.G_ema(z, self.eye[torch.full((len(z),), label, device=self.device)])
 
+
+def build(cfg: CGANConfig, run: runs.Run, real: torch.Tensor, labels: torch.Tensor) -> GANParts:
+    """Networks, optimisers, EMA and the step: update D, update G, update EMA."""
+    gan = CGANStep(cfg, run, real, labels)
     return GANParts(
-        step=step,
-        modules={"G": G, "D": D, "G_ema": G_ema},
-        optimizers={"G": opt_g, "D": opt_d},
-        losses=totals,
+        step=gan.step,
+        modules={"G": gan.G, "D": gan.D, "G_ema": gan.G_ema},
+        optimizers={"G": gan.opt_g, "D": gan.opt_d},
+        losses=gan.totals,
         loss_names=("d_hinge", "g"),
-        sample=sample,
-        net_spec=spec,
+        sample=gan.sample,
+        net_spec=gan.spec,
         classes=CLASSES,
         sampler="G_ema",
-        generators=[gen],
+        generators=[gan.gen],
     )
 
 
