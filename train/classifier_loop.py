@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,64 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x * gain + shift * x.abs().amax(dim=(1, 2, 3), keepdim=True)
 
 
+def _resume(
+    path: Path,
+    run: runs.Run,
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    perm_gen: torch.Generator,
+    gen: torch.Generator,
+) -> dict[str, Any]:
+    """Load a checkpoint into the network, optimiser, schedule and generators; its state."""
+    ckpt = runs.load_checkpoint(path, run.device)
+    net.load_state_dict(ckpt["state_dict"])
+    opt.load_state_dict(ckpt["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(ckpt["scheduler"])
+    perm_gen.set_state(ckpt["perm_rng"])
+    gen.set_state(ckpt["aug_rng"].to("cpu"))
+    runs.log.info("Resumed %s at epoch %d", run.out, ckpt["state"]["epoch"])
+    return ckpt["state"]
+
+
+def _train_epoch(
+    cfg: FitOptions,
+    run: runs.Run,
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    batches: list[torch.Tensor],
+    gen: torch.Generator,
+    epoch: int,
+) -> float:
+    """One epoch over ``batches`` (indices into the training cells); its mean loss."""
+    device = run.device
+    smoothing = cfg.label_smoothing if cfg.recipe == "sound" else 0.0
+    net.train()
+    running = torch.zeros((), device=device)
+    desc = f"{run.out.name} epoch {epoch + 1}"
+    for batch in tqdm(batches, desc=desc, disable=not run.main):
+        idx = batch.to(device)
+        x = models.network_input(train_x[idx], cfg.input_scale)
+        if cfg.recipe == "sound":
+            x = _augment(x, gen)
+        x = accel.channels_last(x)
+        with accel.autocast(device, cfg.bf16):
+            logits, _ = net(x)
+        loss = F.cross_entropy(logits.float(), train_y[idx], label_smoothing=smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        accel.sync_gradients(list(net.parameters()), run.world)
+        opt.step()
+        if sched is not None:
+            sched.step()
+        running += loss.detach()
+    return float(running) / len(batches)
+
+
 def fit(
     cfg: FitOptions,
     run: runs.Run,
@@ -109,42 +168,13 @@ def fit(
     # Resume.
     ckpt_path = run.out / models.CHECKPOINT
     if ckpt_path.exists():
-        ckpt = runs.load_checkpoint(ckpt_path, device)
-        net.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(ckpt["scheduler"])
-        state = ckpt["state"]
-        perm_gen.set_state(ckpt["perm_rng"])
-        gen.set_state(ckpt["aug_rng"].to("cpu"))
-        runs.log.info("Resumed %s at epoch %d", run.out, state["epoch"])
+        state = _resume(ckpt_path, run, net, opt, sched, perm_gen, gen)
 
-    smoothing = cfg.label_smoothing if cfg.recipe == "sound" else 0.0
     for epoch in range(state["epoch"], cfg.epochs):
         # Train one epoch.
-        net.train()
         order = torch.randperm(len(train_x), generator=perm_gen)[run.rank :: run.world]
-        running = torch.zeros((), device=device)
-        bar = tqdm(
-            range(steps_per_epoch), desc=f"{run.out.name} epoch {epoch + 1}", disable=not run.main
-        )
-        for step in bar:
-            idx = order[step * cfg.batch : (step + 1) * cfg.batch].to(device)
-            x = models.network_input(train_x[idx], cfg.input_scale)
-            if cfg.recipe == "sound":
-                x = _augment(x, gen)
-            x = accel.channels_last(x)
-            with accel.autocast(device, cfg.bf16):
-                logits, _ = net(x)
-            loss = F.cross_entropy(logits.float(), train_y[idx], label_smoothing=smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            accel.sync_gradients(list(net.parameters()), run.world)
-            opt.step()
-            if sched is not None:
-                sched.step()
-            running += loss.detach()
-        train_loss = float(running) / steps_per_epoch
+        batches = [order[k * cfg.batch : (k + 1) * cfg.batch] for k in range(steps_per_epoch)]
+        train_loss = _train_epoch(cfg, run, net, opt, sched, train_x, train_y, batches, gen, epoch)
         if cfg.halt_on_nonfinite:
             runs.check_finite({"train_loss": train_loss}, epoch + 1)
         elif not np.isfinite(train_loss) and state.get("diverged_at_epoch") is None:

@@ -1,9 +1,8 @@
 """Export the trained runs to ``exported/``: ONNX models, sidecars, index, metrics and snapshots.
 
-Each generator ships the latent directions the dashboard slides along: principal directions
-(GANSpace, Härkönen et al. 2020) and an infection direction per class fitted to the
-classifier's P(parasitized) (InterFaceGAN, Shen et al. 2020). ``metrics.json`` is assembled
-from the JSON lines by ``train.release_metrics``.
+Each generator ships the latent directions the dashboard slides along (``train.directions``),
+judged by the release's classifier. ``metrics.json`` is assembled from the JSON lines by
+``train.release_metrics``.
 
 Usage: python -m train.export --runs runs --out exported [--smoke]
 """
@@ -15,7 +14,6 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,18 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from malgan import latent, metrics, release
+from malgan import metrics, release
 from malgan.data import CLASSES
 from malgan.nn import registry
 from malgan.nn.onnx_export import export_classifier, export_generator
 from malgan.runtime import Classifier, Generator, sha256_file
-from train import accel, models, release_metrics
+from train import accel, directions, models, release_metrics
 from train.config import parse_config, replace, run_cli
 from train.gan_loop import SNAPSHOT_DIR
 from train.runs import finite_json, git_commit, hardware, load_checkpoint
 
-# Latents of the direction fits; distinct from the evaluation's and the dashboard's seeds.
-DIRECTION_SEED = 3000
 # Display names and run folders of the classifiers in the comparison table.
 CLASSIFIER_RUNS = {
     "classifier": "ResNet (3,4,6), our recipe",
@@ -83,61 +79,6 @@ class ExportConfig:
 def smoke_config(cfg: ExportConfig) -> ExportConfig:
     """A config that runs the whole path in seconds on a CPU."""
     return replace(cfg, direction_samples=64, principal_components=4, latency_runs=5)
-
-
-def _first_linear_output(net: torch.nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
-    """Activations of a generator's first layer, flattened (the GANSpace feature space)."""
-    if hasattr(net, "early_features"):
-        return net.early_features(*inputs)
-    captured: dict[str, torch.Tensor] = {}
-    first = next(m for m in net.modules() if isinstance(m, torch.nn.Linear))
-    handle = first.register_forward_hook(lambda _m, _i, out: captured.setdefault("h", out))
-    try:
-        net(*inputs)
-    finally:
-        handle.remove()
-    return captured["h"].flatten(1)
-
-
-# P(each class) of generated cells, given as uint8 NCHW images: a torch or an ONNX classifier.
-Judge = Callable[[torch.Tensor], np.ndarray]
-
-
-def torch_judge(clf: torch.nn.Module, input_scale: str) -> Judge:
-    """A judge from a trained torch classifier."""
-    return lambda images: models.predict(clf, images, input_scale)[0]
-
-
-def onnx_judge(clf: Classifier) -> Judge:
-    """A judge from an exported classifier (ONNX Runtime, plain view)."""
-    return lambda images: clf.predict_proba(images.permute(0, 2, 3, 1).cpu().numpy())
-
-
-@torch.no_grad()
-def generator_directions(
-    net: torch.nn.Module,
-    labels: tuple[str, ...],
-    conditional: bool,
-    judge: Judge,
-    cfg: ExportConfig,
-    device: torch.device,
-) -> dict[str, Any]:
-    """Principal and infection directions in z for one generator network."""
-    n = cfg.direction_samples
-    z = latent.sample_z(DIRECTION_SEED, n, net.z_dim)
-    zt = torch.from_numpy(z).to(device)
-    eye = torch.eye(len(CLASSES), device=device)
-    first = CLASSES.index(labels[0])
-    inputs = (zt, eye[torch.full((n,), first, device=device)]) if conditional else (zt,)
-    acts = _first_linear_output(net, *inputs).float().cpu().numpy()
-    principal, sigmas = latent.principal_directions(z, acts, cfg.principal_components)
-    infection = {}
-    for label in labels:
-        y = eye[torch.full((n,), CLASSES.index(label), device=device)]
-        images = net(zt, y) if conditional else net(zt)
-        proba = judge(models.to_uint8(images))
-        infection[label] = latent.attribute_direction(z, proba[:, 0]).tolist()
-    return {"principal": principal.tolist(), "sigmas": sigmas.tolist(), "infection": infection}
 
 
 def cpu_latency_ms(model: Classifier | Generator, runs: int) -> float:
@@ -242,12 +183,12 @@ def export_classifiers(ex: ExportRun, index: dict[str, Any]) -> tuple[torch.nn.M
     return main_clf
 
 
-def export_generators(ex: ExportRun, index: dict[str, Any], judge: Judge) -> None:
+def export_generators(ex: ExportRun, index: dict[str, Any], judge: directions.Judge) -> None:
     """Export every generator network with its latent directions."""
     index[release.GENERATORS] = [export_generator_runs(ex, name, judge) for name in GENERATOR_NAMES]
 
 
-def export_generator_runs(ex: ExportRun, name: str, judge: Judge) -> dict[str, Any]:
+def export_generator_runs(ex: ExportRun, name: str, judge: directions.Judge) -> dict[str, Any]:
     """Export one generator's networks with their latent directions; return its index entry."""
     display = GENERATOR_NAMES[name]
     gen = models.load_generator(ex.runs, name, ex.device)
@@ -256,7 +197,15 @@ def export_generator_runs(ex: ExportRun, name: str, judge: Judge) -> dict[str, A
     for label, net in gen.nets.items():
         classes = CLASSES if gen.conditional else (label,)
         run = runs[label]
-        dirs = generator_directions(net, classes, gen.conditional, judge, ex.cfg, ex.device)
+        dirs = directions.generator_directions(
+            net,
+            classes,
+            gen.conditional,
+            judge,
+            ex.device,
+            samples=ex.cfg.direction_samples,
+            components=ex.cfg.principal_components,
+        )
         files[label] = f"{run}.onnx"
         export_generator(
             net,
@@ -365,7 +314,7 @@ def export_all(cfg: ExportConfig) -> dict[str, Any]:
         },
     }
     main_clf = export_classifiers(ex, index)
-    export_generators(ex, index, torch_judge(*main_clf))
+    export_generators(ex, index, directions.torch_judge(*main_clf))
     # Training reference (privacy filter, OOD warnings).
     shutil.copyfile(eval_dir / models.REFERENCE, ex.out / models.REFERENCE)
     ref_hash = sha256_file(ex.out / models.REFERENCE)
@@ -402,7 +351,7 @@ def export_only(cfg: ExportConfig, command: str) -> dict[str, Any]:
         commit=git_commit(),
     )
     (ex.runs / models.EXPORT_LOG).unlink(missing_ok=True)
-    judge = onnx_judge(Classifier.load(out / index["classifier"]["file"]))
+    judge = directions.onnx_judge(Classifier.load(out / index["classifier"]["file"]))
     for name in cfg.only:
         entry = export_generator_runs(ex, name, judge)
         kept = [g for g in release.index_generators(index) if g["name"] != name]
