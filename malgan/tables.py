@@ -264,10 +264,11 @@ def generator_origin(metrics_data: Mapping[str, Any] | None, name: str) -> str:
 def generator_label(metrics_data: Mapping[str, Any] | None, name: str, display: str) -> str:
     """A generator's name on a chart: its display name, and either that its run has a known
     fault or how much it trained and on what."""
+    # A chart's axis label: the second line under the name keeps the bars wide.
     if known_fault(metrics_data, name):
-        return f"{display} (faulty run, not the report's method)"
+        return f"{display}<br>(faulty run, not the report's method)"
     origin = generator_origin(metrics_data, name)
-    return f"{display} ({origin})" if origin and name == "dcgan" else display
+    return f"{display}<br>({origin})" if origin and name == "dcgan" else display
 
 
 # Training runs.

@@ -80,7 +80,9 @@ def test_a_faulty_model_is_labelled_and_left_out_of_the_headline() -> None:
     assert dcgan_column not in tables.headline_columns(data)
     assert all(dcgan_column not in row for row in tables.headline_table(data))
     labels = [label for label, _ in charts.recovery_sources(data)]
-    assert labels[1] == "The report's DCGAN (one per class) (faulty run, not the report's method)"
+    assert (
+        labels[1] == "The report's DCGAN (one per class)<br>(faulty run, not the report's method)"
+    )
     assert labels[2] == "malgan conditional GAN"
 
 
