@@ -289,8 +289,9 @@ def test_prdc_matches_the_prdc_package(seed, n_real, n_fake, dim, shift, spread,
 @settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
-    n_real=st.integers(7, 60),
-    n_fake=st.integers(7, 60),
+    # The package needs more than k + 1 cells on each side (it partitions at k + 1).
+    n_real=st.integers(8, 60),
+    n_fake=st.integers(8, 60),
     k=st.integers(1, 6),
     shift=st.floats(-2.0, 2.0),
     spread=st.sampled_from([0.1, 0.5, 1.0, 3.0]),

@@ -156,7 +156,7 @@ def test_sample_shows_a_cell_beside_its_nearest_training_cells(tmp_path, monkeyp
     reference = artifacts.load_reference(root)
     # A reference whose training codes are those of the drawn folder's training cells.
     train = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in files])
-    with np.load(root / "reference.npz") as npz:
+    with np.load(root / "reference.npz", allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
     arrays["train_codes"] = reference.codes(classifier.features(train)).astype(np.float16)
     np.savez(root / "reference.npz", **arrays)

@@ -128,12 +128,15 @@ def test_the_guide_run_reaches_the_conditional_gan(monkeypatch, tmp_path):
 
 
 def test_smoke_flag_is_an_alias_of_the_smoke_profile():
-    assert config.parse_config(pipeline.PipelineConfig, ["--smoke"]).chosen is SMOKE
-    assert config.parse_config(pipeline.PipelineConfig, ["--profile", "smoke"]).chosen is SMOKE
-    assert config.parse_config(pipeline.PipelineConfig, ["--profile", "cpu"]).chosen is CPU
-    assert config.parse_config(pipeline.PipelineConfig, []).chosen is GPU
+    def parsed(*argv: str) -> pipeline.PipelineConfig:
+        return config.parse_config(pipeline.PipelineConfig, ["--data", "cells", *argv])
+
+    assert parsed("--smoke").chosen is SMOKE
+    assert parsed("--profile", "smoke").chosen is SMOKE
+    assert parsed("--profile", "cpu").chosen is CPU
+    assert parsed().chosen is GPU
     with pytest.raises(SystemExit):
-        config.parse_config(pipeline.PipelineConfig, ["--profile", "laptop"])
+        parsed("--profile", "laptop")
 
 
 @pytest.mark.parametrize("spent_minutes", [0, 20, 35, 50, 70, 90, 200])

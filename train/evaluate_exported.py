@@ -152,7 +152,9 @@ class CoreFigures:
             test_features=classifier.features(splits.test.images),
             reference=artifacts.load_reference(root),
             # Verified by load_reference against the index's sha256 just above.
-            heldout_distances=np.load(root / index["reference"]["file"])["heldout_train_distances"],
+            heldout_distances=np.load(root / index["reference"]["file"], allow_pickle=False)[
+                "heldout_train_distances"
+            ],
             floor=floor,
         )
 
