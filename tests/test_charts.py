@@ -260,7 +260,9 @@ def test_exported_histories_all_draw() -> None:
             assert training_charts.classifier_history(history) is not None
         else:
             assert training_charts.loss_curves(history) is not None
-            assert training_charts.recovery_curve(history) is not None
+            # A run trained without a probe classifier (the CPU-trained DCGANs) has no curve.
+            probed = any((history.get("probes") or {}).values())
+            assert (training_charts.recovery_curve(history) is not None) == probed
 
 
 # Classifier comparison.
