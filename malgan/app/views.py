@@ -132,36 +132,6 @@ def edited_inversion(
 
 
 # The explorer pages.
-@st.cache_data(show_spinner=False, max_entries=512)
-def edited_cells(
-    exported: Path,
-    name: str,
-    label: str,
-    z: np.ndarray,
-    amounts: tuple[float, ...],
-    infections: tuple[float, ...],
-) -> tuple[np.ndarray, np.ndarray]:
-    """One cell edited along its class's directions, at several infection steps, in one batch.
-
-    Args:
-        exported: The models folder.
-        name: Generator name.
-        label: Class of the cell.
-        z: float32 [z_dim] start latent.
-        amounts: Steps along the principal directions, in sigma units (the same for every cell).
-        infections: Steps along the infection direction, in sigma units, one per cell.
-
-    Returns:
-        ``(images uint8 [K, S, S, 3], class probabilities float32 [K, 2])``; see
-        ``explore.edit_latent``.
-    """
-    gen = cached_generator(exported, name)
-    dirs = explore.directions_for(gen.directions, label)
-    edited = np.stack([explore.edit_latent(z, dirs, amounts, step) for step in infections])
-    images = gen.generate(edited, label)
-    return images, cached_classifier(exported, None).predict_proba(images)
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def interpolation_frames(
     exported: Path,
