@@ -65,10 +65,13 @@ else:
     # A Markdown table: the first page of a fresh server need not load pandas for seven rows.
     columns = tables.headline_columns(metrics)
     st.markdown(tables.markdown_table(tables.headline_table(metrics), columns))
-    for name in tables.HEADLINE_MODELS.values():
+    for column, name in tables.HEADLINE_MODELS.items():
         fault = tables.known_fault(metrics, name)
+        origin = tables.generator_origin(metrics, name) if name == "dcgan" else ""
         if fault:
             st.warning(f"Left out of the table: {choices.get(name, name)}. {fault}", icon="⚠️")
+        elif origin:
+            st.caption(f"{column}: {origin}.")
     st.caption(
         "**Recovery**: share of generated cells the classifier assigns to the intended class "
         "(Wilson 95% interval). **Fréchet distance** between generated and held-out real cells "

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from malgan import tables
+from malgan import artifacts, tables
 from malgan.app import charts
 from malgan.data import CLASSES
 
 pytest.importorskip("torch")
-from tests.support.pages import app_page, models_copy
+from tests.support.pages import EXPORTED, app_page, models_copy
 from train import export, release_metrics
 
 FAULT = "A run with a known fault, not the report's method."
@@ -109,6 +109,15 @@ def faulty_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.write_text(json.dumps(data))
     monkeypatch.setenv("MALGAN_EXPORTED", str(root))
     return root
+
+
+@pytest.mark.slow
+def test_the_overview_states_where_the_sound_dcgans_trained() -> None:
+    at = app_page("pages/overview.py")
+    at.run()
+    assert not at.exception
+    origin = tables.generator_origin(artifacts.load_metrics(EXPORTED), "dcgan")
+    assert origin and any(origin in c.value for c in at.caption)
 
 
 def _warnings(at) -> list[str]:
