@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from PIL import Image
 
 from tests.support.fakes import draw_fake_cell, write_fake_nih_tree
@@ -42,3 +43,13 @@ def fake_nih_tree(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pat
 def fake_cell() -> Callable[..., Image.Image]:
     """Returns draw_fake_cell, to draw single cells inside a test."""
     return draw_fake_cell
+
+
+@pytest.fixture
+def fresh_caches():
+    """Streamlit's caches emptied before and after a page test, so no test sees another's models."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()

@@ -6,7 +6,6 @@ import ast
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from malgan import artifacts
@@ -63,13 +62,7 @@ def shown_text(at: AppTest) -> list[str]:
     return texts + [f"{m.label} {m.value}" for m in at.metric]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def run_target(path: Path) -> AppTest:

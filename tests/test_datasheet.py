@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import streamlit as st
 
 from malgan import artifacts, tables
 from malgan.data import CLASSES
@@ -20,13 +19,7 @@ RESULT_KEY = "_d_export"
 CELLS = 3
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def expected_figures(metrics: dict, name: str) -> list[str]:

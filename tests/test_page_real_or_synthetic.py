@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-import streamlit as st
 
 from malgan import artifacts, real_sample, turing
 from malgan.app import turing as game
@@ -18,13 +17,7 @@ SIZE = 20
 TIMEOUT_S = 120
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def opened(seed: int = SEED, *, study: bool = False):
