@@ -318,7 +318,7 @@ def test_probe_measures_recall_and_coverage_on_validation_features(classifier_ru
     # The ResNet: the report's CNN trained the report's way has dead, identical features.
     probe = Probe.load(str(classifier_runs["resnet"] / models.FINAL), "cpu", None)
     images = torch.rand(12, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    _, feats = models.predict(probe.net, models.to_uint8(images), probe.input_scale)
+    _, feats = probe.predict(models.to_uint8(images))
     # Real cells equal to the generated ones: everything recalled and covered.
     probe.real_feats = {"Uninfected": feats.copy(), "Parasitized": feats[:4]}
     same = probe.measure(images, "Uninfected")
@@ -327,6 +327,32 @@ def test_probe_measures_recall_and_coverage_on_validation_features(classifier_ru
     few = probe.measure(images, "Parasitized")
     assert few["recall"] is None and few["coverage"] is None
     assert 0.0 <= few["recovery"] <= 1.0
+
+
+def test_an_exported_classifier_probes_as_its_checkpoint_does(classifier_runs, tmp_path):
+    # A release's .onnx classifier can judge a GAN run with no torch checkpoint at hand.
+    from malgan.nn.onnx_export import export_classifier
+
+    checkpoint = str(classifier_runs["resnet"] / models.FINAL)
+    net, ckpt = models.load_classifier(checkpoint, "cpu")
+    export_classifier(
+        net,
+        tmp_path / "classifier.onnx",
+        name="classifier",
+        display_name="classifier",
+        classes=list(CLASSES),
+        input_scale=ckpt["input_scale"],
+        provenance={"tta": False},
+    )
+    by_torch = Probe.load(checkpoint, "cpu", None)
+    by_onnx = Probe.load(str(tmp_path / "classifier.onnx"), "cpu", None)
+    pix = models.to_uint8(
+        torch.rand(9, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    )
+    (p_torch, f_torch), (p_onnx, f_onnx) = by_torch.predict(pix), by_onnx.predict(pix)
+    assert p_onnx.shape == p_torch.shape and f_onnx.shape == f_torch.shape
+    np.testing.assert_allclose(p_onnx, p_torch, atol=1e-3)
+    np.testing.assert_allclose(f_onnx, f_torch, atol=1e-3, rtol=1e-3)
 
 
 @pytest.mark.parametrize("name", list(GAN_RUNS))

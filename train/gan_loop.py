@@ -38,7 +38,8 @@ class GANLoopOptions:
     probe_every: int = 1000
     probe_cells: int = 256
     classifier: str = field(
-        default="", metadata={"help": "Classifier model.pt for recovery probes."}
+        default="",
+        metadata={"help": "Classifier for recovery probes: a model.pt, or an exported .onnx."},
     )
     minutes: float = field(
         default=0.0,

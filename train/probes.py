@@ -4,7 +4,7 @@ and the score that picks the checkpoint a run keeps."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from malgan import metrics
+from malgan import metrics, runtime
 from malgan.data import CLASSES, CellSet
 from train import models
 
@@ -40,6 +40,24 @@ def probe_score(record: dict[str, Any], classes: Sequence[str], n_cells: int) ->
     return float(score)
 
 
+# Cells in, class probabilities [N, 2] and features [N, F] out: uint8 NCHW on any device.
+Predict = Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]
+
+
+def torch_predict(path: str, device: torch.device) -> Predict:
+    """The plain-view prediction of a trained classifier's model.pt."""
+    net, ckpt = models.load_classifier(path, device)
+    scale = ckpt["input_scale"]
+    return lambda pix: models.predict(net, pix.to(device), scale)
+
+
+def onnx_predict(path: str) -> Predict:
+    """The plain-view prediction of an exported classifier (its .onnx file with its sidecar),
+    so that a GAN can be probed by a release's classifier without its torch checkpoint."""
+    classifier = runtime.Classifier.load(path)
+    return lambda pix: classifier.predict(pix.permute(0, 2, 3, 1).cpu().numpy(), views=1)
+
+
 @dataclass
 class Probe:
     """The classifier that judges a generator during training, and real validation features.
@@ -49,27 +67,26 @@ class Probe:
     so choosing the best probe does not peek at the final evaluation.
     """
 
-    net: torch.nn.Module
-    input_scale: str
+    predict: Predict
     real_feats: dict[str, np.ndarray]
 
     @classmethod
     def load(cls, path: str, device: torch.device, reference: CellSet | None) -> Probe | None:
-        """The probe of ``path`` with features of ``reference`` (None without a classifier)."""
+        """The probe of ``path`` (a model.pt, or an exported classifier's .onnx) with features
+        of ``reference`` (None without a classifier)."""
         if not path or not Path(path).exists():
             return None
-        net, ckpt = models.load_classifier(path, device)
-        scale = ckpt["input_scale"]
+        predict = onnx_predict(path) if path.endswith(".onnx") else torch_predict(path, device)
         real_feats: dict[str, np.ndarray] = {}
         if reference is not None and len(reference):
-            _, feats = models.predict(net, models.to_device_nchw(reference.images, device), scale)
+            _, feats = predict(models.to_device_nchw(reference.images, device))
             real_feats = {c: feats[reference.labels == i] for i, c in enumerate(CLASSES)}
-        return cls(net=net, input_scale=scale, real_feats=real_feats)
+        return cls(predict=predict, real_feats=real_feats)
 
     def measure(self, images: torch.Tensor, label: str) -> dict[str, float | None]:
         """Recovery, and the Fréchet distance, k-NN recall and coverage against real cells of
         ``label``, for generated [-1, 1] cells (None where there are too few real cells)."""
-        proba, feats = models.predict(self.net, models.to_uint8(images), self.input_scale)
+        proba, feats = self.predict(models.to_uint8(images))
         out: dict[str, float | None] = {
             "recovery": metrics.recovery(proba, CLASSES.index(label))["rate"],
             "fd": None,
