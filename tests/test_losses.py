@@ -30,3 +30,16 @@ def test_ema_update_ramps_up_then_keeps_its_decay(step, decay, weight):
     # At step 0 the ramp's decay is 1 / EMA_RAMP, so the average moves 90% of the way.
     assert torch.allclose(ema[0], torch.full((3,), weight))
     assert ema_buffer[0].item() == 7.0
+
+
+def test_mode_seeking_falls_as_cells_differ_more_than_their_latents():
+    z_a, z_b = torch.zeros(2, 8), torch.full((2, 8), 2.0)
+    same = torch.zeros(2, 3, 4, 4)
+    apart = torch.ones(2, 3, 4, 4)
+    # Cells 1 apart from latents 2 apart: 1 / (1/2) = 2 per pair.
+    assert losses.mode_seeking(same, apart, z_a, z_b).item() == pytest.approx(2.0, rel=1e-4)
+    wider = losses.mode_seeking(same, 2 * apart, z_a, z_b)
+    collapsed = losses.mode_seeking(same, same.clone(), z_a, z_b)
+    assert wider.item() == pytest.approx(1.0, rel=1e-4)
+    # Identical cells from different latents: large, yet finite.
+    assert torch.isfinite(collapsed) and collapsed.item() > 1e4

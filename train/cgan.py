@@ -76,6 +76,27 @@ class CGANConfig(GANLoopOptions):
             "longer learns from the guide on that cell; 1 never stops."
         },
     )
+    guide_fraction: float = field(
+        default=1.0,
+        metadata={
+            "help": "Share of each batch of generated cells the guide judges; the rest learn "
+            "from D alone."
+        },
+    )
+    guide_weight_late: float = field(
+        default=-1.0,
+        metadata={
+            "help": "The guide's weight at --iterations, reached linearly from --guide-weight; "
+            "negative keeps --guide-weight throughout."
+        },
+    )
+    mode_seeking: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the mode-seeking term (Mao et al. 2019): pairs of cells of one "
+            "class are rewarded for differing as much as their latents do; 0 is off."
+        },
+    )
     augment: str = field(
         default="color,translation,cutout", metadata={"help": "DiffAugment policy."}
     )
@@ -174,11 +195,14 @@ class CGANStep:
                 return logits.float(), aux.float()
             return self.D(images, y).float(), None
 
-    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Classes and latents of one batch of fakes."""
+    def draw(self, *, paired: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classes and latents of one batch of fakes; ``paired``: the second half repeats the
+        first half's classes, for the mode-seeking term."""
         cfg, device = self.cfg, self.device
-        fake_y = torch.randint(0, len(CLASSES), (cfg.batch,), device=device, generator=self.gen)
-        z = torch.randn(cfg.batch, cfg.z_dim, device=device, generator=self.gen)
+        n = cfg.batch // 2 if paired else cfg.batch
+        fake_y = torch.randint(0, len(CLASSES), (n,), device=device, generator=self.gen)
+        fake_y = torch.cat([fake_y, fake_y]) if paired else fake_y
+        z = torch.randn(len(fake_y), cfg.z_dim, device=device, generator=self.gen)
         return fake_y, z
 
     def update_d(self) -> torch.Tensor:
@@ -203,7 +227,7 @@ class CGANStep:
     def update_g(self) -> torch.Tensor:
         """One update of G through D (frozen), with the auxiliary and guide terms when asked."""
         cfg = self.cfg
-        fake_y, z = self.draw()
+        fake_y, z = self.draw(paired=cfg.mode_seeking > 0)
         self.D.requires_grad_(False)
         with accel.autocast(self.device, cfg.bf16):
             fake = self.G(z, self.eye[fake_y]).float()
@@ -212,15 +236,36 @@ class CGANStep:
         if aux is not None:
             loss = loss + cfg.aux_weight * F.cross_entropy(aux, fake_y)
         if self.guide is not None:
-            # The guide sees flips and rotations only: a cutout could erase the parasite.
-            guided = self.guide(symmetry_augment(fake, self.gen))
-            loss = loss + cfg.guide_weight * losses.guide_term(guided, fake_y, cfg.guide_confidence)
+            loss = loss + self.guide_loss(fake, fake_y)
+        if cfg.mode_seeking > 0:
+            half = len(fake) // 2
+            pairs = (fake[:half], fake[half:], z[:half], z[half:])
+            loss = loss + cfg.mode_seeking * losses.mode_seeking(*pairs)
         self.D.requires_grad_(True)
         self.opt_g.zero_grad(set_to_none=False)
         loss.backward()
         accel.sync_gradients(self.g_params, self.run.world)
         self.opt_g.step()
         return loss.detach()
+
+    def guide_weight(self) -> torch.Tensor:
+        """The guide's weight at this step: a tensor, so that a CUDA graph replays the schedule."""
+        cfg = self.cfg
+        state = self.opt_g.state.get(self.g_params[0], {})
+        if cfg.guide_weight_late < 0 or "step" not in state:
+            return torch.full((), cfg.guide_weight, device=self.device)
+        step = torch.as_tensor(state["step"], device=self.device).float()
+        progress = torch.clamp(step / max(cfg.iterations, 1), 0.0, 1.0)
+        return cfg.guide_weight + (cfg.guide_weight_late - cfg.guide_weight) * progress
+
+    def guide_loss(self, fake: torch.Tensor, fake_y: torch.Tensor) -> torch.Tensor:
+        """The guide term on the first ``guide_fraction`` of the batch."""
+        assert self.guide is not None
+        n = max(1, round(self.cfg.guide_fraction * len(fake)))
+        # The guide sees flips and rotations only: a cutout could erase the parasite.
+        guided = self.guide(symmetry_augment(fake[:n], self.gen))
+        term = losses.guide_term(guided, fake_y[:n], self.cfg.guide_confidence)
+        return self.guide_weight() * term
 
     def step(self) -> None:
         # Update D.

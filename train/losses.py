@@ -3,6 +3,7 @@
 - the hinge loss of D and G (Lim & Ye 2017; Miyato et al. 2018), used by the conditional GAN;
 - the report's Keras binary cross-entropy on D's logits, used by its DCGAN;
 - the guide term: a frozen classifier's capped cross-entropy on generated cells;
+- the mode-seeking term between pairs of latents (Mao et al. 2019);
 - the exponential moving average of G's weights, with a ramp-up (Karras et al. 2018).
 
 Each takes and returns tensors only, so a CUDA-graphed step can call it.
@@ -18,6 +19,8 @@ import torch.nn.functional as F
 
 # EMA ramp-up: the decay at step t is min(ema_decay, (1 + t) / (EMA_RAMP + t)).
 EMA_RAMP = 10.0
+# Keeps the mode-seeking term finite when two cells are identical.
+MODE_SEEKING_EPS = 1e-5
 
 
 def hinge_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -49,6 +52,19 @@ def guide_term(logits: torch.Tensor, y: torch.Tensor, confidence: float) -> torc
         raise ValueError("--guide-confidence must be in (0, 1]")
     ce = F.cross_entropy(logits, y, reduction="none")
     return F.relu(ce + math.log(confidence)).mean()
+
+
+def mode_seeking(
+    fake_a: torch.Tensor, fake_b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor
+) -> torch.Tensor:
+    """The mode-seeking term of Mao et al. (2019): the inverse of how much two cells of one
+    class differ per unit of difference between their latents, averaged over the pairs; it
+    falls as G draws different cells from different latents.
+    """
+    dims = tuple(range(1, fake_a.dim()))
+    image_gap = (fake_a - fake_b).abs().mean(dim=dims)
+    latent_gap = (z_a - z_b).abs().mean(dim=1)
+    return (1.0 / (image_gap / latent_gap + MODE_SEEKING_EPS)).mean()
 
 
 @torch.no_grad()
