@@ -386,16 +386,24 @@ def counted(count: int, noun: str) -> str:
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
-def _names(names: Sequence[str]) -> str:
-    quoted = [f"“{name}”" for name in names]
-    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" and {quoted[-1]}"
+def _variants(labels: Sequence[str]) -> str:
+    """Variants as the diagnosis table names them: 'the variant “a”', 'the variants “a” and “b”'."""
+    quoted = [f"“{label}”" for label in labels]
+    if len(quoted) == 1:
+        return f"the variant {quoted[0]}"
+    return "the variants " + ", ".join(quoted[:-1]) + f" and {quoted[-1]}"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def diagnosis_notes(diagnosis: dict[str, Any] | None) -> list[str]:
     """What the report's-CNN diagnosis shows, in sentences computed from its figures.
 
-    Which variants diverged, which give one class for every test cell (and so score that
-    class's share of the test set), and how many of their dense ReLUs are dead.
+    Which variants broke down, which give one class for every test cell (and so score that
+    class's share of the test set), and how many of their units never fire. Variants are named
+    as the diagnosis table names them (``diagnosis_rows``), each figure with what it measures.
 
     Args:
         diagnosis: ``metrics["cnn_diagnosis"]``.
@@ -403,49 +411,53 @@ def diagnosis_notes(diagnosis: dict[str, Any] | None) -> list[str]:
     Returns:
         The sentences, in reading order; empty without a diagnosis.
     """
-    variants = (diagnosis or {}).get("variants") or {}
-    last = {
-        name: (rec.get("epochs") or [{}])[-1]
-        for name, rec in variants.items()
+    variants = {
+        name: rec
+        for name, rec in ((diagnosis or {}).get("variants") or {}).items()
         if isinstance(rec, Mapping)
     }
+    last = {name: (rec.get("epochs") or [{}])[-1] for name, rec in variants.items()}
     if not last:
         return []
+    top_lr = max((r.get("lr") for r in variants.values() if finite(r.get("lr"))), default=None)
+    label = {name: _variant_label(name, rec, top_lr) for name, rec in variants.items()}
     notes = []
     epochs = (diagnosis or {}).get("epochs")
     if isinstance(epochs, int):
-        notes.append(f"Each variant trained for {counted(epochs, 'epoch')}.")
-    diverged = {
-        name: rec["first_nonfinite_step"]
-        for name, rec in variants.items()
-        if isinstance(rec, Mapping) and isinstance(rec.get("first_nonfinite_step"), int)
-    }
-    for name, step in diverged.items():
-        notes.append(f"{_names([name])} diverged: its loss was not finite from step {step:,}.")
+        notes.append(
+            f"Each variant trained for {counted(epochs, 'epoch')} (passes over the training cells)."
+        )
+    for name, rec in variants.items():
+        step = rec.get("first_nonfinite_step")
+        if isinstance(step, int):
+            notes.append(
+                f"{_sentence(_variants([label[name]]))} broke down at training step {step:,}: "
+                "from then on its loss was no longer a number."
+            )
     one_class: dict[str, list[str]] = {}
     for name, epoch in last.items():
         share = epoch.get("predicted_parasitized_share")
         if finite(share) and min(share, 1 - share) <= ONE_CLASS_MARGIN:
-            one_class.setdefault(CLASSES[0] if share > 0.5 else CLASSES[1], []).append(name)
+            one_class.setdefault(CLASSES[0] if share > 0.5 else CLASSES[1], []).append(label[name])
     test_share = (diagnosis or {}).get("test_parasitized_share")
-    for label, names in one_class.items():
+    for cls, labels in one_class.items():
         share = None
         if finite(test_share):
-            share = test_share if label == CLASSES[0] else 1 - test_share
-        of_set = f" ({percent(share)} of the test cells)" if finite(share) else ""
-        verb, its = ("predicts", "its") if len(names) == 1 else ("predict", "their")
+            share = test_share if cls == CLASSES[0] else 1 - test_share
+        of_set = f": {percent(share)}" if finite(share) else ""
+        verb, its = ("predicts", "its") if len(labels) == 1 else ("predict", "their")
         notes.append(
-            f"{_names(names)} {verb} {label} for every test cell, so {its} accuracy is the "
-            f"share of {label} cells in the test set{of_set}."
+            f"{_sentence(_variants(labels))} {verb} {cls} for every test cell, so {its} accuracy "
+            f"is only the share of {cls} cells in the test set{of_set}."
         )
-    dead = {n: e["dead_relu_share"] for n, e in last.items() if finite(e.get("dead_relu_share"))}
-    if dead:
-        all_dead = [name for name, share in dead.items() if share >= ALL_DEAD]
-        most = f"at most {percent(max(dead.values()))} of any variant's dense ReLUs are dead"
-        if all_dead:
-            notes.append(f"Every dense ReLU of {_names(all_dead)} is dead after training.")
+    silent = {n: e["dead_relu_share"] for n, e in last.items() if finite(e.get("dead_relu_share"))}
+    if silent:
+        all_silent = [label[name] for name, share in silent.items() if share >= ALL_DEAD]
+        most = f"at most {percent(max(silent.values()))} of any variant's units never fire"
+        if all_silent:
+            notes.append(f"After training, no unit of {_variants(all_silent)} ever fires.")
         elif one_class:
-            notes.append(f"Dead units do not explain that: {most} after training.")
+            notes.append(f"Units that never fire do not explain that: after training, {most}.")
         else:
             notes.append(f"After training, {most}.")
     return notes

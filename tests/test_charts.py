@@ -397,6 +397,13 @@ def test_diagnosis_speaks_plainly_of_the_released_figures():
     assert heading.endswith("calls every cell Parasitized") and "chance" not in heading
     learning = {"variants": {"a": {"input_scale": "raw", "lr": 0.01, "epochs": [{"x": 1}]}}}
     assert "calls every cell" not in tables.diagnosis_heading(learning)
+    # The footnote names each variant as the table does, in words, each figure with its meaning.
+    notes = " ".join(tables.diagnosis_notes(diagnosis))
+    for jargon in ("ReLU", "dead", "255^2", "SGD", "[0,1]", *diagnosis["variants"]):
+        assert jargon not in notes, jargon
+    assert f"“{rows[0]['variant']}” broke down at training step" in notes
+    assert "its accuracy is only the share of Parasitized cells in the test set: " in notes
+    assert "units never fire" in notes
 
 
 def test_training_summary_states_runs_and_kept_checkpoints() -> None:
@@ -433,27 +440,32 @@ def diagnosis(dead: float, predicted: float, *, epochs: int = 1) -> dict:
 
 def test_diagnosis_notes_follow_the_figures() -> None:
     notes = tables.diagnosis_notes(diagnosis(0.1875, 1.0))
-    assert notes[0] == "Each variant trained for 1 epoch."
-    assert notes[1] == "“raw” diverged: its loss was not finite from step 6."
-    assert notes[2].startswith("“raw” and “unit” predict Parasitized for every test cell")
-    assert "(50.0% of the test cells)" in notes[2]
-    # The dead share is the table's: no claim that every ReLU died.
-    assert notes[3] == (
-        "Dead units do not explain that: at most 18.8% of any variant's dense ReLUs are dead "
-        "after training."
+    assert notes[0] == "Each variant trained for 1 epoch (passes over the training cells)."
+    assert notes[1] == (
+        "The variant “raw” broke down at training step 6: from then on its loss was no longer a "
+        "number."
     )
-    dead = tables.diagnosis_notes(diagnosis(1.0, 0.0, epochs=3))
-    assert dead[0] == "Each variant trained for 3 epochs."
-    assert "“raw” and “unit” predict Uninfected for every test cell" in dead[2]
-    assert dead[3] == "Every dense ReLU of “unit” is dead after training."
+    assert notes[2].startswith("The variants “raw” and “unit” predict Parasitized for every")
+    assert notes[2].endswith(
+        "their accuracy is only the share of Parasitized cells in the test set: 50.0%."
+    )
+    # The silent share is the table's: no claim that every unit stopped firing.
+    assert notes[3] == (
+        "Units that never fire do not explain that: after training, at most 18.8% of any "
+        "variant's units never fire."
+    )
+    silent = tables.diagnosis_notes(diagnosis(1.0, 0.0, epochs=3))
+    assert silent[0] == "Each variant trained for 3 epochs (passes over the training cells)."
+    assert "The variants “raw” and “unit” predict Uninfected for every test cell" in silent[2]
+    assert silent[3] == "After training, no unit of the variant “unit” ever fires."
     mixed = tables.diagnosis_notes(diagnosis(0.05, 0.4))
-    assert mixed[2] == "After training, at most 5.0% of any variant's dense ReLUs are dead."
+    assert mixed[2] == "After training, at most 5.0% of any variant's units never fire."
     learning = {
         "variants": {
             "unit": {"epochs": [{"dead_relu_share": 0.1, "predicted_parasitized_share": 0.4}]}
         }
     }
     assert tables.diagnosis_notes(learning) == [
-        "After training, at most 10.0% of any variant's dense ReLUs are dead."
+        "After training, at most 10.0% of any variant's units never fire."
     ]
     assert tables.diagnosis_notes(None) == []
