@@ -43,23 +43,25 @@ CLASSIFIER_ROW_KEYS = ("accuracy", "auc", "sensitivity", "specificity")
 CELLS = 3
 
 
-def run_smoke_pipeline(data: Path, root: Path, *, cache_dir: Path | None) -> dict[str, Any]:
-    """Run ``python -m train.pipeline --smoke``; return its folders and output."""
+def run_smoke_pipeline(
+    data: Path, root: Path, *, cache_dir: Path | None, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Run ``python -m train.pipeline --smoke`` (and ``extra`` flags); its folders and output."""
     out, runs = root / "exported", root / "runs"
     cmd = [sys.executable, "-m", "train.pipeline", "--data", str(data), "--out", str(out)]
-    cmd += ["--runs", str(runs), "--smoke"]
+    cmd += ["--runs", str(runs), "--smoke", *extra]
     if cache_dir is not None:
         cmd += ["--cache-dir", str(cache_dir)]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return {"out": out, "runs": runs, "stdout": proc.stdout}
+    return {"out": out, "runs": runs, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("pipeline")
     data = write_fake_nih_tree(root / "nih")
-    return run_smoke_pipeline(data, root, cache_dir=root / "cache")
+    return {**run_smoke_pipeline(data, root, cache_dir=root / "cache"), "data": data, "root": root}
 
 
 def _index(out: Path) -> dict[str, Any]:
@@ -194,6 +196,23 @@ def test_smoke_pipeline_runs_every_stage_in_order(smoke):
     assert [line["stage"] for line in finished] == list(PIPELINE_STAGES)
     assert set(STAGES) <= set(PIPELINE_STAGES)
     assert all(line["seconds"] >= 0 for line in finished)
+
+
+def test_smoke_pipeline_run_again_skips_every_finished_stage(smoke):
+    """A second run on the finished folder (another command line, the same data, profile and
+    seed) trains nothing, says why, and leaves every file as it was."""
+    files = [p for folder in (smoke["out"], smoke["runs"]) for p in folder.rglob("*")]
+    kept = {p: p.stat().st_mtime_ns for p in files if p.is_file() and p.name != STAGES_LOG}
+    again = run_smoke_pipeline(
+        smoke["data"], smoke["root"], cache_dir=smoke["root"] / "cache", extra=("--jobs", "1")
+    )
+    for stage in PIPELINE_STAGES:
+        assert f"Stage {stage} skipped: finished in an earlier run" in again["stderr"], stage
+    assert "--rerun" in again["stderr"]
+    now = [p for folder in (smoke["out"], smoke["runs"]) for p in folder.rglob("*")]
+    assert {p for p in now if p.is_file() and p.name != STAGES_LOG} == set(kept)
+    changed = [str(p) for p, mtime in kept.items() if p.stat().st_mtime_ns != mtime]
+    assert not changed, f"a skipped stage wrote {changed}"
 
 
 def test_smoke_pipeline_ships_no_real_cell_by_default(smoke):

@@ -203,10 +203,24 @@ def test_a_resumed_pipeline_skips_finished_stages_and_counts_every_attempt(nih):
     events = [line.get("event") for line in lines if "event" in line]
     assert events == ["start", "wall", "start", "wall"]
     assert again["profile"] == "smoke"
-    # Another command starts a new log (and runs the stage again).
-    pipeline.run_pipeline(replace(cfg), "another command")
+    # Another command line of the same data, profile and seed skips the stage too ...
+    pipeline.run_pipeline(replace(cfg, jobs=1), "the same run, another command line")
+    assert model.stat().st_mtime_ns == written, "a finished stage ran again"
+    # ... unless its outputs are gone: it runs again, its old seconds dropped.
+    model.unlink()
+    pipeline.run_pipeline(cfg, "cmd")
     lines = release_metrics.read_jsonl(runs / models.STAGES_LOG)
-    assert lines[0]["command"] == "another command" and len(lines) == 3
+    assert model.is_file() and [line["stage"] for line in lines if "stage" in line] == ["cnn_sound"]
+    # --rerun trains it again from scratch, in place of its earlier line.
+    written = model.stat().st_mtime_ns
+    pipeline.run_pipeline(replace(cfg, rerun=True), "cmd --rerun")
+    lines = release_metrics.read_jsonl(runs / models.STAGES_LOG)
+    assert model.stat().st_mtime_ns != written
+    assert [line["stage"] for line in lines if "stage" in line] == ["cnn_sound"]
+    # Another seed starts a new log (and runs the stage again).
+    pipeline.run_pipeline(replace(cfg, seed=cfg.seed + 1), "another seed")
+    lines = release_metrics.read_jsonl(runs / models.STAGES_LOG)
+    assert lines[0]["command"] == "another seed" and len(lines) == 3
 
 
 def test_stages_train_side_by_side_in_their_own_processes(nih, plain_main):

@@ -10,6 +10,10 @@ Usage:
 With ``--jobs N`` (the gpu profile's default is 4), up to N stages train side by side, each in
 its own process, as soon as the stages they need have finished: on one GPU, loops bound by kernel
 launches leave it idle most of the time. The throughput comparison always runs alone.
+
+Run again on the same run folder with the same data, profile and seed, the pipeline skips every
+stage that finished and whose outputs are all there, and says so; ``--rerun`` trains the chosen
+stages again from scratch.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import pickle
 import queue
 import shlex
+import shutil
 import sys
 import time
 import traceback
@@ -31,6 +36,8 @@ from typing import Any
 
 import torch
 
+from malgan import artifacts
+from malgan import real_sample as shipped_sample
 from malgan.data import CLASSES
 from train import (
     cgan,
@@ -120,6 +127,13 @@ class PipelineConfig:
             "'Real or synthetic?' page (0: none; only for data that may be shown)."
         },
     )
+    rerun: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the chosen stages again from scratch, deleting their run folders, even "
+            "where an earlier run finished them (by default a finished stage is skipped)."
+        },
+    )
 
     @property
     def chosen(self) -> Profile:
@@ -130,6 +144,12 @@ class PipelineConfig:
     def parallel(self) -> int:
         """How many stages may run at once."""
         return max(1, self.jobs or self.chosen.jobs)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What decides the stages' results, as the stage log records it: a run folder trained
+        with other data, another profile or another seed starts again from its first stage."""
+        return {"data": self.data, "profile": self.chosen.name, "seed": self.seed}
 
 
 def stage_runners(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Callable[[], Any]]:
@@ -275,6 +295,79 @@ def dependencies(profile: Profile, todo: list[str]) -> dict[str, set[str]]:
     return {name: needs[name] & set(todo) for name in todo}
 
 
+def stage_outputs(cfg: PipelineConfig, name: str) -> list[Path]:
+    """The files a finished stage leaves (none for the throughput comparison, whose result is
+    its line in the stage log)."""
+    runs, profile = Path(cfg.runs), cfg.chosen
+    if name in profile.classifiers:
+        return [runs / name / models.FINAL]
+    if name in models.GENERATORS:
+        return [runs / run / models.FINAL for run in models.generator_runs(name).values()]
+    if name == "diagnose_cnn":
+        return [runs / models.DIAGNOSIS_FILE]
+    if name == "evaluate":
+        return [Path(profile.evaluate.out or runs / models.EVAL_DIR) / models.EVAL_LOG]
+    if name == "export":
+        out = Path(cfg.out)
+        files = [out / artifacts.INDEX_NAME, out / artifacts.METRICS_NAME]
+        if cfg.real_sample > 0:
+            files += [out / shipped_sample.SHEET_NAME, out / shipped_sample.SIDECAR_NAME]
+        return files
+    return []
+
+
+def stages_to_run(cfg: PipelineConfig, finished: set[str]) -> tuple[list[str], dict[str, str]]:
+    """Which chosen stages run, and why each of the others is skipped (or why a finished one
+    runs again).
+
+    A chosen stage is skipped when the stage log says it finished and every file it leaves is
+    there (``stage_outputs``), unless a stage it needs runs (its outputs would be stale), or
+    ``--rerun`` asks for every chosen stage.
+
+    Returns:
+        ``(todo, reasons)``: the stages to run in ``STAGES`` order, and a sentence per chosen
+        stage saying why it is skipped or, when it had finished, why it runs again.
+    """
+    needs = dependencies(cfg.chosen, list(STAGES))
+    todo: list[str] = []
+    reasons: dict[str, str] = {}
+    for name in (n for n in STAGES if n in cfg.stages):
+        missing = [str(path) for path in stage_outputs(cfg, name) if not path.is_file()]
+        stale = sorted(needs[name] & set(todo), key=STAGES.index)
+        if cfg.rerun or name not in finished:
+            todo.append(name)
+        elif missing:
+            todo.append(name)
+            verb = "is" if len(missing) == 1 else "are"
+            reasons[name] = (
+                f"runs again: it finished before, but {', '.join(missing)} {verb} missing"
+            )
+        elif stale:
+            todo.append(name)
+            reasons[name] = f"runs again: it needs {', '.join(stale)}, which runs again"
+        else:
+            kept = ", ".join(str(p) for p in stage_outputs(cfg, name)) or "its logged result"
+            reasons[name] = f"skipped: finished in an earlier run, outputs complete ({kept})"
+    return todo, reasons
+
+
+def _forget(log_path: Path, stages: list[str]) -> None:
+    """Drop the stage log's lines of ``stages``, which run again: their seconds start anew."""
+    kept = [
+        line for line in release_metrics.read_jsonl(log_path) if line.get("stage") not in stages
+    ]
+    log_path.write_text("".join(json.dumps(line) + "\n" for line in kept), encoding="utf-8")
+
+
+def _clear_runs(cfg: PipelineConfig, stages: list[str]) -> None:
+    """Delete the run folders of the training stages in ``stages`` (for ``--rerun``), so they
+    train from scratch instead of resuming from their last checkpoint."""
+    for name in stages:
+        if name in cfg.chosen.classifiers or name in models.GENERATORS:
+            for path in stage_outputs(cfg, name):
+                shutil.rmtree(path.parent, ignore_errors=True)
+
+
 def _stage_process(
     cfg: PipelineConfig, task: str, plan: dict[str, Any], threads: int, results: Any
 ) -> None:
@@ -360,13 +453,25 @@ def _run_side_by_side(
             proc.join()
 
 
+def _same_run(logged: list[dict[str, Any]], cfg: PipelineConfig, command: str) -> bool:
+    """Whether a stage log is of a run with this run's settings, as its last start line records
+    them (a line written before settings were recorded: of this very command)."""
+    starts = [line for line in logged if line.get("event") == "start"]
+    if not starts:
+        return False
+    if "settings" in starts[-1]:
+        return starts[-1]["settings"] == cfg.settings
+    return starts[-1].get("command") == command
+
+
 def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
     """Run the chosen stages in order, one JSON line per finished stage in ``stages.jsonl``.
 
-    A run started again with the same command appends to the log, skips the stages it finished
-    and resumes the interrupted one from its checkpoints (the seconds of every finished attempt
-    count, and a GAN stage counts the training seconds of every attempt);
-    another command starts a new log.
+    A run started again on the same run folder with the same data, profile and seed appends to
+    the log, skips every stage it finished whose outputs are all there (``stages_to_run``) and
+    resumes an interrupted one from its checkpoints (the seconds of every finished attempt
+    count, and a GAN stage counts the training seconds of every attempt); other settings start
+    a new log, and ``--rerun`` runs the chosen stages again from scratch.
     With the export stage, ``metrics.json`` is written last, from the JSON lines alone.
 
     Returns:
@@ -381,7 +486,7 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
     runs.mkdir(parents=True, exist_ok=True)
     log_path = runs / models.STAGES_LOG
     previous = release_metrics.read_jsonl(log_path)
-    if not previous or previous[0].get("command") != command:
+    if not _same_run(previous, cfg, command):
         log_path.unlink(missing_ok=True)
     profile = cfg.chosen
     _append(
@@ -389,6 +494,7 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
         {
             "event": "start",
             "command": command,
+            "settings": cfg.settings,
             "profile": profile.name,
             "profile_summary": profile.summary,
             "git_commit": git_commit(),
@@ -402,16 +508,21 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
     for line in logged:
         if line.get("event") == "gan_minutes":
             plan["gan_minutes"] = line["minutes"]
-    for name in sorted(finished & set(cfg.stages), key=STAGES.index):
-        log.info("Stage %s finished before this resumption", name)
-    todo = [name for name in STAGES if name in cfg.stages and name not in finished]
+    todo, reasons = stages_to_run(cfg, finished)
+    for name, reason in reasons.items():
+        log.info("Stage %s %s", name, reason)
+    if set(cfg.stages) - set(todo):
+        log.info("Pass --rerun to run the skipped stages again from scratch.")
+    _forget(log_path, [name for name in todo if name in finished])
+    if cfg.rerun:
+        _clear_runs(cfg, todo)
     t0 = time.perf_counter()
     if cfg.parallel > 1:
         _run_side_by_side(cfg, plan, todo, log_path)
     else:
         _run_in_order(cfg, plan, todo, log_path)
     _append(log_path, {"event": "wall", "seconds": round(time.perf_counter() - t0, 2)})
-    if "export" in cfg.stages:
+    if "export" in todo:
         release_metrics.write_metrics(
             config.replace(profile.export, runs=str(runs), out=cfg.out), command=command
         )
