@@ -110,6 +110,21 @@ config = writer.SynthConfig(
 )
 params = {"exported": artifacts.exported_dir(), "model": model, "config": config}
 
+# How close each generator comes to its training patients, as metrics.json measured it.
+membership = dataset.membership_lines(loading.quiet_metrics(), loading.generator_choices())
+if membership:
+    st.markdown("#### Do the generators copy their training patients?")
+    st.markdown("\n".join(f"- {line}" for line in membership))
+    st.caption(
+        "Share of generated cells whose nearest real cell (in the classifier's features, among "
+        "equal numbers of cells of training patients and of unseen patients) is a training "
+        "cell; in brackets, the reference: the same share for as many real cells of unseen "
+        "patients. A generator that copies no patient sits at the reference, because its cells "
+        "are then no closer to the training patients than a new patient's cells are; above it, "
+        "its cells lean towards the training patients. The privacy filter rejects the single "
+        "cells that come too close."
+    )
+
 # Generation.
 attempt_limit = config.max_attempts
 if smoke and config.class_filter:

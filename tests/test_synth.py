@@ -586,6 +586,36 @@ def test_page_defaults_keep_the_class_filter_for_trained_models(
     assert not [w for w in at.warning if "class filter" in w.value.lower()]
 
 
+def test_page_shows_each_generators_nearest_training_cell_share_beside_its_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = models_copy(tmp_path / "exported", "gpu")
+    data = json.loads((root / artifacts.METRICS_NAME).read_text(encoding="utf-8"))
+    data["models"]["dcgan"].pop("membership")
+    data["models"]["cgan"]["membership"] = {
+        label: {"generated": 0.567, "reference": 0.625, "n": 1445} for label in CLASSES
+    }
+    (root / artifacts.METRICS_NAME).write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setenv(artifacts.EXPORTED_ENV, str(root))
+    at = app_page(PAGE).run()
+    assert not at.exception
+    names = artifacts.generator_names(artifacts.load_index(root))
+    heading = "#### Do the generators copy their training patients?"
+    shown = [m.value for m in at.markdown]
+    (listed,) = [shown[i + 1] for i, text in enumerate(shown) if text == heading]
+    # A generator without the figure is left out; each class beside its reference, same n.
+    figure = "56.7% (real cells of unseen patients: 62.5%), 1,445 cells a side"
+    assert (
+        listed
+        == f"- **{names['cgan']}**: " + "; ".join(f"{label} {figure}" for label in CLASSES) + "."
+    )
+    assert names["dcgan"] not in listed
+    assert any(
+        "A generator that copies no patient sits at the reference" in c.value for c in at.caption
+    )
+    assert dataset.membership_lines(None, names) == []
+
+
 @pytest.mark.parametrize(
     ("p_parasitized", "query", "named"),
     [

@@ -1,9 +1,10 @@
 """The Synthetic dataset page's work: one export into a result to show, the rejection chart, the
-remedy when the filters reject too much, the preview and the archive's size."""
+remedy when the filters reject too much, the preview, the archive's size and how close each
+generator comes to its training patients."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-from malgan import tables
+from malgan import release, tables
 from malgan.app.charts import CLASS_COLOURS
 from malgan.data import CLASSES
 from malgan.errors import SynthError
@@ -64,6 +65,35 @@ def remedy(err: filters.FiltersExhaustedError) -> str:
 def size_text(n_bytes: int) -> str:
     """A file size in kB or MB."""
     return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e6 else f"{max(1, round(n_bytes / 1e3))} kB"
+
+
+def membership_lines(metrics: Mapping[str, Any] | None, choices: Mapping[str, str]) -> list[str]:
+    """Per generator, per class: the share of its cells whose nearest real cell is a training
+    cell, beside the same share for as many real cells of unseen patients (``metrics.json``'s
+    membership entries, worded as on the Recovery page).
+
+    Args:
+        metrics: ``metrics.json`` (None: nothing measured).
+        choices: Generator names to the names shown, in the order to list them.
+
+    Returns:
+        One Markdown line per generator measured, e.g. "**cGAN**: Parasitized 56.7% (real cells
+        of unseen patients: 62.5%), 1,445 cells a side; ..."; empty when none is.
+    """
+    lines = []
+    for name, shown in choices.items():
+        model = release.model_metrics(metrics, name)
+        entries = model.get(release.MEMBERSHIP) or {}
+        parts = []
+        for label in CLASSES:
+            text = tables.membership_text(model, label)
+            if text == tables.MISSING:
+                continue
+            n = (entries.get(label) or {}).get("n")
+            parts.append(f"{label} {text}" + (f", {n:,} cells a side" if tables.finite(n) else ""))
+        if parts:
+            lines.append(f"**{shown}**: " + "; ".join(parts) + ".")
+    return lines
 
 
 def preview_cells(folder: Path, n: int) -> dict[str, np.ndarray]:
