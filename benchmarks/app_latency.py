@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from harness import browser as h
 from malgan import artifacts, imaging, latent, runtime
 from malgan.data import CLASSES
 from malgan.metrics import summarize_latencies
-from tests.support import browser as h
 
 EXPORTED = h.REPO_ROOT / "exported"
 MODELS = ("cgan", "dcgan")

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import browser as h
 from malgan.metrics import summarize_latencies
-from tests.support import browser as h
 
 SESSIONS = 10
 SECONDS = 60.0

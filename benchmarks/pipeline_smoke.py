@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks.summary import describe, machine, print_table
-from tests.support.fakes import write_fake_nih_tree
+from harness.fakes import write_fake_nih_tree
 from train.release_metrics import run_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

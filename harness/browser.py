@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 APP_SCRIPT = REPO_ROOT / "streamlit_app.py"
 HOST = "127.0.0.1"
 

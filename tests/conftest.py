@@ -1,5 +1,5 @@
 """Shared test fixtures and hooks only: tiny NIH-layout folders of drawn cells, and the skip of
-tests marked ``shared`` without the real data. Helpers live in ``tests.support``."""
+tests marked ``shared`` without the real data. Helpers live in ``tests.support`` and ``harness``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from PIL import Image
 
-from tests.support.fakes import draw_fake_cell, write_fake_nih_tree
+from harness.fakes import draw_fake_cell, write_fake_nih_tree
 from tests.support.paths import SHARED_DATA
 
 

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import pytest
 from PIL import Image
 
-from tests.support import browser as h
+from harness import browser as h
 
 pytestmark = [
     pytest.mark.browser,

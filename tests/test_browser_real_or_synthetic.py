@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness import browser as h
 from malgan import real_sample, turing
 from malgan.app import turing as game
-from tests.support import browser as h
 
 pytestmark = [
     pytest.mark.browser,

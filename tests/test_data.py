@@ -18,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from harness.fakes import FAKE_JUNK, PARASITE_COLOUR, draw_fake_cell, fake_key, fake_name
 from malgan import data, decode
 from malgan.data import CLASSES, SPLITS, load_dataset, patient_key, scan_dataset, split_patients
 from malgan.decode import IMG_SIZE, decode_image, open_image, prepare_image
 from malgan.errors import DataError, ImageDecodeError
-from tests.support.fakes import FAKE_JUNK, PARASITE_COLOUR, draw_fake_cell, fake_key, fake_name
 from tests.support.paths import SHARED_DATA, SHARED_ORIGINALS, requires_shared
 
 # Files of the default fake tree: 6 patients x 4 cells per class.

@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 
+from harness.fakes import write_fake_nih_tree  # noqa: E402
 from malgan.data import CLASSES, load_dataset  # noqa: E402
 from malgan.nn.registry import rebuild  # noqa: E402
-from tests.support.fakes import write_fake_nih_tree  # noqa: E402
 from tests.support.paths import REPO_ROOT  # noqa: E402
 from train import models  # noqa: E402
 

@@ -9,9 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
+from harness.fakes import write_fake_nih_tree
 from malgan import artifacts, metrics
 from malgan.data import CLASSES
-from tests.support.fakes import write_fake_nih_tree
 from tests.support.paths import REPO_ROOT
 from train import evaluate_exported, figures
 

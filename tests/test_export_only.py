@@ -27,7 +27,7 @@ def _hashes(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def dcgan_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Smoke runs of the report's DCGAN, one per class, trained the sound way."""
-    from tests.support.fakes import write_fake_nih_tree
+    from harness.fakes import write_fake_nih_tree
 
     root = tmp_path_factory.mktemp("only")
     data = write_fake_nih_tree(root / "nih")

@@ -13,7 +13,9 @@ loads its module when called), except under ``if TYPE_CHECKING:``, which never r
 from __future__ import annotations
 
 import ast
+import fnmatch
 import graphlib
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,10 @@ UI_PACKAGES = frozenset({"streamlit", "plotly"})
 UI_TIER = ("malgan/app/**/*.py", "pages/**/*.py", "streamlit_app.py")
 # The library may import neither the training scripts nor the app's pages.
 LIBRARY_FORBIDDEN = ("train", "pages")
+# The benchmarks, and the harness they share with the tests (browser, fake cells), run without
+# the tests: they import nothing from tests/.
+OUTSIDE_TESTS = ("benchmarks/**/*.py", "harness/**/*.py")
+TESTS_FORBIDDEN = ("tests",)
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,14 @@ def test_library_and_train_have_no_import_cycle(graph: ImportGraph) -> None:
     assert cycle is None, " -> ".join(cycle or ())
 
 
+def test_benchmarks_and_the_harness_import_nothing_from_tests() -> None:
+    outside = build_graph(REPO_ROOT, OUTSIDE_TESTS)
+    tops = {module.split(".")[0] for module in outside.paths}
+    assert {"benchmarks", "harness"} <= tops, tops
+    problems = forbidden_imports(outside, outside.paths, TESTS_FORBIDDEN)
+    assert not problems, "\n".join(problems)
+
+
 # The analyser itself, on a made-up tree where every contract is broken once.
 SYNTHETIC_TREE = {
     "lib/__init__.py": '"""A package."""\n',
@@ -298,6 +312,36 @@ def test_analyser_reports_broken_contracts(synthetic: ImportGraph) -> None:
     cycle = synthetic.cycle(synthetic.paths)
     assert cycle is not None and set(cycle) == {"lib.loop_a", "lib.loop_b"}
     assert synthetic.cycle(set(synthetic.paths) - {"lib.loop_a"}) is None
+
+
+def test_neither_the_harness_nor_the_tests_ship_in_the_package() -> None:
+    found = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    include = found["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert any(fnmatch.fnmatch("malgan.app", pattern) for pattern in include)
+    shipped = [
+        top
+        for top in ("harness", "tests", "benchmarks")
+        if any(fnmatch.fnmatch(top, pattern) for pattern in include)
+    ]
+    assert not shipped
+
+
+def test_a_benchmark_that_imports_the_tests_fails(tmp_path: Path) -> None:
+    _write_tree(
+        tmp_path,
+        {
+            "harness/browser.py": "import json\n",
+            "benchmarks/fine.py": "from harness import browser\n",
+            "benchmarks/lazy.py": "def f():\n    from tests.support.paths import REPO_ROOT\n",
+            "benchmarks/direct.py": "import tests.support\n",
+        },
+    )
+    outside = build_graph(tmp_path, OUTSIDE_TESTS)
+    problems = forbidden_imports(outside, outside.paths, TESTS_FORBIDDEN)
+    assert [p.split("/")[-1] for p in problems] == [
+        "direct.py imports tests.support",
+        "lazy.py imports tests.support.paths",
+    ]
 
 
 # A tree laid out as the project is: the tier globs, not a list of modules, decide.

@@ -15,6 +15,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from harness.fakes import write_fake_nih_tree
 from malgan import (
     artifacts,
     explore,
@@ -29,7 +30,6 @@ from malgan import (
 from malgan.app import cells, controls, frame, loading, views
 from malgan.data import CLASSES
 from malgan.directions import Directions
-from tests.support.fakes import write_fake_nih_tree
 from tests.support.pages import app_page, models_copy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -12,10 +12,10 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from harness.fakes import draw_fake_cell
 from malgan import artifacts, report, tables, uploads
 from malgan.app import frame, loading
 from malgan.data import CLASSES
-from tests.support.fakes import draw_fake_cell
 from tests.support.pages import app_page, models_copy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.fakes import write_fake_nih_tree
 from malgan import artifacts, latent, real_sample, runtime
 from malgan.data import CLASSES
-from tests.support.fakes import write_fake_nih_tree
 from tests.support.paths import REPO_ROOT, SHARED_DATA
 from train import figures
 from train.models import STAGES_LOG

@@ -15,8 +15,8 @@ pytest.importorskip("torch")
 
 import torch
 
+from harness.fakes import write_fake_nih_tree
 from malgan.data import CLASSES, load_dataset
-from tests.support.fakes import write_fake_nih_tree
 from train import cgan, config, models, pipeline, release_metrics, seed_gan
 from train.profiles import CPU, GPU, PROFILES, SMOKE
 

@@ -16,10 +16,10 @@ from PIL import Image
 
 torch = pytest.importorskip("torch")
 
+from harness.fakes import write_fake_nih_tree  # noqa: E402
 from malgan.data import CLASSES, load_dataset  # noqa: E402
 from malgan.nn import registry  # noqa: E402
 from malgan.nn.nets import DCGANDiscriminator  # noqa: E402
-from tests.support.fakes import write_fake_nih_tree  # noqa: E402
 from train import (  # noqa: E402
     cgan,
     classifier,

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.fakes import write_fake_nih_tree
+from harness.fakes import write_fake_nih_tree
 from tests.support.paths import REPO_ROOT
 
 torch = pytest.importorskip("torch")

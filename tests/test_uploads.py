@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from harness.fakes import draw_fake_cell
 from malgan import artifacts, data, decode, tables, uploads
-from tests.support.fakes import draw_fake_cell
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"
