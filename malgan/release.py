@@ -1,8 +1,7 @@
-"""The layout of a release's ``metrics.json`` and ``index.json``: one TypedDict per object, and
-the functions that assemble them from evaluation records and read a generator's entry back.
-
-``train/`` writes ``metrics.json`` through ``assemble_metrics`` and ``file_record``; the app,
-the tables, the charts and the datasheet find a generator's figures with ``model_metrics``.
+"""The layout of a release's ``metrics.json`` and ``index.json``: every key, one TypedDict per
+object, and the functions that assemble them and read them back. No other module spells these
+keys: ``train/`` writes both files through ``assemble_metrics``, ``file_record`` and
+``assemble_index``; the app, tables, charts and datasheet read them through the names here.
 """
 
 from __future__ import annotations
@@ -11,12 +10,43 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 # Keys of an evaluation record (one JSON line of ``eval.jsonl``) that name it, not its figures.
-RECORD_KIND = "metric"
-RECORD_MODEL = "model"
-# The generators' entries of metrics.json.
-MODELS = "models"
+RECORD_KIND, RECORD_MODEL, RECORD_JUDGE = "metric", "model", "judge"
 # A Fréchet distance floor below this counts as zero when taking the ratio.
 FLOOR_EPS = 1e-9
+
+# metrics.json: the generators' entries, the main classifier and the comparison's rows (also
+# index.json's keys for its classifier models), the real-vs-real Fréchet floor.
+MODELS, CLASSIFIER, CLASSIFIERS = "models", "classifier", "classifiers"
+FD_REAL_FLOOR, CNN_DIAGNOSIS = "fd_real_floor", "cnn_diagnosis"
+# What made the release and what wrote the file (command, commit, machine); a generator
+# exported on its own names its machine in its ``TRAINED_ON``.
+COMMAND, GIT_COMMIT, HARDWARE, WRITTEN_BY = "command", "git_commit", "hardware", "written_by"
+WRITTEN_FIGURES = "figures"  # and ``GENERATORS``: what recomputed a figure or a generator
+GENERATED_AT, SMOKE = "generated_at", "smoke"
+PROFILE, PROFILE_SUMMARY = "profile", "profile_summary"  # index.json: PROFILE's name and machine
+STAGE_SECONDS, LOOP_SECONDS, TOTAL_SECONDS = "stage_seconds", "loop_seconds", "total_seconds"
+WALL_SECONDS, JOBS, THROUGHPUT = "wall_seconds", "jobs", "throughput"
+
+# A generator's entry: how it trained ...
+DISPLAY_NAME, LATENCY = "display_name", "cpu_latency_ms_one_cell"
+TRAINING, KNOWN_FAULT, TRAINED_ON, JUDGES = "training", "known_fault", "trained_on", "judges"
+# ... and its figures, each per class unless said otherwise.
+RECOVERY, RECOVERY_BY, CONFIDENCE_HISTOGRAM = "recovery", "recovery_by", "confidence_histogram"
+FD, FD_RATIO, MEMORIZATION = "fd", "fd_ratio", "memorization"
+TSTR, TSTR_ACCURACY = "tstr", "tstr_accuracy"
+DIVERSITY, MEMBERSHIP, C2ST = "diversity", "membership", "c2st"
+# Each side of a figure that carries its reference: the generated cells' figure and the same
+# figure for real cells of other patients. (``REFERENCE`` is also index.json's reference file.)
+GENERATED, REFERENCE = "generated", "reference"
+
+# The main classifier's summary, and the comparison table's rows (``ClassifierRow``).
+NAME, TTA = "name", "tta"
+TEST_ACCURACY, TEST_AUC = "test_accuracy", "test_auc"
+ACCURACY, AUC, SENSITIVITY, SPECIFICITY = "accuracy", "auc", "sensitivity", "specificity"
+N_TEST, N_TRAIN, N_VAL = "n_test", "n_train", "n_val"
+TEST_PATIENTS, CORRUPT_FILES = "test_patients", "corrupt_files"
+PARAMETERS, CPU_LATENCY_MS, ONNX_BYTES = "parameters", "cpu_latency_ms", "onnx_bytes"
+RECIPE, DIVERGED_AT_EPOCH = "recipe", "diverged_at_epoch"
 
 
 class Recovery(TypedDict, total=False):
@@ -30,12 +60,8 @@ class Recovery(TypedDict, total=False):
 
 
 class ModelMetrics(TypedDict, total=False):
-    """``metrics.json["models"][name]``: how a generator trained and every figure of it.
-
-    Figures are per class (``{"Parasitized": ..., "Uninfected": ...}``) unless said otherwise;
-    ``diversity``, ``membership`` and ``c2st`` come from ``train.figures`` (each with its real
-    reference), ``known_fault`` from the export of a run with a known fault.
-    """
+    """A generator's entry of ``metrics.json``: how it trained and every figure of it, per class
+    unless said otherwise (``diversity``, ``membership`` and ``c2st`` with their reference)."""
 
     display_name: str
     cpu_latency_ms_one_cell: float
@@ -74,6 +100,30 @@ class ClassifierSummary(TypedDict):
     corrupt_files: list[str]
 
 
+class ClassifierRow(TypedDict, total=False):
+    """One row of ``metrics.json["classifiers"]``: a trained classifier on the test patients."""
+
+    name: str
+    display_name: str
+    file: str
+    arch: str
+    recipe: str
+    input_scale: str
+    tta: bool
+    epochs: int
+    accuracy: float
+    auc: float
+    sensitivity: float
+    specificity: float
+    accuracy_without_tta: float
+    accuracy_with_tta: float
+    parameters: int
+    train_seconds: float | None
+    diverged_at_epoch: int | None
+    cpu_latency_ms: float
+    onnx_bytes: int
+
+
 class WrittenBy(TypedDict, total=False):
     """What wrote the file, and what recomputed some figures or generators since."""
 
@@ -85,12 +135,12 @@ class WrittenBy(TypedDict, total=False):
 
 
 class Metrics(TypedDict, total=False):
-    """``metrics.json``."""
+    """``metrics.json``: the models' figures, then what made the release and how long it took."""
 
     models: dict[str, ModelMetrics]
     classifier: ClassifierSummary
     fd_real_floor: dict[str, float]
-    classifiers: list[dict[str, Any]]  # the comparison table's rows
+    classifiers: list[ClassifierRow]
     cnn_diagnosis: dict[str, Any]
     generated_at: str
     git_commit: str
@@ -108,20 +158,21 @@ class Metrics(TypedDict, total=False):
     smoke: bool
 
 
+# index.json: its models, their snapshots and histories, the machine and minutes of training.
+GENERATORS, SNAPSHOTS, HISTORY = "generators", "snapshots", "history"
+FILE, FILES, SHA256, TRAIN_MINUTES = "file", "files", "sha256", "train_minutes"
+SNAPSHOT_CLASS, SNAPSHOT_ITERATION = "class", "iteration"
+# A generator's history file: its losses and probe records, by run.
+LOSSES, PROBES = "losses", "probes"
+
+
 class IndexModel(TypedDict, total=False):
-    """One model of ``index.json``: its name, the name shown, its ONNX file."""
+    """One model of ``index.json``: its name, the name shown, its ONNX file (or one per class)."""
 
     name: str
     display_name: str
     file: str
-
-
-class IndexProfile(TypedDict, total=False):
-    """How the release's models were trained: the profile, the machine, the minutes."""
-
-    name: str
-    hardware: dict[str, Any]
-    train_minutes: float
+    files: dict[str, str]
 
 
 class Index(TypedDict, total=False):
@@ -129,107 +180,39 @@ class Index(TypedDict, total=False):
 
     smoke: bool
     git_commit: str
-    profile: IndexProfile
+    profile: dict[str, Any]  # name, hardware, train_minutes: how the models were trained
     classifiers: list[IndexModel]
     classifier: IndexModel
     generators: list[IndexModel]
     reference: dict[str, str]  # file, sha256
-    snapshots: dict[str, list[Any]]
+    snapshots: dict[str, list[dict[str, Any]]]  # generator -> {class, iteration, file} grids
     history: dict[str, str]  # generator or "classifier" -> history file
 
 
-# export.jsonl: what the release writer logged of each model it exported, by kind.
-EXPORT_KIND = "kind"
+# Evaluation records (eval.jsonl): each figure's record is named by its key in metrics.json.
+def record(kind: str, model: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+    """One evaluation record: figure ``kind`` of generator ``model`` (None: of the release)."""
+    named = {RECORD_KIND: kind} if model is None else {RECORD_KIND: kind, RECORD_MODEL: model}
+    return {**named, **body}
 
 
-def generator_export_record(name: str, display_name: str, latency_ms: float) -> dict[str, Any]:
-    """The export log's record of one generator."""
-    return {
-        EXPORT_KIND: "generator",
-        "name": name,
-        "display_name": display_name,
-        "cpu_latency_ms_one_cell": latency_ms,
-    }
+def judges_entry(classifier: str, guides: list[str]) -> dict[str, Any]:
+    """Whether a generator learnt from the judge: recovery is a fair test only if not."""
+    independent = classifier not in guides
+    return {CLASSIFIER: classifier, "classifier_independent": independent, "guides": sorted(guides)}
 
 
-def training_export_record(
-    name: str, runs: dict[str, Any], guides: list[str], known_fault: str | None
-) -> dict[str, Any]:
-    """The export log's record of how one generator trained (its runs, guides and fault)."""
-    record = {EXPORT_KIND: "training", "name": name, "runs": runs, "guides": guides}
-    if known_fault:
-        record["known_fault"] = known_fault
-    return record
+def fd_ratio(fd: Mapping[str, float], floor: Mapping[str, float]) -> dict[str, float]:
+    """Each class's Fréchet distance over the real-vs-real floor."""
+    return {k: fd[k] / max(floor[k], FLOOR_EPS) for k in fd}
 
 
-def classifier_export_record(row: Mapping[str, Any], onnx_bytes: int) -> dict[str, Any]:
-    """The export log's record of one classifier: its comparison-table row and file size."""
-    return {EXPORT_KIND: "classifier", **row, "onnx_bytes": onnx_bytes}
+def provenance(command: str, git_commit: str, hardware: dict[str, Any]) -> dict[str, Any]:
+    """What wrote a file, a figure or a generator: the command, its commit and machine."""
+    return {COMMAND: command, GIT_COMMIT: git_commit, HARDWARE: hardware}
 
 
-def model_entries(export_records: list[dict[str, Any]]) -> dict[str, ModelMetrics]:
-    """Each exported generator's entry of ``metrics.json`` before its figures: display name,
-    latency, how it trained and its known fault, from the export log."""
-    entries: dict[str, Any] = {}
-    for r in export_records:
-        if r[EXPORT_KIND] == "generator":
-            entry = entries.setdefault(r["name"], {})
-            entry["display_name"] = r["display_name"]
-            entry["cpu_latency_ms_one_cell"] = r["cpu_latency_ms_one_cell"]
-        elif r[EXPORT_KIND] == "training":
-            entry = entries.setdefault(r["name"], {})
-            entry["training"] = r["runs"]
-            if r.get("known_fault"):
-                entry["known_fault"] = r["known_fault"]
-    return entries
-
-
-def training_guides(export_records: list[dict[str, Any]], name: str) -> list[str]:
-    """The classifiers generator ``name`` learnt from, as the export logged them."""
-    for r in export_records:
-        if r[EXPORT_KIND] == "training" and r["name"] == name:
-            return list(r.get("guides", []))
-    return []
-
-
-def classifier_rows(export_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The classifiers' comparison table, from the export log."""
-    return [
-        {k: v for k, v in r.items() if k != EXPORT_KIND}
-        for r in export_records
-        if r[EXPORT_KIND] == "classifier"
-    ]
-
-
-# index.json's lists and tables, by key.
-GENERATORS = "generators"
-CLASSIFIERS = "classifiers"
-SNAPSHOTS = "snapshots"
-HISTORY = "history"
-
-
-def index_generators(index: Mapping[str, Any]) -> list[IndexModel]:
-    """The generators ``index.json`` lists, in order (empty when it lists none)."""
-    generators = index.get(GENERATORS)
-    return generators if isinstance(generators, list) else []
-
-
-def index_classifiers(index: Mapping[str, Any]) -> list[IndexModel]:
-    """Every classifier ``index.json`` lists, the main one and the comparison's."""
-    classifiers = index.get(CLASSIFIERS)
-    return classifiers if isinstance(classifiers, list) else []
-
-
-def snapshot_entries(index: Mapping[str, Any], model: str) -> list[Any]:
-    """The saved sample grids of ``model`` (``{"class", "iteration", "file"}`` each)."""
-    return (index.get(SNAPSHOTS) or {}).get(model) or []
-
-
-def history_file(index: Mapping[str, Any] | None, name: str) -> str | None:
-    """The history file of a generator (or of ``"classifier"``), relative to the release."""
-    return ((index or {}).get(HISTORY) or {}).get(name) or None
-
-
+# metrics.json, read back.
 def model_metrics(metrics: Mapping[str, Any] | None, name: str) -> ModelMetrics:
     """The entry of generator ``name`` in ``metrics.json`` (empty when it has none)."""
     entry = ((metrics or {}).get(MODELS) or {}).get(name)
@@ -242,43 +225,51 @@ def all_model_metrics(metrics: Mapping[str, Any] | None) -> dict[str, ModelMetri
     return {name: entry for name, entry in models.items() if isinstance(entry, dict)}
 
 
+def main_classifier(metrics: Mapping[str, Any] | None) -> ClassifierSummary | dict[str, Any]:
+    """The main classifier's summary in ``metrics.json`` (empty when it has none)."""
+    summary = (metrics or {}).get(CLASSIFIER)
+    return summary if isinstance(summary, dict) else {}
+
+
+def comparison_rows(metrics: Mapping[str, Any] | None) -> list[ClassifierRow]:
+    """The rows of the classifiers' comparison table (empty when it has none)."""
+    rows = (metrics or {}).get(CLASSIFIERS)
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
+def real_floor(metrics: Mapping[str, Any] | None, model: Mapping[str, Any] | None = None) -> dict:
+    """The real-vs-real Fréchet floor per class: a generator's own, else the release's."""
+    own = (model or {}).get(FD_REAL_FLOOR)
+    return own if isinstance(own, dict) and own else ((metrics or {}).get(FD_REAL_FLOOR) or {})
+
+
+# metrics.json, assembled.
 def file_record(result: dict[str, Any], rec: Mapping[str, Any]) -> None:
     """File one generator's evaluation record under ``result["models"][rec["model"]]``."""
     kind = rec[RECORD_KIND]
     body = {k: v for k, v in rec.items() if k not in (RECORD_KIND, RECORD_MODEL)}
     model = result[MODELS].setdefault(rec[RECORD_MODEL], {})
-    if kind == "tstr":
-        model["tstr_accuracy"] = body["accuracy"]
-        model["tstr"] = body
-    elif kind == "recovery_by":
-        judge = body.pop("judge")
-        model.setdefault("recovery_by", {})[judge] = body
+    if kind == TSTR:
+        model[TSTR_ACCURACY] = body[ACCURACY]
+        model[TSTR] = body
+    elif kind == RECOVERY_BY:
+        judge = body.pop(RECORD_JUDGE)
+        model.setdefault(RECOVERY_BY, {})[judge] = body
     else:
         model[kind] = body
 
 
 def classifier_summary(body: Mapping[str, Any]) -> ClassifierSummary:
     """The classifier's entry from its evaluation record."""
-    return {
-        "name": body["name"],
-        "test_accuracy": body["accuracy"],
-        "test_auc": body["auc"],
-        "sensitivity": body["sensitivity"],
-        "specificity": body["specificity"],
-        "confusion": body["confusion"],
-        "n_test": body["n_test"],
-        "n_train": body["n_train"],
-        "n_val": body["n_val"],
-        "test_patients": body["test_patients"],
-        "tta": body["tta"],
-        "corrupt_files": body["corrupt_files"],
-    }
+    renamed = {TEST_ACCURACY: ACCURACY, TEST_AUC: AUC}
+    keys = ClassifierSummary.__annotations__
+    return {key: body[renamed.get(key, key)] for key in keys}  # type: ignore[return-value]
 
 
 def assemble_metrics(
     records: list[dict[str, Any]],
     generators: Mapping[str, Mapping[str, Any]],
-    classifier_rows: list[dict[str, Any]],
+    classifier_rows: list[ClassifierRow],
 ) -> dict[str, Any]:
     """Turn evaluation records into the ``metrics.json`` layout the dashboard reads.
 
@@ -292,16 +283,111 @@ def assemble_metrics(
     for rec in records:
         kind = rec[RECORD_KIND]
         body = {k: v for k, v in rec.items() if k not in (RECORD_KIND, RECORD_MODEL)}
-        if kind == "classifier":
-            result["classifier"] = classifier_summary(body)
-        elif kind == "fd_real_floor":
+        if kind == CLASSIFIER:
+            result[CLASSIFIER] = classifier_summary(body)
+        elif kind == FD_REAL_FLOOR:
             floor = body
-            result["fd_real_floor"] = body
+            result[FD_REAL_FLOOR] = body
         else:
             file_record(result, rec)
     for model in result[MODELS].values():
-        if "fd" in model:
-            model["fd_real_floor"] = floor
-            model["fd_ratio"] = {k: model["fd"][k] / max(floor[k], FLOOR_EPS) for k in model["fd"]}
-    result["classifiers"] = classifier_rows
+        if FD in model:
+            model[FD_REAL_FLOOR] = floor
+            model[FD_RATIO] = fd_ratio(model[FD], floor)
+    result[CLASSIFIERS] = classifier_rows
     return result
+
+
+# index.json, assembled.
+def index_model(name: str, file: str) -> IndexModel:
+    """A classifier of ``index.json``: its name and ONNX file."""
+    return {NAME: name, FILE: file}
+
+
+def generator_model(name: str, display_name: str, files: str | dict[str, str]) -> IndexModel:
+    """A generator of ``index.json``: one ONNX file (conditional) or one per class."""
+    one = {FILE: files} if isinstance(files, str) else {FILES: files}
+    return {NAME: name, DISPLAY_NAME: display_name, **one}  # type: ignore[typeddict-item]
+
+
+def snapshot_entry(label: str, iteration: int, file: str) -> dict[str, Any]:
+    """One saved sample grid: its class, training iteration and file."""
+    return {SNAPSHOT_CLASS: label, SNAPSHOT_ITERATION: iteration, FILE: file}
+
+
+def history_path(name: str) -> str:
+    """The history file of a generator (or of ``CLASSIFIER``), relative to the release."""
+    return f"{HISTORY}/{name}.json"
+
+
+def generator_history(losses: dict[str, Any], probes: dict[str, Any]) -> dict[str, Any]:
+    """A generator's history file: the losses and probe records of each of its runs."""
+    return {LOSSES: losses, PROBES: probes}
+
+
+def assemble_index(
+    *,
+    smoke: bool,
+    git_commit: str,
+    profile: str,
+    hardware: dict[str, Any],
+    classifiers: list[IndexModel],
+    classifier: IndexModel,
+    generators: list[IndexModel],
+    reference: str,
+    reference_sha256: str,
+) -> Index:
+    """``index.json`` of a release, before its generators' snapshots and histories
+    (``put_generator_training``); ``classifier`` is the main one of ``classifiers``."""
+    return {
+        SMOKE: smoke,
+        GIT_COMMIT: git_commit,
+        PROFILE: {NAME: profile, HARDWARE: hardware},
+        CLASSIFIERS: classifiers,
+        CLASSIFIER: dict(classifier),  # type: ignore[typeddict-item]
+        GENERATORS: generators,
+        REFERENCE: {FILE: reference, SHA256: reference_sha256},
+        SNAPSHOTS: {},
+        HISTORY: {CLASSIFIER: history_path(CLASSIFIER)},
+    }
+
+
+def put_generator(index: dict[str, Any], entry: IndexModel) -> None:
+    """List generator ``entry`` in ``index``, in place of one of the same name."""
+    kept = [g for g in index_generators(index) if g[NAME] != entry[NAME]]
+    index[GENERATORS] = [*kept, entry]
+
+
+def put_generator_training(index: dict[str, Any], name: str, snapshots: list[Any]) -> None:
+    """Name a generator's sample grids (by class, then iteration) and history file in ``index``."""
+    ordered = sorted(snapshots, key=lambda s: (s[SNAPSHOT_CLASS], s[SNAPSHOT_ITERATION]))
+    index.setdefault(SNAPSHOTS, {})[name] = ordered
+    index.setdefault(HISTORY, {})[name] = history_path(name)
+
+
+# index.json, read back.
+def index_generators(index: Mapping[str, Any]) -> list[IndexModel]:
+    """The generators ``index.json`` lists, in order (empty when it lists none)."""
+    generators = index.get(GENERATORS)
+    return generators if isinstance(generators, list) else []
+
+
+def index_classifiers(index: Mapping[str, Any]) -> list[IndexModel]:
+    """Every classifier ``index.json`` lists, the main one and the comparison's."""
+    classifiers = index.get(CLASSIFIERS)
+    return classifiers if isinstance(classifiers, list) else []
+
+
+def index_file(index: Mapping[str, Any], entry: str) -> str:
+    """The file of ``index.json``'s ``CLASSIFIER`` (the main classifier) or ``REFERENCE``."""
+    return index[entry][FILE]
+
+
+def snapshot_entries(index: Mapping[str, Any], model: str) -> list[Any]:
+    """The saved sample grids of ``model`` (``snapshot_entry`` each)."""
+    return (index.get(SNAPSHOTS) or {}).get(model) or []
+
+
+def history_file(index: Mapping[str, Any] | None, name: str) -> str | None:
+    """The history file of a generator (or of ``CLASSIFIER``), relative to the release."""
+    return ((index or {}).get(HISTORY) or {}).get(name) or None

@@ -102,10 +102,10 @@ def _recovery_text(entry: Any) -> str:
 
 
 def _fd_ratio_text(model: dict[str, Any], floor: dict[str, Any], label: str) -> str:
-    ratio = (model.get("fd_ratio") or {}).get(label)
+    ratio = (model.get(release.FD_RATIO) or {}).get(label)
     if not isinstance(ratio, int | float):
-        fd = (model.get("fd") or {}).get(label)
-        base = (model.get("fd_real_floor") or floor).get(label)
+        fd = (model.get(release.FD) or {}).get(label)
+        base = (model.get(release.FD_REAL_FLOOR) or floor).get(label)
         if not (isinstance(fd, int | float) and isinstance(base, int | float) and base > 0):
             return MISSING
         ratio = fd / base
@@ -113,7 +113,7 @@ def _fd_ratio_text(model: dict[str, Any], floor: dict[str, Any], label: str) -> 
 
 
 def _memorisation_text(model: dict[str, Any]) -> str:
-    entries = [e for e in (model.get("memorization") or {}).values() if isinstance(e, dict)]
+    entries = [e for e in (model.get(release.MEMORIZATION) or {}).values() if isinstance(e, dict)]
     entries = [e for e in entries if isinstance(e.get("share"), int | float) and e.get("n")]
     total = sum(int(e["n"]) for e in entries)
     if not total:
@@ -122,16 +122,16 @@ def _memorisation_text(model: dict[str, Any]) -> str:
 
 
 def diversity_entry(model: Mapping[str, Any] | None, label: str) -> dict[str, Any]:
-    """One class's k-NN figures of a generator (``metrics.json["models"][name]["diversity"]``):
-    ``{"generated": {...}, "reference": {...}, "n", "n_real"}``, empty when not measured."""
-    entry = ((model or {}).get("diversity") or {}).get(label)
+    """One class's k-NN figures of a generator (its ``release.DIVERSITY`` entry): the
+    generated cells' and the reference's figures, ``n`` and ``n_real``; empty when not measured."""
+    entry = ((model or {}).get(release.DIVERSITY) or {}).get(label)
     return entry if isinstance(entry, dict) else {}
 
 
 def _coverage_text(model: dict[str, Any], label: str) -> str:
     entry = diversity_entry(model, label)
-    ours = (entry.get("generated") or {}).get("coverage")
-    real = (entry.get("reference") or {}).get("coverage")
+    ours = (entry.get(release.GENERATED) or {}).get("coverage")
+    real = (entry.get(release.REFERENCE) or {}).get("coverage")
     if not finite(ours):
         return MISSING
     return f"{percent(ours)} (real: {percent(real)})" if finite(real) else percent(ours)
@@ -140,19 +140,19 @@ def _coverage_text(model: dict[str, Any], label: str) -> str:
 def membership_text(model: Mapping[str, Any] | None, label: str) -> str:
     """E.g. "57% (real cells of unseen patients: 62%)": how often a class's nearest real cell
     is a training cell, beside the reference ("—" when not measured)."""
-    entry = ((model or {}).get("membership") or {}).get(label)
+    entry = ((model or {}).get(release.MEMBERSHIP) or {}).get(label)
     entry = entry if isinstance(entry, dict) else {}
-    if not finite(entry.get("generated")):
+    if not finite(entry.get(release.GENERATED)):
         return MISSING
-    real = entry.get("reference")
+    real = entry.get(release.REFERENCE)
     tail = f" (real cells of unseen patients: {percent(real)})" if finite(real) else ""
-    return percent(entry["generated"]) + tail
+    return percent(entry[release.GENERATED]) + tail
 
 
 def _tstr_text(model: dict[str, Any]) -> str:
-    value = model.get("tstr_accuracy")
+    value = model.get(release.TSTR_ACCURACY)
     if not isinstance(value, int | float):
-        value = (model.get("tstr") or {}).get("accuracy")
+        value = (model.get(release.TSTR) or {}).get(release.ACCURACY)
     return percent(value)
 
 
@@ -167,8 +167,8 @@ def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
     """
     metrics_data = metrics_data or {}
     models = release.all_model_metrics(metrics_data)
-    floor = metrics_data.get("fd_real_floor") or {}
-    accuracy = percent((metrics_data.get("classifier") or {}).get("test_accuracy"))
+    floor = release.real_floor(metrics_data)
+    accuracy = percent(release.main_classifier(metrics_data).get(release.TEST_ACCURACY))
     rows: list[dict[str, str]] = []
     shown = {
         column: name
@@ -187,7 +187,7 @@ def headline_table(metrics_data: dict[str, Any] | None) -> list[dict[str, str]]:
         add(
             f"Recovery, {label} (95% CI)",
             percent(report.REPORT_RECOVERY.get(label)),
-            lambda m, label=label: _recovery_text((m.get("recovery") or {}).get(label)),
+            lambda m, label=label: _recovery_text((m.get(release.RECOVERY) or {}).get(label)),
         )
     add(
         "Classifier accuracy, held-out patients",
@@ -223,7 +223,7 @@ def headline_columns(metrics_data: Mapping[str, Any] | None) -> tuple[str, ...]:
 # Where a model comes from, and what is known to be wrong with it.
 def known_fault(metrics_data: Mapping[str, Any] | None, name: str) -> str | None:
     """The sentence ``metrics.json`` gives for a model trained with a known fault, or None."""
-    fault = release.model_metrics(metrics_data, name).get("known_fault")
+    fault = release.model_metrics(metrics_data, name).get(release.KNOWN_FAULT)
     return fault if isinstance(fault, str) and fault else None
 
 
@@ -247,7 +247,8 @@ def generator_origin(metrics_data: Mapping[str, Any] | None, name: str) -> str:
     """
     metrics_data = metrics_data or {}
     model = release.model_metrics(metrics_data, name)
-    runs = model.get("training") if isinstance(model.get("training"), Mapping) else {}
+    runs = model.get(release.TRAINING)
+    runs = runs if isinstance(runs, Mapping) else {}
     counts = [info.get("iterations") for info in runs.values() if isinstance(info, Mapping)]
     counts = [c for c in counts if isinstance(c, int)]
     if not counts:
@@ -257,7 +258,7 @@ def generator_origin(metrics_data: Mapping[str, Any] | None, name: str) -> str:
         its += f" of the report's {report.REPORT_DCGAN_ITERATIONS:,} iterations"
     else:
         its += " iterations"
-    machine = machine_text(model.get("trained_on") or metrics_data.get("hardware"))
+    machine = machine_text(model.get(release.TRAINED_ON) or metrics_data.get(release.HARDWARE))
     return f"{its}, on {machine}" if machine else its
 
 
@@ -302,7 +303,7 @@ def run_class(run: str) -> str | None:
 
 
 def training_summary(display_name: str, runs: Mapping[str, Any] | None) -> str:
-    """How long a generator trained, from ``metrics.json["models"][name]["training"]``.
+    """How long a generator trained, from its ``release.TRAINING`` entry in ``metrics.json``.
 
     Args:
         display_name: The generator's name shown to people.
@@ -329,10 +330,16 @@ def training_summary(display_name: str, runs: Mapping[str, Any] | None) -> str:
 # The classifiers.
 
 
+def shown_name(row: Mapping[str, Any]) -> str | None:
+    """A model's name as people see it: its display name, else its name (None: neither)."""
+    return row.get(release.DISPLAY_NAME) or row.get(release.NAME)
+
+
 def classifier_table(
     rows: Sequence[Mapping[str, Any]] | None, *, with_report: bool = True
 ) -> list[dict[str, str]]:
-    """metrics.json["classifiers"] as display rows, missing values shown as "—".
+    """The classifiers' comparison rows (``release.comparison_rows``) for display, missing values
+    shown as "—".
 
     Args:
         rows: The classifier records.
@@ -345,22 +352,22 @@ def classifier_table(
     for row in rows or []:
         if not isinstance(row, Mapping):
             continue
-        diverged = row.get("diverged_at_epoch")
-        tta = row.get("tta")
-        params = row.get("parameters")
+        diverged = row.get(release.DIVERGED_AT_EPOCH)
+        tta = row.get(release.TTA)
+        params = row.get(release.PARAMETERS)
         millions = params / PARAMETER_UNIT if finite(params) else None
         table.append(
             {
-                "classifier": str(row.get("display_name") or row.get("name") or MISSING),
+                "classifier": str(shown_name(row) or MISSING),
                 "source": MEASURED_SOURCE,
-                "accuracy": percent(row.get("accuracy")),
-                "AUC": number(row.get("auc"), ".3f"),
-                "sensitivity (Parasitized)": percent(row.get("sensitivity")),
-                "specificity": percent(row.get("specificity")),
+                "accuracy": percent(row.get(release.ACCURACY)),
+                "AUC": number(row.get(release.AUC), ".3f"),
+                "sensitivity (Parasitized)": percent(row.get(release.SENSITIVITY)),
+                "specificity": percent(row.get(release.SPECIFICITY)),
                 "parameters": number(millions, ".2f", "M"),
-                "CPU latency, one cell": number(row.get("cpu_latency_ms"), ".2f", "ms"),
+                "CPU latency, one cell": number(row.get(release.CPU_LATENCY_MS), ".2f", "ms"),
                 "TTA": ("yes" if tta else "no") if isinstance(tta, bool) else MISSING,
-                "recipe": str(row.get("recipe") or MISSING),
+                "recipe": str(row.get(release.RECIPE) or MISSING),
                 "diverged": f"epoch {diverged}" if finite(diverged) else MISSING,
             }
         )
@@ -406,7 +413,7 @@ def diagnosis_notes(diagnosis: dict[str, Any] | None) -> list[str]:
     as the diagnosis table names them (``diagnosis_rows``), each figure with what it measures.
 
     Args:
-        diagnosis: ``metrics["cnn_diagnosis"]``.
+        diagnosis: The ``release.CNN_DIAGNOSIS`` entry of ``metrics.json``.
 
     Returns:
         The sentences, in reading order; empty without a diagnosis.
@@ -492,7 +499,7 @@ def _reports_way(rec: Mapping[str, Any], top_lr: float | None) -> bool:
 
 
 def diagnosis_rows(diagnosis: dict[str, Any] | None) -> list[dict[str, str]]:
-    """One row per variant of the report's-CNN diagnosis (``metrics["cnn_diagnosis"]``).
+    """One row per variant of the report's-CNN diagnosis (``release.CNN_DIAGNOSIS``).
 
     Each row gives the variant in words, the spread of the untrained network's outputs, the
     size of its first update, the step at which training broke down (its loss no longer a
@@ -544,7 +551,6 @@ def diagnosis_heading(diagnosis: Mapping[str, Any] | None) -> str:
 
 # Shown for a figure that metrics.json does not hold.
 NOT_MEASURED = "not measured"
-C2ST_KEY = "c2st"
 C2ST_COLUMNS = (
     "class",
     "C2ST accuracy: generated vs real",
@@ -566,19 +572,19 @@ def c2st_figures(metrics_data: Mapping[str, Any] | None, name: str) -> dict[str,
         ``{label: {"accuracy", "auc", "reference_accuracy", "reference_auc", "n"}}`` for the
         classes measured (a value is None where the file lacks it); empty when not measured.
     """
-    entry = _model(metrics_data, name).get(C2ST_KEY)
+    entry = _model(metrics_data, name).get(release.C2ST)
     out: dict[str, dict[str, Any]] = {}
     for label in CLASSES:
         figures = (entry or {}).get(label) if isinstance(entry, dict) else None
         if not isinstance(figures, dict):
             continue
-        generated = figures.get("generated") or {}
-        reference = figures.get("reference") or {}
+        generated = figures.get(release.GENERATED) or {}
+        reference = figures.get(release.REFERENCE) or {}
         out[label] = {
-            "accuracy": generated.get("accuracy"),
-            "auc": generated.get("auc"),
-            "reference_accuracy": reference.get("accuracy"),
-            "reference_auc": reference.get("auc"),
+            "accuracy": generated.get(release.ACCURACY),
+            "auc": generated.get(release.AUC),
+            "reference_accuracy": reference.get(release.ACCURACY),
+            "reference_auc": reference.get(release.AUC),
             "n": figures.get("n"),
         }
     return out
@@ -610,7 +616,7 @@ def _per_class(entry: Any, text: Callable[[Any], str]) -> str:
 def _generated_and_reference(key: str, fmt: Callable[[Any], str]) -> Callable[[Any], str]:
     def text(value: Any) -> str:
         value = value if isinstance(value, Mapping) else {}
-        generated, reference = value.get("generated"), value.get("reference")
+        generated, reference = value.get(release.GENERATED), value.get(release.REFERENCE)
         if key:
             generated = (generated or {}).get(key) if isinstance(generated, Mapping) else None
             reference = (reference or {}).get(key) if isinstance(reference, Mapping) else None
@@ -627,13 +633,13 @@ def generator_figures(metrics_data: Mapping[str, Any] | None, name: str) -> list
     file lacks.
     """
     model = _model(metrics_data, name)
-    floor = (metrics_data or {}).get("fd_real_floor") or {}
-    fd = model.get("fd")
+    floor = release.real_floor(metrics_data)
+    fd = model.get(release.FD)
     fd_text = NOT_MEASURED
     if isinstance(fd, Mapping) and fd:
         fd_text = "; ".join(
             f"{label} {number(fd.get(label), '.2f')} "
-            f"(real floor {number((model.get('fd_real_floor') or floor).get(label), '.2f')}, "
+            f"(real floor {number(release.real_floor(metrics_data, model).get(label), '.2f')}, "
             f"{_fd_ratio_text(model, floor, label)})"
             for label in CLASSES
             if label in fd
@@ -641,11 +647,14 @@ def generator_figures(metrics_data: Mapping[str, Any] | None, name: str) -> list
     memorisation = _memorisation_text(model)
     tstr = _tstr_text(model)
     return [
-        ("Recovery by the classifier (95% CI)", _per_class(model.get("recovery"), _recovery_text)),
+        (
+            "Recovery by the classifier (95% CI)",
+            _per_class(model.get(release.RECOVERY), _recovery_text),
+        ),
         ("Fréchet distance", fd_text),
         (
             "Coverage (k-NN)",
-            _per_class(model.get("diversity"), _generated_and_reference("coverage", percent)),
+            _per_class(model.get(release.DIVERSITY), _generated_and_reference("coverage", percent)),
         ),
         ("Train on synthetic, test on real: accuracy", NOT_MEASURED if tstr == MISSING else tstr),
         (
@@ -654,17 +663,19 @@ def generator_figures(metrics_data: Mapping[str, Any] | None, name: str) -> list
         ),
         (
             "Nearest-training-cell share",
-            _per_class(model.get("membership"), _generated_and_reference("", percent)),
+            _per_class(model.get(release.MEMBERSHIP), _generated_and_reference("", percent)),
         ),
         (
             "C2ST accuracy, generated vs real (0.5: indistinguishable)",
-            _per_class(model.get(C2ST_KEY), _generated_and_reference("accuracy", percent)),
+            _per_class(
+                model.get(release.C2ST), _generated_and_reference(release.ACCURACY, percent)
+            ),
         ),
         (
             "C2ST AUC",
             _per_class(
-                model.get(C2ST_KEY),
-                _generated_and_reference("auc", lambda v: number(v, ".3f")),
+                model.get(release.C2ST),
+                _generated_and_reference(release.AUC, lambda v: number(v, ".3f")),
             ),
         ),
     ]

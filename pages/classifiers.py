@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from malgan import report, tables
+from malgan import release, report, tables
 from malgan.app import cells, charts, frame, loading
 
 # Appended to the names of the report's own rows (its published figures, not measured here).
@@ -19,35 +19,34 @@ frame.page_intro(
 metrics = loading.metrics()
 if metrics is None:
     st.stop()
-rows = metrics.get("classifiers") or []
+rows = release.comparison_rows(metrics)
 
 cols = st.columns(3)
 cols[0].metric("Report's ResNet", tables.percent(report.REPORT_RESNET_ACCURACY))
 cols[1].metric("Report's simple CNN", tables.percent_range(*report.REPORT_CNN_ACCURACY))
 best = max(
-    (r for r in rows if isinstance(r.get("accuracy"), int | float)),
-    key=lambda r: r["accuracy"],
+    (r for r in rows if isinstance(r.get(release.ACCURACY), int | float)),
+    key=lambda r: r[release.ACCURACY],
     default=None,
 )
 if best is not None:
     # The name goes under the figure, where it may wrap: a metric's label is cut to one line.
     cols[2].metric(
         "Best here",
-        tables.percent(best["accuracy"]),
-        **cells.points_delta(best["accuracy"] - report.REPORT_RESNET_ACCURACY, "vs report"),
+        tables.percent(best[release.ACCURACY]),
+        **cells.points_delta(best[release.ACCURACY] - report.REPORT_RESNET_ACCURACY, "vs report"),
     )
-    cols[2].caption(str(best.get("display_name") or best.get("name")))
+    cols[2].caption(str(tables.shown_name(best)))
 
 st.subheader("Accuracy on held-out patients")
-fig = charts.classifier_bars(rows)
-if fig is None:
-    st.info("`metrics.json` holds no classifier accuracy yet.")
-else:
-    st.plotly_chart(fig, key="k_bars")
-    st.caption(
-        "Test accuracy on patients none of the classifiers saw. The dashed line is the report's "
-        "ResNet; the grey band is the report's simple CNN. Grey bars diverged during training."
-    )
+frame.chart(
+    charts.classifier_bars(rows),
+    "k_bars",
+    missing="`metrics.json` holds no classifier accuracy yet.",
+    caption="Test accuracy on patients none of the classifiers saw. The dashed line is the "
+    "report's ResNet; the grey band is the report's simple CNN. Grey bars diverged during "
+    "training.",
+)
 
 st.subheader("Comparison table")
 table = tables.classifier_table(rows)
@@ -100,7 +99,7 @@ st.caption(
     f"“{PUBLISHED_MARK.strip(', ')}” quote the report's accuracies; it gave no other figure (—)."
 )
 
-diagnosis = metrics.get("cnn_diagnosis")
+diagnosis = metrics.get(release.CNN_DIAGNOSIS)
 if diagnosis:
     st.subheader(tables.diagnosis_heading(diagnosis))
     st.dataframe(tables.diagnosis_rows(diagnosis), hide_index=True, width="stretch")

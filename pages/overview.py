@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from malgan import artifacts, tables
+from malgan import artifacts, release, tables
 from malgan.app import cells, frame, loading, views
 from malgan.data import CLASSES
 
@@ -87,9 +87,9 @@ else:
 
 # The data.
 st.subheader("The data")
-classifier_info = (metrics or {}).get("classifier") or {}
-n_test = classifier_info.get("n_test")
-test_patients = classifier_info.get("test_patients") or []
+classifier_info = release.main_classifier(metrics)
+n_test = classifier_info.get(release.N_TEST)
+test_patients = classifier_info.get(release.TEST_PATIENTS) or []
 held_out = (
     f" The classifier is tested on **{n_test:,} cells of {len(test_patients)} held-out patients**."
     if isinstance(n_test, int) and test_patients

@@ -44,14 +44,14 @@ models = release.all_model_metrics(metrics)
 for col, (name, entry) in zip(st.columns(max(len(models), 1)), models.items(), strict=False):
     col.markdown(f"**{choices.get(name, name)}**")
     for sub, cls in zip(col.columns(len(CLASSES)), CLASSES, strict=True):
-        rate = ((entry or {}).get("recovery") or {}).get(cls, {}).get("rate")
+        rate = ((entry or {}).get(release.RECOVERY) or {}).get(cls, {}).get("rate")
         if isinstance(rate, int | float):
             sub.metric(
                 f"{cls} recovered",
                 tables.percent(rate),
                 **cells.points_delta(rate - report.REPORT_RECOVERY[cls], "vs report"),
             )
-    trained = tables.training_summary(choices.get(name, name), (entry or {}).get("training"))
+    trained = tables.training_summary(choices.get(name, name), (entry or {}).get(release.TRAINING))
     if trained:
         col.caption(f"{trained}.")
     frame.model_note(name, choices.get(name, name), col)
@@ -71,15 +71,13 @@ pick[1].caption(
 
 # Confidence histograms.
 st.markdown(f"#### Classifier confidence: {choices[model]}")
-fig = charts.confidence_histograms(metrics, model)
-if fig is None:
-    st.info(f"`metrics.json` holds no confidence histogram for {choices[model]}.")
-else:
-    st.plotly_chart(fig, key="r_hist")
-    st.caption(
-        "Probability the classifier gives to the intended class. Mass near 50% means the "
-        "classifier cannot tell; mass below 50% means the cell looks like the other class."
-    )
+frame.chart(
+    charts.confidence_histograms(metrics, model),
+    "r_hist",
+    missing=f"`metrics.json` holds no confidence histogram for {choices[model]}.",
+    caption="Probability the classifier gives to the intended class. Mass near 50% means the "
+    "classifier cannot tell; mass below 50% means the cell looks like the other class.",
+)
 
 # Realism and variety, beside real cells of other patients.
 st.markdown(f"#### Realism and variety: {choices[model]}")
@@ -114,11 +112,12 @@ if relative:
         curve = training_charts.recovery_curve(loading.history(exported, relative))
     except ModelError as err:
         st.warning(str(err), icon="⚠️")
-if curve is None:
-    st.info(f"No recovery probes were recorded while training {choices[model]}.")
-else:
-    st.plotly_chart(curve, key="r_curve")
-    st.caption("Probe cells from fixed latents, classified at regular iterations during training.")
+frame.chart(
+    curve,
+    "r_curve",
+    missing=f"No recovery probes were recorded while training {choices[model]}.",
+    caption="Probe cells from fixed latents, classified at regular iterations during training.",
+)
 
 
 # Live measurement: a fragment, so changing its settings redraws this part only (a finished

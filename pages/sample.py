@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from malgan import artifacts, nearest
+from malgan import artifacts, nearest, release
 from malgan.app import cells, controls, frame, loading, views
 from malgan.data import CLASSES
 from malgan.errors import DataError, ModelError
@@ -87,7 +87,7 @@ else:
     pick = st.number_input("Cell", min_value=0, max_value=n - 1, step=1, key="s_near")
     classifier, reference = loading.classifier(), loading.reference()
     if classifier is not None and reference is not None:
-        skip = ((loading.quiet_metrics() or {}).get("classifier") or {}).get("corrupt_files")
+        skip = release.main_classifier(loading.quiet_metrics()).get(release.CORRUPT_FILES)
         try:
             files = loading.training_files(data, tuple(skip or ()))
             (found,) = nearest.nearest_training_cells(

@@ -8,12 +8,11 @@ from malgan import artifacts, release, tables
 from malgan.app import cells, controls, frame, loading, training_charts
 from malgan.data import CLASSES
 
-CLASSIFIER_HISTORY = "classifier"
 CLASSIFIER_METRICS = (
-    ("Test accuracy", "test_accuracy"),
-    ("Test AUC", "test_auc"),
-    ("Sensitivity (Parasitized)", "sensitivity"),
-    ("Specificity", "specificity"),
+    ("Test accuracy", release.TEST_ACCURACY),
+    ("Test AUC", release.TEST_AUC),
+    ("Sensitivity (Parasitized)", release.SENSITIVITY),
+    ("Specificity", release.SPECIFICITY),
 )
 
 
@@ -31,7 +30,7 @@ choices = loading.generator_choices()
 controls.url_choice("t_class", CLASSES[0], list(CLASSES))
 
 # Length and speed of the runs that produced the exported model.
-runs = release.model_metrics(metrics, model).get("training") or {}
+runs = release.model_metrics(metrics, model).get(release.TRAINING) or {}
 for col, (run, info) in zip(st.columns(max(len(runs), 1)), runs.items(), strict=False):
     iterations, speed = info.get("iterations"), info.get("iterations_per_second")
     col.metric(
@@ -88,29 +87,27 @@ snapshot_grids(model)
 # Losses.
 st.subheader("Losses")
 model_history = loading.named_history(index, model)
-fig = training_charts.loss_curves(model_history)
-if fig is None:
-    st.info(f"No losses were recorded for {choices[model]}.")
-else:
-    st.plotly_chart(fig, key="t_losses")
-    st.caption(
-        "GAN losses do not fall to zero: the generator and discriminator play against each "
-        "other, so flat, bounded curves are healthy and a discriminator loss near zero means "
-        "the generator is losing."
-    )
+frame.chart(
+    training_charts.loss_curves(model_history),
+    "t_losses",
+    missing=f"No losses were recorded for {choices[model]}.",
+    caption="GAN losses do not fall to zero: the generator and discriminator play against each "
+    "other, so flat, bounded curves are healthy and a discriminator loss near zero means the "
+    "generator is losing.",
+)
 
 # The classifier.
 st.subheader("The classifier")
-summary = (metrics or {}).get("classifier") or {}
+summary = release.main_classifier(metrics)
 if summary:
     cols = st.columns(len(CLASSIFIER_METRICS))
     for col, (title, key) in zip(cols, CLASSIFIER_METRICS, strict=True):
         value = summary.get(key)
-        shown = tables.number(value, ".3f") if key == "test_auc" else tables.percent(value)
+        shown = tables.number(value, ".3f") if key == release.TEST_AUC else tables.percent(value)
         col.metric(title, shown)
-fig = training_charts.classifier_history(loading.named_history(index, CLASSIFIER_HISTORY))
-if fig is None:
-    st.info("No classifier training history was recorded.")
-else:
-    st.plotly_chart(fig, key="t_classifier")
-    st.caption("Training loss and accuracy on validation patients, per epoch.")
+frame.chart(
+    training_charts.classifier_history(loading.named_history(index, release.CLASSIFIER)),
+    "t_classifier",
+    missing="No classifier training history was recorded.",
+    caption="Training loss and accuracy on validation patients, per epoch.",
+)

@@ -19,6 +19,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from malgan import release
+
 # Cross-validation folds; fewer when a sample is smaller.
 FOLDS = 5
 # Seed of the subsampling to equal sizes and of the folds.
@@ -98,8 +100,8 @@ def c2st_figure(
         space: The feature space's name, stored with the figure.
 
     Returns:
-        ``{"method", "space", label: {"generated": {...}, "reference": {...}, "n"}}``, where
-        each of ``generated`` and ``reference`` holds ``accuracy``, ``auc`` and their fold
+        ``{"method", "space", label: {...}}``: per class, ``n`` and the ``release.GENERATED``
+        and ``release.REFERENCE`` sides, each with ``accuracy``, ``auc`` and their fold
         standard deviations.
     """
     result: dict[str, Any] = {"method": METHOD, "space": space}
@@ -108,8 +110,8 @@ def c2st_figure(
         gen = two_sample_test(test[label], generated[label])
         ref = two_sample_test(test[label], other_patients[label])
         result[label] = {
-            "generated": {k: gen[k] for k in keys},
-            "reference": {k: ref[k] for k in keys},
+            release.GENERATED: {k: gen[k] for k in keys},
+            release.REFERENCE: {k: ref[k] for k in keys},
             "n": gen["n"],
             "n_reference": ref["n"],
             "folds": gen["folds"],

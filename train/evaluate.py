@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from malgan import latent, metrics
+from malgan import latent, metrics, release
 from malgan.data import CLASSES
 from malgan.nn import registry
 from train import figures, models
@@ -42,8 +42,10 @@ TSTR_SEED = 2000
 HIST_BINS = 20
 TEST = "test"
 SPLITS = ("train", "val", TEST)
-# Records of one figure per class, and the key of ``class_figures`` that holds it.
-PER_CLASS_RECORDS = (("confidence_histogram", "hist"), ("fd", "fd"), ("memorization", "memo"))
+# The records the command prints, in part.
+SHOWN_RECORDS = (release.CLASSIFIER, release.RECOVERY, release.FD, release.TSTR)
+# Records of one figure per class, each under its key in ``class_figures``.
+PER_CLASS_RECORDS = (release.CONFIDENCE_HISTOGRAM, release.FD, release.MEMORIZATION)
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,8 @@ def tstr_accuracy(
     )
     proba, _ = models.predict(net, test_x, clf_cfg.input_scale)
     report = metrics.classification_report(proba, test_labels)
-    return {"accuracy": report["accuracy"], "auc": report["auc"], "n_train": len(train_idx)}
+    figures = {key: report[key] for key in (release.ACCURACY, release.AUC)}
+    return {**figures, release.N_TRAIN: len(train_idx)}
 
 
 @dataclass
@@ -199,17 +202,15 @@ def judge_splits(cfg: EvalConfig, runs: Path, splits: Splits, device: torch.devi
 def classifier_record(cfg: EvalConfig, splits: Splits, judged: Judged) -> dict[str, Any]:
     """The classifier's figures on the test patients, and the split's sizes."""
     report = metrics.classification_report(judged.outputs["test"][0], splits.test.labels)
-    return {
-        "metric": "classifier",
-        "name": cfg.classifier,
-        "tta": judged.tta,
-        **report,
-        "n_test": len(splits.test),
-        "test_patients": sorted(set(splits.test.keys.tolist())),
-        "n_train": len(splits.train),
-        "n_val": len(splits.val),
-        "corrupt_files": list(splits.corrupt),
+    split = {
+        release.N_TEST: len(splits.test),
+        release.TEST_PATIENTS: sorted(set(splits.test.keys.tolist())),
+        release.N_TRAIN: len(splits.train),
+        release.N_VAL: len(splits.val),
+        release.CORRUPT_FILES: list(splits.corrupt),
     }
+    body = {release.NAME: cfg.classifier, release.TTA: judged.tta, **report, **split}
+    return release.record(release.CLASSIFIER, None, body)
 
 
 def fd_floor(splits: Splits, judged: Judged) -> dict[str, float]:
@@ -239,9 +240,24 @@ def per_class_records(name: str, per_class: dict[str, dict[str, Any]]) -> list[d
     """The confidence histogram, Fréchet distance and memorisation records of one generator,
     from each class's figures (``GeneratorEvaluation.class_figures``)."""
     return [
-        {"metric": metric, "model": name} | {label: f[key] for label, f in per_class.items()}
-        for metric, key in PER_CLASS_RECORDS
+        release.record(kind, name, {label: f[kind] for label, f in per_class.items()})
+        for kind in PER_CLASS_RECORDS
     ]
+
+
+def recovery_record(name: str, per_class: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The recovery record of one generator, by the release's classifier."""
+    by_class = {label: f[release.RECOVERY] for label, f in per_class.items()}
+    return release.record(release.RECOVERY, name, by_class)
+
+
+def recovery_by_record(
+    name: str, judge: str, trained_against: bool, per_class: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The recovery record of one generator by a second judge (``by_judge`` of its figures)."""
+    by_class = {label: f["by_judge"][judge] for label, f in per_class.items()}
+    body = {release.RECORD_JUDGE: judge, "trained_against": trained_against, **by_class}
+    return release.record(release.RECOVERY_BY, name, body)
 
 
 @dataclass
@@ -276,11 +292,11 @@ class GeneratorEvaluation:
             codes.astype(np.float32), ref["train_codes"].astype(np.float32)
         )
         return {
-            "recovery": metrics.recovery(proba, label_idx),
+            release.RECOVERY: metrics.recovery(proba, label_idx),
             "by_judge": by_judge,
-            "hist": _histogram(proba[:, label_idx]),
-            "fd": metrics.frechet_distance(feats, test_f),
-            "memo": metrics.memorization_share(
+            release.CONFIDENCE_HISTOGRAM: _histogram(proba[:, label_idx]),
+            release.FD: metrics.frechet_distance(feats, test_f),
+            release.MEMORIZATION: metrics.memorization_share(
                 gen_dist, ref["heldout_train_distances"], percentile=self.cfg.privacy_percentile
             ),
         }
@@ -291,27 +307,11 @@ class GeneratorEvaluation:
         guides = guide_runs(runs, name)
         per_class = {label: self.class_figures(gen, i) for i, label in enumerate(CLASSES)}
         out: list[dict[str, Any]] = [
-            {"metric": "recovery", "model": name}
-            | {label: f["recovery"] for label, f in per_class.items()},
-            # Whether the generator learnt from the judge: recovery is a fair test only if not.
-            {
-                "metric": "judges",
-                "model": name,
-                "classifier": self.cfg.classifier,
-                "classifier_independent": self.cfg.classifier not in guides,
-                "guides": sorted(guides),
-            },
+            recovery_record(name, per_class),
+            release.record(release.JUDGES, name, release.judges_entry(self.cfg.classifier, guides)),
         ]
         for judge in self.judges:
-            out.append(
-                {
-                    "metric": "recovery_by",
-                    "model": name,
-                    "judge": judge,
-                    "trained_against": judge in guides,
-                }
-                | {label: f["by_judge"][judge] for label, f in per_class.items()}
-            )
+            out.append(recovery_by_record(name, judge, judge in guides, per_class))
         out += per_class_records(name, per_class)
         drawn = {}
         for label in CLASSES:
@@ -319,11 +319,11 @@ class GeneratorEvaluation:
             images = gen.generate(label, z, self.run.device)
             drawn[label] = models.predict(self.judged.net, images, self.judged.scale)[1]
         for figure, values in figures.compute(figures.Drawn(drawn), self.real).items():
-            out.append({"metric": figure, "model": name, **values})
+            out.append(release.record(figure, name, values))
         tstr = tstr_accuracy(
             gen, self.cfg, self.run, self.judged.tensors["test"], self.splits.test.labels
         )
-        out.append({"metric": "tstr", "model": name, **tstr})
+        out.append(release.record(release.TSTR, name, tstr))
         return out
 
 
@@ -353,7 +353,7 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
         heldout = np.concatenate([judged.features("val"), judged.features("test")])
         reference = fit_reference(judged.features("train"), heldout, cfg, rng)
         np.savez(out / models.REFERENCE, **reference)
-        emit({"metric": "fd_real_floor", **fd_floor(splits, judged)})
+        emit(release.record(release.FD_REAL_FLOOR, None, fd_floor(splits, judged)))
 
         # Real cells of the per-generator figures: members, validation and test patients.
         n_drawn = figures.draw_counts(splits.val.labels, cfg.diversity_cells)
@@ -391,8 +391,9 @@ def evaluate(cfg: EvalConfig) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(EvalConfig, argv)
     for record in evaluate(cfg):
-        if record["metric"] in ("classifier", "recovery", "fd", "tstr"):
-            print(json.dumps({k: v for k, v in record.items() if k != "test_patients"})[:300])
+        if record[release.RECORD_KIND] in SHOWN_RECORDS:
+            shown = {k: v for k, v in record.items() if k != release.TEST_PATIENTS}
+            print(json.dumps(shown)[:300])
 
 
 if __name__ == "__main__":

@@ -142,7 +142,7 @@ class CoreFigures:
             for name in evaluation.second_judges
             if name in files
         }
-        floor = artifacts.load_metrics(root).get("fd_real_floor") or {}
+        floor = release.real_floor(artifacts.load_metrics(root))
         return cls(
             cfg=cfg,
             evaluation=evaluation,
@@ -152,9 +152,9 @@ class CoreFigures:
             test_features=classifier.features(splits.test.images),
             reference=artifacts.load_reference(root),
             # Verified by load_reference against the index's sha256 just above.
-            heldout_distances=np.load(root / index["reference"]["file"], allow_pickle=False)[
-                "heldout_train_distances"
-            ],
+            heldout_distances=np.load(
+                root / release.index_file(index, release.REFERENCE), allow_pickle=False
+            )["heldout_train_distances"],
             floor=floor,
         )
 
@@ -177,11 +177,11 @@ class CoreFigures:
             self.reference.codes(feats), self.reference.train_codes.astype(np.float32)
         )
         return {
-            "recovery": metrics.recovery(proba, label_idx),
+            release.RECOVERY: metrics.recovery(proba, label_idx),
             "by_judge": by_judge,
-            "hist": evaluate._histogram(proba[:, label_idx]),
-            "fd": metrics.frechet_distance(feats, test_f),
-            "memo": diversity.memorization_share(
+            release.CONFIDENCE_HISTOGRAM: evaluate._histogram(proba[:, label_idx]),
+            release.FD: metrics.frechet_distance(feats, test_f),
+            release.MEMORIZATION: diversity.memorization_share(
                 gen_dist, self.heldout_distances, percentile=self.evaluation.privacy_percentile
             ),
         }
@@ -189,30 +189,20 @@ class CoreFigures:
     def records(self, name: str, generator: CellGenerator) -> list[dict[str, Any]]:
         """Every core record of one generator, as ``train.evaluate`` writes them."""
         per_class = {label: self.class_figures(generator, i) for i, label in enumerate(CLASSES)}
-        out: list[dict[str, Any]] = [
-            {"metric": "recovery", "model": name}
-            | {label: f["recovery"] for label, f in per_class.items()},
-        ]
+        out: list[dict[str, Any]] = [evaluate.recovery_record(name, per_class)]
         for judge in self.judges:
-            out.append(
-                {"metric": "recovery_by", "model": name, "judge": judge, "trained_against": False}
-                | {label: f["by_judge"][judge] for label, f in per_class.items()}
-            )
+            out.append(evaluate.recovery_by_record(name, judge, False, per_class))
         out += evaluate.per_class_records(name, per_class)
-        fd = {lb: f["fd"] for lb, f in per_class.items()}
+        fd = {lb: f[release.FD] for lb, f in per_class.items()}
         if self.floor:
-            out.append({"metric": "fd_real_floor", "model": name, **self.floor})
-            out.append(
-                {"metric": "fd_ratio", "model": name}
-                | {lb: fd[lb] / max(self.floor[lb], 1e-9) for lb in fd}
-            )
+            out.append(release.record(release.FD_REAL_FLOOR, name, self.floor))
+            out.append(release.record(release.FD_RATIO, name, release.fd_ratio(fd, self.floor)))
         if self.evaluation.tstr_per_class > 0:
             tstr = self.tstr(name, generator)
-            out.append(
-                {"metric": "tstr", "model": name, **tstr, "epochs": self.evaluation.tstr_epochs}
-            )
+            body = {**tstr, "epochs": self.evaluation.tstr_epochs}
+            out.append(release.record(release.TSTR, name, body))
         for record in out:
-            logger.info("%s %s", name, record["metric"])
+            logger.info("%s %s", name, record[release.RECORD_KIND])
         return out
 
     def tstr(self, name: str, generator: CellGenerator) -> dict[str, Any]:
@@ -260,7 +250,9 @@ def evaluate_exported(cfg: EvalExportedConfig, command: str = "") -> list[dict[s
     chosen = {k: v for k, v in figures.FIGURES.items() if not cfg.figures or k in cfg.figures}
     index = artifacts.load_index(root)
     names = cfg.generators or tuple(artifacts.generator_names(index))
-    classifier = Classifier.load(root / index["classifier"]["file"], threads=cfg.threads)
+    classifier = Classifier.load(
+        root / release.index_file(index, release.CLASSIFIER), threads=cfg.threads
+    )
     splits = load_splits(cfg.data, cache_dir=cfg.cache_dir, seed=cfg.seed, smoke=cfg.smoke)
     n = figures.draw_counts(splits.val.labels, cfg.n_cells)
     real = real_features(classifier, splits, n)
@@ -275,14 +267,12 @@ def evaluate_exported(cfg: EvalExportedConfig, command: str = "") -> list[dict[s
             z = figures.draw_latents(label, n[label], generator.z_dim)
             drawn[label] = classifier.features(generator.generate(z, label))  # [n, F]
         for figure, fn in chosen.items():
-            records.append({"metric": figure, "model": name, **fn(figures.Drawn(drawn), real)})
+            records.append(release.record(figure, name, fn(figures.Drawn(drawn), real)))
             logger.info("%s %s: %s", name, figure, records[-1])
     provenance = {
-        "command": command,
-        "git_commit": runs.git_commit(),
-        "hardware": runs.hardware(),
+        **release.provenance(command, runs.git_commit(), runs.hardware()),
         "backend": f"onnxruntime {ort.__version__}",
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        release.GENERATED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
     }
     release_metrics.update_metrics(root, records, provenance)
     return records
@@ -293,8 +283,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     command = shlex.join([Path(sys.executable).name, "-m", "train.evaluate_exported", *args])
     for record in evaluate_exported(cfg, command):
-        print(f"{record['model']} {record['metric']}")
-        rest = {k: v for k, v in record.items() if k not in ("metric", "model")}
+        print(f"{record[release.RECORD_MODEL]} {record[release.RECORD_KIND]}")
+        rest = {
+            k: v for k, v in record.items() if k not in (release.RECORD_KIND, release.RECORD_MODEL)
+        }
         for key, value in rest.items():
             print(f"  {key}: {value}")
 

@@ -31,14 +31,18 @@ from train.config import parse_config, replace, run_cli
 from train.gan_loop import SNAPSHOT_DIR
 from train.runs import finite_json, git_commit, hardware, load_checkpoint
 
+# The run folder of the release's classifier, the judge of the pages and the filters.
+MAIN_CLASSIFIER = "classifier"
 # Display names and run folders of the classifiers in the comparison table.
 CLASSIFIER_RUNS = {
-    "classifier": "ResNet (3,4,6), our recipe",
+    MAIN_CLASSIFIER: "ResNet (3,4,6), our recipe",
     "resnet_plain": "The report's ResNet (3,4,6)",
     "cnn_sound": "The report's simple CNN, sound recipe",
     "cnn_report": "The report's simple CNN, trained the report's way",
     "cnn_report_unit": "The report's simple CNN, the report's way on [0,1] pixels",
 }
+# The test figures of each classifier's row, as its checkpoint's summary gives them.
+TEST_FIGURES = (release.ACCURACY, release.AUC, release.SENSITIVITY, release.SPECIFICITY)
 GENERATOR_NAMES = {
     "cgan": "malgan conditional GAN",
     "dcgan": "The report's DCGAN (one per class)",
@@ -116,36 +120,33 @@ class ExportRun:
             fh.write(json.dumps(finite_json(record)) + "\n")
 
 
-def classifier_row(name: str, file: str, ckpt: dict[str, Any]) -> dict[str, Any]:
+def classifier_row(name: str, file: str, ckpt: dict[str, Any]) -> release.ClassifierRow:
     """One row of the classifier table, from a final classifier checkpoint."""
     summary = ckpt["summary"]
     results = summary["results"]
     test = results["tta" if ckpt["tta"] else "plain"]["test"]
     return {
-        "name": name,
-        "display_name": CLASSIFIER_RUNS[name],
-        "file": file,
+        release.NAME: name,
+        release.DISPLAY_NAME: CLASSIFIER_RUNS[name],
+        release.FILE: file,
         "arch": summary["arch"],
-        "recipe": summary["recipe"],
+        release.RECIPE: summary[release.RECIPE],
         "input_scale": summary["input_scale"],
-        "tta": summary["tta"],
+        release.TTA: summary[release.TTA],
         "epochs": summary["epochs"],
-        "accuracy": test["accuracy"],
-        "auc": test["auc"],
-        "sensitivity": test["sensitivity"],
-        "specificity": test["specificity"],
+        **{key: test[key] for key in TEST_FIGURES},
         "accuracy_without_tta": results["plain"]["test"]["accuracy"],
         "accuracy_with_tta": results["tta"]["test"]["accuracy"],
-        "parameters": summary["parameters"],
+        release.PARAMETERS: summary[release.PARAMETERS],
         "train_seconds": summary.get("train_seconds"),
-        "diverged_at_epoch": summary.get("diverged_at_epoch"),
+        release.DIVERGED_AT_EPOCH: summary.get(release.DIVERGED_AT_EPOCH),
     }
 
 
-def export_classifiers(ex: ExportRun, index: dict[str, Any]) -> tuple[torch.nn.Module, str]:
-    """Export every trained classifier; return ours (the judge) and its input scale."""
-    main_clf = None
-    index[release.CLASSIFIERS] = []
+def export_classifiers(ex: ExportRun) -> tuple[tuple[torch.nn.Module, str], list[Any]]:
+    """Export every trained classifier; return ours (the judge) with its input scale, and
+    the index's classifier models."""
+    main_clf, listed = None, []
     for name in CLASSIFIER_RUNS:
         path = ex.runs / name / models.FINAL
         if not path.exists():
@@ -169,26 +170,25 @@ def export_classifiers(ex: ExportRun, index: dict[str, Any]) -> tuple[torch.nn.M
             },
         )
         latency = cpu_latency_ms(Classifier.load(ex.out / file), ex.cfg.latency_runs)
-        row = {**classifier_row(name, file, ckpt), "cpu_latency_ms": latency}
-        ex.emit(release.classifier_export_record(row, meta["bytes"]))
-        index[release.CLASSIFIERS].append({"name": name, "file": file})
-        if name == "classifier":
+        row = {**classifier_row(name, file, ckpt), release.CPU_LATENCY_MS: latency}
+        ex.emit(release_metrics.classifier_export_record(row, meta["bytes"]))
+        listed.append(release.index_model(name, file))
+        if name == MAIN_CLASSIFIER:
             main_clf = (net.to(ex.device), ckpt["input_scale"])
-            index["classifier"] = {"name": name, "file": file}
-            (ex.out / "history").mkdir(exist_ok=True)
-            history = json.dumps(ckpt["summary"]["history"])
-            (ex.out / "history" / "classifier.json").write_text(history)
+            write_history(ex.out, release.CLASSIFIER, ckpt["summary"]["history"])
     if main_clf is None:
-        raise FileNotFoundError(f"No trained classifier in {ex.runs / 'classifier'}.")
-    return main_clf
+        raise FileNotFoundError(f"No trained classifier in {ex.runs / MAIN_CLASSIFIER}.")
+    return main_clf, listed
 
 
-def export_generators(ex: ExportRun, index: dict[str, Any], judge: directions.Judge) -> None:
-    """Export every generator network with its latent directions."""
-    index[release.GENERATORS] = [export_generator_runs(ex, name, judge) for name in GENERATOR_NAMES]
+def write_history(out: Path, name: str, history: Any) -> None:
+    """Write the training history of a generator (or of the classifier) into the release."""
+    path = out / release.history_path(name)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(history))
 
 
-def export_generator_runs(ex: ExportRun, name: str, judge: directions.Judge) -> dict[str, Any]:
+def export_generator_runs(ex: ExportRun, name: str, judge: directions.Judge) -> release.IndexModel:
     """Export one generator's networks with their latent directions; return its index entry."""
     display = GENERATOR_NAMES[name]
     gen = models.load_generator(ex.runs, name, ex.device)
@@ -219,23 +219,10 @@ def export_generator_runs(ex: ExportRun, name: str, judge: directions.Judge) -> 
             },
             directions=dirs,
         )
-    entry: dict[str, Any] = {"name": name, "display_name": display}
-    if gen.conditional:
-        entry["file"] = files["*"]
-    else:
-        entry["files"] = files
     first = Generator.load(ex.out / next(iter(files.values())))
     latency = cpu_latency_ms(first, ex.cfg.latency_runs)
-    ex.emit(release.generator_export_record(name, display, latency))
-    return entry
-
-
-def export_training(ex: ExportRun, index: dict[str, Any]) -> None:
-    """Copy each generator's snapshot grids and write its loss and probe histories."""
-    index[release.SNAPSHOTS] = {}
-    index[release.HISTORY] = {"classifier": "history/classifier.json"}
-    for name in GENERATOR_NAMES:
-        export_generator_training(ex, index, name)
+    ex.emit(release_metrics.generator_export_record(name, display, latency))
+    return release.generator_model(name, display, files["*"] if gen.conditional else files)
 
 
 def run_fault(generator: str, config: dict[str, Any]) -> str | None:
@@ -249,7 +236,8 @@ def run_fault(generator: str, config: dict[str, Any]) -> str | None:
 
 
 def export_generator_training(ex: ExportRun, index: dict[str, Any], name: str) -> None:
-    """Copy one generator's snapshot grids, write its histories and log how it trained."""
+    """Copy one generator's snapshot grids, write its histories, name both in ``index`` and
+    log how it trained."""
     dest = ex.out / "snapshots" / name
     if dest.exists():
         shutil.rmtree(dest)
@@ -260,7 +248,7 @@ def export_generator_training(ex: ExportRun, index: dict[str, Any], name: str) -
             label, _, iteration = src.stem.rpartition("_iter_")
             shutil.copyfile(src, dest / src.name)
             file = f"snapshots/{name}/{src.name}"
-            snaps.append({"class": label, "iteration": int(iteration), "file": file})
+            snaps.append(release.snapshot_entry(label, int(iteration), file))
         final = load_checkpoint(ex.runs / run_name / models.FINAL)
         state = final["state"]
         losses[run_name] = _thin(state["losses"])
@@ -276,13 +264,10 @@ def export_generator_training(ex: ExportRun, index: dict[str, Any], name: str) -
         faults.add(run_fault(name, final["config"]))
         if final["config"].get("guide") and final["config"].get("guide_weight", 0) > 0:
             guides.add(Path(final["config"]["guide"]).parent.name)
-    index[release.SNAPSHOTS][name] = sorted(snaps, key=lambda s: (s["class"], s["iteration"]))
-    history = {"losses": losses, "probes": probes}
-    (ex.out / "history").mkdir(exist_ok=True)
-    (ex.out / "history" / f"{name}.json").write_text(json.dumps(history))
-    index[release.HISTORY][name] = f"history/{name}.json"
+    release.put_generator_training(index, name, snaps)
+    write_history(ex.out, name, release.generator_history(losses, probes))
     fault = next((f for f in sorted(faults - {None})), None)
-    ex.emit(release.training_export_record(name, its, sorted(guides), fault))
+    ex.emit(release_metrics.training_export_record(name, its, sorted(guides), fault))
 
 
 def export_all(cfg: ExportConfig) -> dict[str, Any]:
@@ -304,22 +289,26 @@ def export_all(cfg: ExportConfig) -> dict[str, Any]:
     (ex.runs / models.EXPORT_LOG).unlink(missing_ok=True)
     eval_dir = Path(cfg.eval_dir or ex.runs / models.EVAL_DIR)
     run = release_metrics.run_profile(ex.runs)
-    index: dict[str, Any] = {
-        "smoke": cfg.smoke,
-        "git_commit": ex.commit,
-        "profile": {
-            "name": run.get("profile", "smoke" if cfg.smoke else ""),
-            # The machine that trained (the banner names its GPU), wherever the export runs.
-            "hardware": run.get("hardware") or hardware(),
-        },
-    }
-    main_clf = export_classifiers(ex, index)
-    export_generators(ex, index, directions.torch_judge(*main_clf))
+    main_clf, classifiers = export_classifiers(ex)
+    judge = directions.torch_judge(*main_clf)
+    generators = [export_generator_runs(ex, name, judge) for name in GENERATOR_NAMES]
     # Training reference (privacy filter, OOD warnings).
     shutil.copyfile(eval_dir / models.REFERENCE, ex.out / models.REFERENCE)
-    ref_hash = sha256_file(ex.out / models.REFERENCE)
-    index["reference"] = {"file": models.REFERENCE, "sha256": ref_hash}
-    export_training(ex, index)
+    index = release.assemble_index(
+        smoke=cfg.smoke,
+        git_commit=ex.commit,
+        profile=run.get(release.PROFILE, "smoke" if cfg.smoke else ""),
+        # The machine that trained (the banner names its GPU), wherever the export runs.
+        hardware=run.get(release.HARDWARE) or hardware(),
+        classifiers=classifiers,
+        classifier=next(c for c in classifiers if c[release.NAME] == MAIN_CLASSIFIER),
+        generators=generators,
+        reference=models.REFERENCE,
+        reference_sha256=sha256_file(ex.out / models.REFERENCE),
+    )
+    # Each generator's snapshot grids and its loss and probe histories.
+    for name in GENERATOR_NAMES:
+        export_generator_training(ex, index, name)
     (ex.out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return index
 
@@ -351,14 +340,14 @@ def export_only(cfg: ExportConfig, command: str) -> dict[str, Any]:
         commit=git_commit(),
     )
     (ex.runs / models.EXPORT_LOG).unlink(missing_ok=True)
-    judge = directions.onnx_judge(Classifier.load(out / index["classifier"]["file"]))
+    judge = directions.onnx_judge(
+        Classifier.load(out / release.index_file(index, release.CLASSIFIER))
+    )
     for name in cfg.only:
-        entry = export_generator_runs(ex, name, judge)
-        kept = [g for g in release.index_generators(index) if g["name"] != name]
-        index[release.GENERATORS] = [*kept, entry]
+        release.put_generator(index, export_generator_runs(ex, name, judge))
         export_generator_training(ex, index, name)
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
-    wrote = {"command": command, "git_commit": ex.commit, "hardware": hardware()}
+    wrote = release.provenance(command, ex.commit, hardware())
     return release_metrics.replace_generators(out, ex.runs, cfg.only, wrote)
 
 
@@ -371,7 +360,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     export_all(cfg)
     result = release_metrics.write_metrics(cfg, cfg.command or command)
-    print(f"Exported to {cfg.out}: classifier accuracy {result['classifier']['test_accuracy']:.4f}")
+    accuracy = release.main_classifier(result)[release.TEST_ACCURACY]
+    print(f"Exported to {cfg.out}: classifier accuracy {accuracy:.4f}")
 
 
 if __name__ == "__main__":

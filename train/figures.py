@@ -1,14 +1,16 @@
 """Per-generator figures computed from the classifier's features, whatever backend made them.
 
 A figure function takes the features of one generator's cells (``Drawn``) and of the real cells
-(``RealCells``) and returns a JSON-ready dict, stored as ``metrics.json["models"][name][figure]``.
+(``RealCells``) and returns a JSON-ready dict, stored under the figure's key in the generator's
+entry of ``metrics.json`` (``malgan.release``).
 ``train.evaluate`` feeds it features from the torch runs, ``train.evaluate_exported`` features
 from the exported ONNX models: both draw the cells with ``draw_latents`` and pick the real cells
 with ``real_samples``, so the two give the same keys and, for the same models, the same figures.
 
-To add a figure (e.g. a classifier two-sample test): write ``def c2st(drawn, real) -> dict``
-and decorate it with ``@figure("c2st")``; both entry points then compute and store it. A figure
-that needs pixels rather than features reads ``drawn.images``.
+To add a figure (e.g. a classifier two-sample test): name its key in ``malgan.release``, write
+``def c2st(drawn, real) -> dict`` and decorate it with ``@figure(release.C2ST)``; both entry
+points then compute and store it. A figure that needs pixels rather than features reads
+``drawn.images``.
 
 Every figure carries its real reference: the same figure for real cells of the validation
 patients, in place of the generated cells, at the same n.
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from malgan import latent, metrics
+from malgan import latent, metrics, release
 from malgan.data import CLASSES
 from train.c2st import c2st_figure
 
@@ -126,7 +128,7 @@ def _prdc(real: np.ndarray, fake: np.ndarray) -> dict[str, Any]:
     return metrics.precision_recall_density_coverage(real, fake, k=metrics.DIVERSITY_K)
 
 
-@figure("diversity")
+@figure(release.DIVERSITY)
 def diversity(drawn: Drawn, real: RealCells) -> dict[str, Any]:
     """k-NN precision, recall, density and coverage of each class against the test patients."""
     result: dict[str, Any] = {"k": metrics.DIVERSITY_K, "space": FEATURE_SPACE}
@@ -135,15 +137,15 @@ def diversity(drawn: Drawn, real: RealCells) -> dict[str, Any]:
         generated = _prdc(test, drawn.features[label])
         reference = _prdc(test, real.val[label])
         result[label] = {
-            "generated": {k: generated[k] for k in metrics.DIVERSITY_METRICS},
-            "reference": {k: reference[k] for k in metrics.DIVERSITY_METRICS},
+            release.GENERATED: {k: generated[k] for k in metrics.DIVERSITY_METRICS},
+            release.REFERENCE: {k: reference[k] for k in metrics.DIVERSITY_METRICS},
             "n": generated["n_fake"],
             "n_real": generated["n_real"],
         }
     return result
 
 
-@figure("membership")
+@figure(release.MEMBERSHIP)
 def membership(drawn: Drawn, real: RealCells) -> dict[str, Any]:
     """Share of cells whose nearest real cell is a training cell, among equal-size sets of
     training and test patients' cells; the reference asks the same of validation cells."""
@@ -154,8 +156,8 @@ def membership(drawn: Drawn, real: RealCells) -> dict[str, Any]:
         )
         reference = metrics.member_share(real.val[label], real.members[label], real.test[label])
         result[label] = {
-            "generated": generated["share"],
-            "reference": reference["share"],
+            release.GENERATED: generated["share"],
+            release.REFERENCE: reference["share"],
             "n": generated["n"],
             "n_members": generated["n_members"],
             "n_non_members": generated["n_non_members"],
@@ -163,7 +165,7 @@ def membership(drawn: Drawn, real: RealCells) -> dict[str, Any]:
     return result
 
 
-@figure("c2st")
+@figure(release.C2ST)
 def c2st(drawn: Drawn, real: RealCells) -> dict[str, Any]:
     """Classifier two-sample test of each class against the test patients (``train.c2st``):
     cross-validated accuracy and AUC of a logistic regression; the reference asks the same of

@@ -9,6 +9,7 @@ figures beside them, afresh (``write_metrics``) or for some generators (``update
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +45,12 @@ def run_profile(runs: Path) -> dict[str, Any]:
     the next attempt: a GAN stage counts at least its loops' training seconds over every attempt
     (``loop_seconds`` records them: their sum, or the longest where the stages ran side by side).
     """
-    record: dict[str, Any] = {"stage_seconds": {}, "throughput": {}, "loop_seconds": {}}
-    seconds = record["stage_seconds"]
+    record: dict[str, Any] = {
+        release.STAGE_SECONDS: {},
+        release.THROUGHPUT: {},
+        release.LOOP_SECONDS: {},
+    }
+    seconds = record[release.STAGE_SECONDS]
     wall = 0.0
     for line in read_jsonl(runs / models.STAGES_LOG):
         if line.get("event") == "start":
@@ -57,21 +62,83 @@ def run_profile(runs: Path) -> dict[str, Any]:
             if line.get("result"):
                 record[line["stage"]] = line["result"]
     # A stage's loops (the DCGAN's one per class) ran one after another, or side by side.
-    combine = max if record.get("jobs", 1) > 1 else sum
+    combine = max if record.get(release.JOBS, 1) > 1 else sum
     for stage in set(seconds) & set(models.GENERATORS):
         trained = round(combine(s["train_seconds"] for s in loop_states(runs, stage).values()), 2)
-        record["loop_seconds"][stage] = trained
+        record[release.LOOP_SECONDS][stage] = trained
         seconds[stage] = max(seconds[stage], trained)
-    record["total_seconds"] = round(sum(seconds.values()), 2)
-    record["wall_seconds"] = round(wall, 2)
+    record[release.TOTAL_SECONDS] = round(sum(seconds.values()), 2)
+    record[release.WALL_SECONDS] = round(wall, 2)
     return record
 
 
 def run_minutes(run: dict[str, Any]) -> float:
     """How long a run trained: the sum of its stages' seconds, or, where stages ran side by
     side, the wall time of its attempts."""
-    side_by_side = run.get("jobs", 1) > 1 and run["wall_seconds"] > 0
-    return round((run["wall_seconds"] if side_by_side else run["total_seconds"]) / 60, 1)
+    side_by_side = run.get(release.JOBS, 1) > 1 and run[release.WALL_SECONDS] > 0
+    return round(
+        (run[release.WALL_SECONDS] if side_by_side else run[release.TOTAL_SECONDS]) / 60, 1
+    )
+
+
+# export.jsonl: what the release writer logged of each model it exported, by kind.
+EXPORT_KIND = "kind"
+GENERATOR_EXPORT = "generator"
+
+
+def generator_export_record(name: str, display_name: str, latency_ms: float) -> dict[str, Any]:
+    """The export log's record of one generator."""
+    shown = {release.DISPLAY_NAME: display_name, release.LATENCY: latency_ms}
+    return {EXPORT_KIND: GENERATOR_EXPORT, release.NAME: name, **shown}
+
+
+def training_export_record(
+    name: str, runs: dict[str, Any], guides: list[str], known_fault: str | None
+) -> dict[str, Any]:
+    """The export log's record of how one generator trained (its runs, guides and fault)."""
+    rec = {EXPORT_KIND: release.TRAINING, release.NAME: name, "runs": runs, "guides": guides}
+    if known_fault:
+        rec[release.KNOWN_FAULT] = known_fault
+    return rec
+
+
+def classifier_export_record(row: Mapping[str, Any], onnx_bytes: int) -> dict[str, Any]:
+    """The export log's record of one classifier: its comparison-table row and file size."""
+    return {EXPORT_KIND: release.CLASSIFIER, **row, release.ONNX_BYTES: onnx_bytes}
+
+
+def model_entries(export_records: list[dict[str, Any]]) -> dict[str, release.ModelMetrics]:
+    """Each exported generator's entry of ``metrics.json`` before its figures: display name,
+    latency, how it trained and its known fault, from the export log."""
+    entries: dict[str, Any] = {}
+    for r in export_records:
+        if r[EXPORT_KIND] == GENERATOR_EXPORT:
+            entry = entries.setdefault(r[release.NAME], {})
+            entry[release.DISPLAY_NAME] = r[release.DISPLAY_NAME]
+            entry[release.LATENCY] = r[release.LATENCY]
+        elif r[EXPORT_KIND] == release.TRAINING:
+            entry = entries.setdefault(r[release.NAME], {})
+            entry[release.TRAINING] = r["runs"]
+            if r.get(release.KNOWN_FAULT):
+                entry[release.KNOWN_FAULT] = r[release.KNOWN_FAULT]
+    return entries
+
+
+def training_guides(export_records: list[dict[str, Any]], name: str) -> list[str]:
+    """The classifiers generator ``name`` learnt from, as the export logged them."""
+    for r in export_records:
+        if r[EXPORT_KIND] == release.TRAINING and r[release.NAME] == name:
+            return list(r.get("guides", []))
+    return []
+
+
+def classifier_rows(export_records: list[dict[str, Any]]) -> list[release.ClassifierRow]:
+    """The classifiers' comparison table, from the export log."""
+    return [
+        {k: v for k, v in r.items() if k != EXPORT_KIND}  # type: ignore[misc]
+        for r in export_records
+        if r[EXPORT_KIND] == release.CLASSIFIER
+    ]
 
 
 # metrics.json.
@@ -82,39 +149,33 @@ def write_metrics(cfg: ExportConfig, command: str = "") -> dict[str, Any]:
     exported = read_jsonl(runs / models.EXPORT_LOG)
     run = run_profile(runs)
     result = release.assemble_metrics(
-        read_jsonl(eval_dir / models.EVAL_LOG),
-        release.model_entries(exported),
-        release.classifier_rows(exported),
+        read_jsonl(eval_dir / models.EVAL_LOG), model_entries(exported), classifier_rows(exported)
     )
     diagnosis_path = runs / models.DIAGNOSIS_FILE
     if diagnosis_path.exists():
         diagnosis = json.loads(diagnosis_path.read_text())
-        result["cnn_diagnosis"] = {
+        result[release.CNN_DIAGNOSIS] = {
             "test_parasitized_share": diagnosis["test_parasitized_share"],
             "epochs": diagnosis["config"]["epochs"],
             "variants": diagnosis["variants"],
         }
     result.update(
         {
-            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "git_commit": run.get("git_commit") or git_commit(),
-            "command": run.get("command") or command,
-            "profile": run.get("profile", "smoke" if cfg.smoke else ""),
-            "profile_summary": run.get("profile_summary", ""),
-            "hardware": run.get("hardware") or hardware(),
+            release.GENERATED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+            release.GIT_COMMIT: run.get(release.GIT_COMMIT) or git_commit(),
+            release.COMMAND: run.get(release.COMMAND) or command,
+            release.PROFILE: run.get(release.PROFILE, "smoke" if cfg.smoke else ""),
+            release.PROFILE_SUMMARY: run.get(release.PROFILE_SUMMARY, ""),
+            release.HARDWARE: run.get(release.HARDWARE) or hardware(),
             # The command and commit that wrote this file (a run's export may be run again alone).
-            "written_by": {
-                "command": command,
-                "git_commit": git_commit(),
-                "hardware": hardware(),
-            },
-            "stage_seconds": run["stage_seconds"],
-            "loop_seconds": run["loop_seconds"],
-            "total_seconds": run["total_seconds"],
-            "wall_seconds": run["wall_seconds"],
-            "jobs": run.get("jobs", 1),
-            "throughput": run.get("throughput", {}),
-            "smoke": cfg.smoke,
+            release.WRITTEN_BY: release.provenance(command, git_commit(), hardware()),
+            release.STAGE_SECONDS: run[release.STAGE_SECONDS],
+            release.LOOP_SECONDS: run[release.LOOP_SECONDS],
+            release.TOTAL_SECONDS: run[release.TOTAL_SECONDS],
+            release.WALL_SECONDS: run[release.WALL_SECONDS],
+            release.JOBS: run.get(release.JOBS, 1),
+            release.THROUGHPUT: run.get(release.THROUGHPUT, {}),
+            release.SMOKE: cfg.smoke,
         }
     )
     save_metrics(out, result)
@@ -122,7 +183,7 @@ def write_metrics(cfg: ExportConfig, command: str = "") -> dict[str, Any]:
     if index_path.exists():
         # The banner's minutes: the whole run's, so written after the export stage has counted.
         index = json.loads(index_path.read_text())
-        index["profile"]["train_minutes"] = run_minutes(run)
+        index[release.PROFILE][release.TRAIN_MINUTES] = run_minutes(run)
         index_path.write_text(json.dumps(index, indent=2) + "\n")
     return result
 
@@ -151,10 +212,10 @@ def update_metrics(
         The updated metrics.
     """
     result = json.loads((out / "metrics.json").read_text())
-    written = result.setdefault("written_by", {}).setdefault("figures", {})
+    written = result.setdefault(release.WRITTEN_BY, {}).setdefault(release.WRITTEN_FIGURES, {})
     for rec in records:
         release.file_record(result, rec)
-        written.setdefault(rec["metric"], {})[rec["model"]] = provenance
+        written.setdefault(rec[release.RECORD_KIND], {})[rec[release.RECORD_MODEL]] = provenance
     save_metrics(out, result)
     return result
 
@@ -171,21 +232,15 @@ def replace_generators(
         The updated metrics.
     """
     result = json.loads((out / "metrics.json").read_text())
-    trained_on = run_profile(runs).get("hardware") or hardware()
+    trained_on = run_profile(runs).get(release.HARDWARE) or hardware()
     exported = read_jsonl(runs / models.EXPORT_LOG)
-    entries = release.model_entries(exported)
+    entries = model_entries(exported)
     for name in names:
-        model: dict[str, Any] = {"trained_on": trained_on, **entries.get(name, {})}
-        if "training" in model:
-            # Whether the generator learnt from the judge: recovery is a fair test only if not.
-            judge = (result.get("classifier") or {}).get("name", "classifier")
-            guides = release.training_guides(exported, name)
-            model["judges"] = {
-                "classifier": judge,
-                "classifier_independent": judge not in guides,
-                "guides": guides,
-            }
+        model: dict[str, Any] = {release.TRAINED_ON: trained_on, **entries.get(name, {})}
+        if release.TRAINING in model:
+            judge = release.main_classifier(result).get(release.NAME, release.CLASSIFIER)
+            model[release.JUDGES] = release.judges_entry(judge, training_guides(exported, name))
         result[release.MODELS][name] = model
-        result.setdefault("written_by", {}).setdefault("generators", {})[name] = wrote
+        result.setdefault(release.WRITTEN_BY, {}).setdefault(release.GENERATORS, {})[name] = wrote
     save_metrics(out, result)
     return result

@@ -60,9 +60,9 @@ def recovery_sources(
     names = [m for m in MODEL_ORDER if m in models] + [m for m in models if m not in MODEL_ORDER]
     for name in names:
         entry = models[name] or {}
-        rates = entry.get("recovery")
+        rates = entry.get(release.RECOVERY)
         if isinstance(rates, Mapping) and rates:
-            display = str(entry.get("display_name", name))
+            display = str(entry.get(release.DISPLAY_NAME, name))
             sources.append((tables.generator_label(metrics, name, display), dict(rates)))
     sources.extend((label, dict(rates)) for label, rates in extra)
     return sources
@@ -167,7 +167,7 @@ def diversity_bars(metrics: Mapping[str, Any] | None, model: str) -> go.Figure |
     same figure for real cells of other patients (the reference); None when not measured."""
     entry = release.model_metrics(metrics, model)
     by_class = {label: tables.diversity_entry(entry, label) for label in CLASSES}
-    if not any(e.get("generated") for e in by_class.values()):
+    if not any(e.get(release.GENERATED) for e in by_class.values()):
         return None
     fig = make_subplots(
         rows=1,
@@ -183,15 +183,15 @@ def diversity_bars(metrics: Mapping[str, Any] | None, model: str) -> go.Figure |
     names = [name.capitalize() for name in DIVERSITY_METRICS]
     for col, label in enumerate(CLASSES, start=1):
         for side, colour, legend in (
-            ("generated", CLASS_COLOURS[label], f"{label}, generated"),
-            ("reference", REPORT_COLOUR, "real cells of other patients (reference)"),
+            (release.GENERATED, CLASS_COLOURS[label], f"{label}, generated"),
+            (release.REFERENCE, REPORT_COLOUR, "real cells of other patients (reference)"),
         ):
             values = [(by_class[label].get(side) or {}).get(name) for name in DIVERSITY_METRICS]
             values = [v if finite(v) else None for v in values]
             fig.add_bar(
                 name=legend,
                 # One legend entry for the reference, whose bars are grey in both panels.
-                showlegend=side == "generated" or col == 1,
+                showlegend=side == release.GENERATED or col == 1,
                 x=names,
                 y=values,
                 marker_color=colour,
@@ -220,7 +220,7 @@ def confidence_histograms(metrics: Mapping[str, Any] | None, model: str) -> go.F
         The figure, or None when metrics.json has no histogram for ``model``.
     """
     entry = release.model_metrics(metrics, model)
-    return histogram_figure(entry.get("confidence_histogram"))
+    return histogram_figure(entry.get(release.CONFIDENCE_HISTOGRAM))
 
 
 HISTOGRAM_OPACITY = 0.65
@@ -294,14 +294,14 @@ def classifier_bars(rows: Sequence[Mapping[str, Any]] | None) -> go.Figure | Non
     """
     names, values, colours, texts = [], [], [], []
     for row in rows or []:
-        if not isinstance(row, Mapping) or not finite(row.get("accuracy")):
+        if not isinstance(row, Mapping) or not finite(row.get(release.ACCURACY)):
             continue
-        diverged = row.get("diverged_at_epoch")
-        names.append(str(row.get("display_name") or row.get("name")))
-        values.append(100 * row["accuracy"])
+        diverged = row.get(release.DIVERGED_AT_EPOCH)
+        names.append(str(tables.shown_name(row)))
+        values.append(100 * row[release.ACCURACY])
         colours.append(DIVERGED_COLOUR if finite(diverged) else CLASS_COLOURS["Uninfected"])
         note = f" (diverged at epoch {diverged})" if finite(diverged) else ""
-        texts.append(f"{percent(row['accuracy'])}{note}")
+        texts.append(f"{percent(row[release.ACCURACY])}{note}")
     if not names:
         return None
     fig = go.Figure(

@@ -127,6 +127,16 @@ def model_note(name: str, display: str, where: Any = st) -> None:
         where.caption(f"{display}: {origin}.")
 
 
+def chart(fig: Any, key: str, *, missing: str, caption: str = "") -> None:
+    """Show a figure with its caption, or, when there is none (``fig`` is None), what is missing."""
+    if fig is None:
+        st.info(missing)
+        return
+    st.plotly_chart(fig, key=key)
+    if caption:
+        st.caption(caption)
+
+
 def require_generator(name: str) -> runtime.CellGenerator:
     """The generator ``name`` with the classifier loaded; the page stops after showing why
     either is unavailable."""

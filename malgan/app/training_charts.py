@@ -9,7 +9,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from malgan import report
+from malgan import release, report
 from malgan.app.charts import CLASS_COLOURS, apply_layout
 from malgan.data import CLASSES
 from malgan.tables import finite, percent, run_class
@@ -47,6 +47,13 @@ def loss_title(name: str) -> str:
     return words[:1].upper() + words[1:] if words else name
 
 
+def _by_run(history: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
+    """A generator history's records of one kind (``release.LOSSES`` or ``release.PROBES``),
+    by run; None when it has none."""
+    found = history.get(kind) if isinstance(history, Mapping) else None
+    return found if isinstance(found, Mapping) else None
+
+
 def recovery_curve(history: Mapping[str, Any] | None) -> go.Figure | None:
     """Recovery of probe cells against training iteration, with the report's rates as lines.
 
@@ -56,8 +63,8 @@ def recovery_curve(history: Mapping[str, Any] | None) -> go.Figure | None:
     Returns:
         The figure, or None when the history holds no probe.
     """
-    probes = (history or {}).get("probes") if isinstance(history, Mapping) else None
-    if not isinstance(probes, Mapping):
+    probes = _by_run(history, release.PROBES)
+    if probes is None:
         return None
     fig = go.Figure()
     for cls in CLASSES:
@@ -109,8 +116,8 @@ def loss_curves(history: Mapping[str, Any] | None) -> go.Figure | None:
     Returns:
         The figure, or None when the history holds no loss.
     """
-    losses = (history or {}).get("losses") if isinstance(history, Mapping) else None
-    if not isinstance(losses, Mapping):
+    losses = _by_run(history, release.LOSSES)
+    if losses is None:
         return None
     palette = _run_colours(list(losses))
     fig = go.Figure()

@@ -40,17 +40,17 @@ def _lines(items: list[tuple[str, str]]) -> list[str]:
 
 
 def _training_data(metrics_data: Mapping[str, Any]) -> list[str]:
-    clf = metrics_data.get("classifier") or {}
-    patients = clf.get("test_patients")
+    clf = release.main_classifier(metrics_data)
+    patients = clf.get(release.TEST_PATIENTS)
     n_patients = len(patients) if isinstance(patients, list) else patients
     counts = [
         ("Source", "the NIH malaria cell images (Rajaraman et al., PeerJ 6:e4568, 2018)"),
         (
             "Split",
             "by patient, never by cell: "
-            f"{tables.number(clf.get('n_train'), ',')} training cells, "
-            f"{tables.number(clf.get('n_val'), ',')} validation cells, "
-            f"{tables.number(clf.get('n_test'), ',')} test cells of "
+            f"{tables.number(clf.get(release.N_TRAIN), ',')} training cells, "
+            f"{tables.number(clf.get(release.N_VAL), ',')} validation cells, "
+            f"{tables.number(clf.get(release.N_TEST), ',')} test cells of "
             f"{tables.number(n_patients, ',')} held-out patients",
         ),
     ]
@@ -60,18 +60,18 @@ def _training_data(metrics_data: Mapping[str, Any]) -> list[str]:
 def _figure_provenance(figures: Any, name: str) -> list[str]:
     """Which command computed the figures evaluated again after the export, if any.
 
-    ``written_by["figures"]`` holds, per figure, the provenance per generator (or one
-    provenance for every generator).
+    The ``release.WRITTEN_FIGURES`` of ``release.WRITTEN_BY`` hold, per figure, the provenance
+    per generator (or one provenance for every generator).
     """
     if not isinstance(figures, Mapping):
         return []
     lines = []
     for figure, by in figures.items():
         by = by.get(name, by) if isinstance(by, Mapping) else None
-        if isinstance(by, Mapping) and "command" in by:
+        if isinstance(by, Mapping) and release.COMMAND in by:
             lines.append(
-                f"`{figure}` was computed again by `{by.get('command') or 'unknown'}` at "
-                f"commit `{by.get('git_commit') or 'unknown'}`."
+                f"`{figure}` was computed again by `{by.get(release.COMMAND) or 'unknown'}` at "
+                f"commit `{by.get(release.GIT_COMMIT) or 'unknown'}`."
             )
     return lines
 
@@ -132,9 +132,12 @@ def datasheet_markdown(
     sha = unique[0] if len(unique) == 1 else "; ".join(f"{k} {v}" for k, v in hashes.items())
     profile = artifacts.models_notice(index) if index else None
     training = tables.training_summary(
-        str(summary.get("display_name", name)), model.get("training")
+        str(summary.get("display_name", name)), model.get(release.TRAINING)
     )
-    written = metrics_data.get("written_by") or {}
+    written = metrics_data.get(release.WRITTEN_BY) or {}
+    command = written.get(release.COMMAND) or metrics_data.get(release.COMMAND) or "unknown"
+    commit = written.get(release.GIT_COMMIT) or metrics_data.get(release.GIT_COMMIT) or "unknown"
+    fault = model.get(release.KNOWN_FAULT)
     out = [
         f"# Datasheet: synthetic malaria blood cells from {summary.get('display_name', name)}",
         "",
@@ -159,7 +162,7 @@ def datasheet_markdown(
                 ("Models", profile.text if profile else "training profile not stated"),
             ]
         ),
-        *([f"- **Known fault:** {model['known_fault']}"] if model.get("known_fault") else []),
+        *([f"- **Known fault:** {fault}"] if fault else []),
         "",
         "## Training data",
         *_training_data(metrics_data),
@@ -167,9 +170,8 @@ def datasheet_markdown(
         "## Figures from `metrics.json` (held-out patients; each with its real reference)",
         *_lines(tables.generator_figures(metrics_data, name)),
         "",
-        f"Written by `{written.get('command') or metrics_data.get('command') or 'unknown'}` at "
-        f"commit `{written.get('git_commit') or metrics_data.get('git_commit') or 'unknown'}`.",
-        *_figure_provenance(written.get("figures"), name),
+        f"Written by `{command}` at commit `{commit}`.",
+        *_figure_provenance(written.get(release.WRITTEN_FIGURES), name),
         "",
         "## Filters of this set",
         *_filters(summary),
