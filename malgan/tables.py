@@ -67,27 +67,6 @@ def number(value: Any, fmt: str, unit: str = "") -> str:
     return f"{format(value, fmt)} {unit}" if unit else format(value, fmt)
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Rows as a Markdown table with a header of ``columns``, the first column in bold.
-
-    Cell text is shown as is: pipes, backslashes and line breaks cannot break the table.
-    """
-
-    def cell(value: Any) -> str:
-        text = str(value).replace("\\", "\\\\").replace("|", "\\|")
-        return " ".join(text.split())
-
-    lines = [
-        "| " + " | ".join(cell(c) for c in columns) + " |",
-        "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(columns))) + "|",
-    ]
-    for row in rows:
-        values = [cell(row.get(c, MISSING)) for c in columns]
-        values[0] = f"**{values[0]}**"
-        lines.append("| " + " | ".join(values) + " |")
-    return "\n".join(lines)
-
-
 # The overview's headline table.
 
 

@@ -6,11 +6,36 @@ import streamlit as st
 
 from malgan import release, report, tables
 from malgan.app import cells, charts, frame, loading
+from malgan.app.table_view import Column, show_table
 
 # Appended to the names of the report's own rows (its published figures, not measured here).
 PUBLISHED_MARK = ", as published"
 # The table's columns on the page; the source and recipe already show in the names.
-SHOWN_COLUMNS = tuple(c for c in tables.TABLE_COLUMNS if c not in ("source", "recipe"))
+COMPARISON_COLUMNS = (
+    Column(
+        "classifier",
+        "Classifier",
+        "Measured here on held-out patients, except the rows marked as published, which quote "
+        "the report.",
+    ),
+    Column("accuracy", "Accuracy", "Test accuracy."),
+    Column("AUC", "AUC", "Area under the ROC curve of P(parasitized)."),
+    Column("sensitivity (Parasitized)", "Sensitivity", "Share of Parasitized test cells found."),
+    Column("specificity", "Specificity", "Share of Uninfected test cells kept."),
+    Column("parameters", "Params", "Trainable parameters, in millions."),
+    Column(
+        "CPU latency, one cell",
+        "CPU latency",
+        "Median time to classify one cell with ONNX Runtime on the CPU.",
+    ),
+    Column(
+        "TTA", "TTA", "Test-time augmentation: the 8 flips and rotations of each cell, averaged."
+    ),
+    Column("diverged", "Diverged", "The epoch at which training diverged, if it did."),
+)
+# Narrower than this, the tables show one card per row: their columns no longer fit side by side.
+COMPARISON_STACK_PX = 700
+DIAGNOSIS_STACK_PX = 600
 
 frame.page_intro(
     "The report's ResNet reached 94.9% and its simple CNN 52–55%. Here the same architectures "
@@ -54,55 +79,29 @@ for row in table:
     # The source folds into the name: only the report's own figures are marked.
     if row["source"] == tables.PUBLISHED_SOURCE:
         row["classifier"] += PUBLISHED_MARK
-st.dataframe(
-    table,
-    hide_index=True,
-    width="stretch",
-    column_order=SHOWN_COLUMNS,
-    column_config={
-        "classifier": st.column_config.TextColumn(
-            "Classifier",
-            help="Measured here on held-out patients, except the rows marked as published, "
-            "which quote the report.",
-        ),
-        "accuracy": st.column_config.TextColumn("Accuracy", help="Test accuracy."),
-        "AUC": st.column_config.TextColumn(
-            "AUC", help="Area under the ROC curve of P(parasitized).", width="small"
-        ),
-        "sensitivity (Parasitized)": st.column_config.TextColumn(
-            "Sensitivity", help="Share of Parasitized test cells found."
-        ),
-        "specificity": st.column_config.TextColumn(
-            "Specificity", help="Share of Uninfected test cells kept."
-        ),
-        "parameters": st.column_config.TextColumn(
-            "Params", help="Trainable parameters, in millions."
-        ),
-        "CPU latency, one cell": st.column_config.TextColumn(
-            "CPU latency",
-            help="Median time to classify one cell with ONNX Runtime on the CPU.",
-        ),
-        "TTA": st.column_config.TextColumn(
-            "TTA",
-            help="Test-time augmentation: the 8 flips and rotations of each cell, averaged.",
-            width="small",
-        ),
-        "diverged": st.column_config.TextColumn(
-            "Diverged", help="The epoch at which training diverged, if it did."
-        ),
-    },
+show_table(
+    table, COMPARISON_COLUMNS, label="Classifier comparison", stack_below_px=COMPARISON_STACK_PX
 )
 st.caption(
     "Sensitivity is the share of Parasitized test cells found; specificity the share of "
-    "Uninfected cells kept. CPU latency is the median time to classify one cell with ONNX "
-    "Runtime. TTA averages the 8 flips and rotations of each cell. The rows marked "
+    "Uninfected cells kept. AUC is the area under the ROC curve; Params the trainable "
+    "parameters, in millions. CPU latency is the median time to classify one cell with ONNX "
+    "Runtime. TTA (test-time augmentation) averages the 8 flips and rotations of each cell. "
+    "Diverged gives the epoch at which training diverged, if it did. The rows marked "
     f"“{PUBLISHED_MARK.strip(', ')}” quote the report's accuracies; it gave no other figure (—)."
 )
 
 diagnosis = metrics.get(release.CNN_DIAGNOSIS)
 if diagnosis:
     st.subheader(tables.diagnosis_heading(diagnosis))
-    st.dataframe(tables.diagnosis_rows(diagnosis), hide_index=True, width="stretch")
+    diagnosis_rows = tables.diagnosis_rows(diagnosis)
+    if diagnosis_rows:
+        show_table(
+            diagnosis_rows,
+            [Column(key, key[:1].upper() + key[1:]) for key in diagnosis_rows[0]],
+            label="The report's CNN trained each way",
+            stack_below_px=DIAGNOSIS_STACK_PX,
+        )
     st.caption(
         " ".join(
             [

@@ -4,6 +4,7 @@ import streamlit as st
 
 from malgan import artifacts, release, tables
 from malgan.app import cells, frame, loading, views
+from malgan.app.table_view import Column, show_table
 from malgan.data import CLASSES
 
 STRIP_MODEL = "cgan"
@@ -62,9 +63,10 @@ if metrics is None:
         icon="📄",
     )
 else:
-    # A Markdown table: the first page of a fresh server need not load pandas for seven rows.
-    columns = tables.headline_columns(metrics)
-    st.markdown(tables.markdown_table(tables.headline_table(metrics), columns))
+    # An HTML table, one card per figure on a phone: the first page of a fresh server need not
+    # load pandas for a dozen rows.
+    columns = [Column(c, c) for c in tables.headline_columns(metrics)]
+    show_table(tables.headline_table(metrics), columns, label="Headline figures")
     for column, name in tables.HEADLINE_MODELS.items():
         fault = tables.known_fault(metrics, name)
         origin = tables.generator_origin(metrics, name) if name == "dcgan" else ""

@@ -1,4 +1,5 @@
-"""The dashboard in a real browser: every page renders, sliders, uploads and downloads work."""
+"""The dashboard in a real browser: every page renders, sliders, uploads and downloads work, and
+every table column fits a laptop window and a phone."""
 
 from __future__ import annotations
 
@@ -35,6 +36,56 @@ VERDICT = re.compile(
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
 TEST_TIMEOUT_S = 420
+# The pages that show tables, and the windows a user reported them cut in.
+TABLE_PAGES = ("overview", "classifiers")
+WINDOWS = {"1280x720": {"width": 1280, "height": 720}, "390x844": {"width": 390, "height": 844}}
+# What a user cannot read of the main area's tables, one sentence each (empty: all readable).
+# A data grid (st.dataframe, drawn on a canvas) hides the columns past its width behind its own
+# scrollbar. An HTML table's cells must lie inside the window and inside every box that clips
+# it, and their text inside the cells; where a table shows one card per row (its header row
+# hidden), every value must carry its column's name.
+CUT_COLUMNS_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]') || document.body;
+  const width = document.documentElement.clientWidth;
+  const problems = [];
+  const inside = (box, area) => box.left >= area.left - 1 && box.right <= area.right + 1;
+  for (const grid of main.querySelectorAll('[data-testid="stDataFrame"]')) {
+    const scroller = grid.querySelector('.dvn-scroller') || grid;
+    const hidden = scroller.scrollWidth - scroller.clientWidth;
+    if (hidden > 1) problems.push(`a data grid hides ${hidden}px of columns`);
+    if (!inside(grid.getBoundingClientRect(), {left: 0, right: width}))
+      problems.push('a data grid reaches past the window');
+  }
+  for (const table of main.querySelectorAll('table')) {
+    const area = {left: 0, right: width};
+    for (let el = table.parentElement; el && el !== document.body; el = el.parentElement) {
+      if (getComputedStyle(el).overflowX === 'visible') continue;
+      const box = el.getBoundingClientRect();
+      area.left = Math.max(area.left, box.left);
+      area.right = Math.min(area.right, box.right);
+    }
+    const head = table.tHead;
+    const names = head ? Array.from(head.rows[0].cells).map(c => c.innerText.trim()) : [];
+    const stacked = !!head && (head.getBoundingClientRect().width <= 1
+      || getComputedStyle(head).clipPath !== 'none');
+    const rows = Array.from(stacked ? table.tBodies[0].rows : table.rows);
+    for (const row of rows) {
+      Array.from(row.cells).forEach((cell, i) => {
+        const name = names[i] || `column ${i + 1}`;
+        const what = `"${name}" of "${row.cells[0].innerText.trim()}"`;
+        if (!inside(cell.getBoundingClientRect(), area))
+          problems.push(`${what} lies outside the visible part of its table`);
+        if (cell.scrollWidth > cell.clientWidth + 1)
+          problems.push(`the text of ${what} overflows its cell`);
+        const label = getComputedStyle(cell, '::before').content;
+        if (stacked && i > 0 && !label.includes(name))
+          problems.push(`${what} is shown without its column's name`);
+      });
+    }
+  }
+  if (document.documentElement.scrollWidth > width + 1) problems.push('the page scrolls sideways');
+  return problems;
+}"""
 
 
 def by_name(name: str) -> h.AppPage:
@@ -243,3 +294,48 @@ def test_sample_downloads_are_valid_files(
             pytest.fail(f"{target.name} is neither a PNG nor a ZIP ({data[:8]!r})")
     assert kinds, "nothing was downloaded"
     assert_clean(page, f"{DOWNLOAD_PAGE} after downloading")
+
+
+# Tables.
+def cut_columns(page: object) -> list[str]:
+    """What the page's tables do not show of their columns (see ``CUT_COLUMNS_JS``)."""
+    return page.evaluate(CUT_COLUMNS_JS)
+
+
+@pytest.mark.timeout(TEST_TIMEOUT_S)
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("name", TABLE_PAGES)
+def test_every_table_column_is_within_the_window(
+    browser: object, server: h.StreamlitServer, name: str, window: str
+) -> None:
+    app_page = by_name(name)
+    context = browser.new_context(viewport=WINDOWS[window])
+    try:
+        page = context.new_page()
+        h.open_page(page, server, app_page, h.PAGE_TIMEOUT_MS)
+        h.rendered_at(page, h.PAGE_TIMEOUT_MS)
+        assert page.locator(f"{h.MAIN} table").count(), f"{name} shows no table"
+        assert not cut_columns(page), f"{name} at {window}: {cut_columns(page)}"
+    finally:
+        context.close()
+
+
+@pytest.mark.timeout(TEST_TIMEOUT_S)
+def test_the_check_sees_a_cut_column_a_clipped_cell_and_an_unlabelled_card(
+    browser: object,
+) -> None:
+    cells = "".join(f"<td>value number {i}</td>" for i in range(12))
+    wide = f"<table><thead><tr><th>name</th>{cells}</tr></thead><tbody><tr>{cells}</tr></tbody>"
+    page = browser.new_page(viewport=WINDOWS["390x844"])
+    try:
+        page.set_content(f"<div style='width:300px;overflow-x:auto'>{wide}</table></div>")
+        assert any("outside the visible part" in p for p in cut_columns(page))
+        page.set_content(
+            "<style>thead{position:absolute;width:1px;height:1px;overflow:hidden}"
+            "tr,td,th{display:block}</style>"
+            "<table><thead><tr><th>name</th><th>Accuracy</th></tr></thead>"
+            "<tbody><tr><th>cGAN</th><td>95%</td></tr></tbody></table>"
+        )
+        assert cut_columns(page) == ['"Accuracy" of "cGAN" is shown without its column\'s name']
+    finally:
+        page.close()

@@ -27,10 +27,10 @@ from malgan import (
     runtime,
     tables,
 )
-from malgan.app import cells, controls, frame, loading, views
+from malgan.app import cells, controls, frame, loading, table_view, views
 from malgan.data import CLASSES
 from malgan.directions import Directions
-from tests.support.pages import app_page, models_copy
+from tests.support.pages import app_page, html_table, models_copy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAGES = REPO_ROOT / "pages"
@@ -84,10 +84,12 @@ def test_overview_shows_table_strip_and_data_note():
     at = open_page("overview")
 
     assert "Overview" in at.title[0].value
-    (text,) = [m.value for m in at.markdown if m.value.startswith("| Figure |")]
+    (text,) = [m.value for m in at.markdown if 'aria-label="Headline figures"' in m.value]
+    rows = html_table(text)
+    assert rows[0] == list(tables.headline_columns(loading.metrics()))
+    assert len(rows) == 1 + len(tables.headline_table(None))
     assert "94.9%" in text and "30.0%" in text and "99.1%" in text
     assert "× floor" in text and "—" in text
-    assert len(text.splitlines()) == 2 + len(tables.headline_table(None))
     # One convention: every percentage on the page has one decimal.
     shown = " ".join(m.value for m in (*at.markdown, *at.caption))
     assert {len(d) for d in re.findall(r"\d\.(\d+)%", shown)} == {1}
@@ -641,6 +643,11 @@ def test_balanced_row_leaves_no_half_empty_row() -> None:
     assert cells.balanced_row(7, 0) == 1 and cells.balanced_row(0, 3) == 1
 
 
-def test_markdown_table_keeps_cells_inside_their_columns() -> None:
-    text = tables.markdown_table([{"a": "x|y", "b": "1\n2"}], ["a", "b"])
-    assert text.splitlines() == ["| a | b |", "|:---|---:|", "| **x\\|y** | 1 2 |"]
+def test_table_html_escapes_its_cells_and_names_each_value() -> None:
+    columns = [table_view.Column("a", "Name"), table_view.Column("b", "B<1", help='say "b"')]
+    text = table_view.table_html([{"a": "x|y <i>", "b": "1\n2"}, {"a": "z"}], columns, label="t")
+    assert "\n" not in text  # one Markdown block
+    assert html_table(text) == [["Name", "B<1"], ["x|y <i>", "1 2"], ["z", tables.MISSING]]
+    assert '<td data-label="B&lt;1">' in text and 'title="say &quot;b&quot;"' in text
+    narrow = table_view.table_html([], columns, label="t", stack_below_px=300)
+    assert "@container (max-width: 300px)" in narrow

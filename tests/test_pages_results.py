@@ -16,7 +16,7 @@ from harness.fakes import draw_fake_cell
 from malgan import artifacts, report, tables, uploads
 from malgan.app import frame, loading
 from malgan.data import CLASSES
-from tests.support.pages import app_page, models_copy
+from tests.support.pages import app_page, html_table, models_copy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = REPO_ROOT / "exported"
@@ -293,13 +293,28 @@ def test_training_class_tab_comes_from_the_url() -> None:
 
 def test_classifiers_shows_the_table_beside_the_report() -> None:
     at = page("classifiers")
-    table = at.dataframe[0].value
-    # The report's own rows are marked in their names.
-    assert "Report's ResNet (3,4,6), as published" in list(table["classifier"])
-    report_row = table[table["classifier"] == "Report's ResNet (3,4,6), as published"].iloc[0]
-    assert report_row["accuracy"] == f"{100 * report.REPORT_RESNET_ACCURACY:.1f}%"
+    tables_shown = [html_table(m.value) for m in at.markdown if "<table>" in m.value]
+    (header, *body), diagnosis_table = tables_shown
+    # Every column shows, the source and recipe folded into the names; the report's own rows
+    # are marked in their names.
+    assert header == [
+        "Classifier",
+        "Accuracy",
+        "AUC",
+        "Sensitivity",
+        "Specificity",
+        "Params",
+        "CPU latency",
+        "TTA",
+        "Diverged",
+    ]
+    rows = {cells[0]: dict(zip(header, cells, strict=True)) for cells in body}
+    report_row = rows["Report's ResNet (3,4,6), as published"]
+    assert report_row["Accuracy"] == f"{100 * report.REPORT_RESNET_ACCURACY:.1f}%"
     assert report_row["AUC"] == "—"
-    assert (table["source"] == "malgan (measured)").sum() >= 1
+    assert len(rows) == len(artifacts.load_metrics(EXPORTED)["classifiers"]) + 2
+    variants = artifacts.load_metrics(EXPORTED)["cnn_diagnosis"]["variants"]
+    assert diagnosis_table[0][0] == "Variant" and len(diagnosis_table) == 1 + len(variants)
     assert charts_shown(at) == 1
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Report's ResNet"] == "94.9%"

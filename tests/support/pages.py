@@ -6,7 +6,9 @@ page script run on its own has no title; tests run it inside the app instead.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -93,3 +95,11 @@ def models_copy(root: Path, profile: str) -> Path:
     index.update(smoke=profile == "smoke", profile={"name": profile, **PROFILES[profile]})
     path.write_text(json.dumps(index, indent=2), encoding="utf-8")
     return root
+
+
+def html_table(markup: str) -> list[list[str]]:
+    """The cells of the first HTML table in ``markup`` (``malgan.app.table_view``), row by row,
+    header row first, as the text a reader sees."""
+    table = re.search(r"<table>(.*?)</table>", markup, re.S)
+    rows = re.findall(r"<tr>(.*?)</tr>", table.group(1) if table else "", re.S)
+    return [[html.unescape(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r)] for r in rows]
