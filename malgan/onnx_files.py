@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
 
 from malgan.errors import ModelError
+from malgan.onnx_rewrite import SUBPIXEL, rewrite_bytes
 
 # Threads per session: the dashboard shares one session between all its users, so a session
 # never takes more than this many cores.
@@ -20,6 +24,8 @@ DEFAULT_THREADS = 2
 FP32 = "fp32"
 INT8 = "int8"
 PRECISIONS = (FP32, INT8)
+# Whether sessions made now keep ONNX Runtime's memory arena (see ``memory_arena``).
+_ARENA = contextvars.ContextVar("malgan_memory_arena", default=False)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -56,6 +62,22 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+@contextlib.contextmanager
+def memory_arena() -> Iterator[None]:
+    """Sessions made inside this block keep ONNX Runtime's CPU memory arena.
+
+    One process running large batches (``malgan-synth``) then reuses its buffers instead of
+    asking the system for fresh pages on every call: the generator and the classifier take 1.1
+    to 1.25x less CPU per cell at the same results. The dashboard's shared sessions are made
+    outside, so that their memory goes back after each call.
+    """
+    token = _ARENA.set(True)
+    try:
+        yield
+    finally:
+        _ARENA.reset(token)
+
+
 def _session_options(threads: int) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, min(threads, os.cpu_count() or 1))
@@ -66,8 +88,8 @@ def _session_options(threads: int) -> ort.SessionOptions:
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # Without the arena, memory goes back after each call instead of growing with the number of
     # concurrent requests (measured: 10 concurrent users held 1.1 GiB with it, 0.5 GiB without,
-    # at the same speed).
-    opts.enable_cpu_mem_arena = False
+    # at the same speed); a batch export asks for it (``memory_arena``).
+    opts.enable_cpu_mem_arena = _ARENA.get()
     return opts
 
 
@@ -108,13 +130,17 @@ def usable_copy(path: str | os.PathLike, precision: str) -> Path:
     return copy if source and source == current else path
 
 
-def load_verified(path: str | os.PathLike, kind: str, *, threads: int = DEFAULT_THREADS):
+def load_verified(
+    path: str | os.PathLike, kind: str, *, threads: int = DEFAULT_THREADS, rewrite: bool = False
+):
     """Open an ONNX file after checking it against the sha256 in its sidecar.
 
     Args:
         path: The ``.onnx`` file.
         kind: The ``kind`` the sidecar must declare ("generator" or "classifier").
         threads: Intra-op threads for the session.
+        rewrite: Run the verified bytes through the exact sub-pixel rewrite
+            (``malgan.onnx_rewrite``); the sidecar then gains ``graph: "sub-pixel"``.
 
     Returns:
         ``(session, meta)``: the ONNX Runtime session and the sidecar dict.
@@ -144,6 +170,10 @@ def load_verified(path: str | os.PathLike, kind: str, *, threads: int = DEFAULT_
             f"{path.name} does not match its sidecar (sha256 {actual[:12]}… instead of "
             f"{expected[:12]}…): the file is truncated, replaced or corrupt. Export it again."
         )
+    if rewrite:
+        data, pairs = rewrite_bytes(data)
+        if pairs:
+            meta = {**meta, "graph": SUBPIXEL, "graph_rewrites": pairs}
     session = session_from_bytes(data, path.name, threads=threads)
     declared = [spec["name"] for spec in meta.get("inputs", [])]
     present = [node.name for node in session.get_inputs()]

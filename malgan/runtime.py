@@ -81,27 +81,43 @@ class ExportedModel:
     """
 
     kind: ClassVar[str] = ""
+    # Whether loading applies the exact sub-pixel rewrite (``malgan.onnx_rewrite``).
+    rewrites: ClassVar[bool] = False
     session: Any = field(repr=False)
     meta: dict[str, Any] = field(repr=False)
     path: Path
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, *, threads: int = DEFAULT_THREADS, precision: str = FP32
+        cls,
+        path: str | os.PathLike,
+        *,
+        threads: int = DEFAULT_THREADS,
+        precision: str = FP32,
+        rewrite: bool = True,
     ) -> Self:
         """Load a model file after checking it against its sidecar (see ``load_verified``).
 
         With ``precision="int8"`` its int8 copy is loaded where one made from this file exists
-        (see ``usable_copy``), and the fp32 file otherwise; ``precision`` says which ran.
+        (see ``usable_copy``), and the fp32 file otherwise; ``precision`` says which ran. A
+        generator's graph is rewritten exactly (sub-pixel convolutions) unless ``rewrite`` is
+        False; ``graph`` says which ran.
         """
         path = usable_copy(path, precision)
-        session, meta = load_verified(path, cls.kind, threads=threads)
+        session, meta = load_verified(
+            path, cls.kind, threads=threads, rewrite=rewrite and cls.rewrites
+        )
         return cls(session=session, meta=meta, path=path)
 
     @property
     def precision(self) -> str:
         """The precision the session runs at (``fp32`` unless the sidecar says otherwise)."""
         return str(self.meta.get("precision", FP32))
+
+    @property
+    def graph(self) -> str:
+        """The graph the session runs: ``exported``, or ``sub-pixel`` after the exact rewrite."""
+        return str(self.meta.get("graph", "exported"))
 
     @property
     def name(self) -> str:
@@ -186,6 +202,7 @@ class Generator(ExportedModel):
     """
 
     kind: ClassVar[str] = "generator"
+    rewrites: ClassVar[bool] = True
 
     @property
     def z_dim(self) -> int:
@@ -290,10 +307,12 @@ class GeneratorSet:
         name: str,
         display_name: str,
         precision: str = FP32,
+        rewrite: bool = True,
     ) -> GeneratorSet:
         """Load one generator file per class (each at ``precision`` where it has a copy)."""
         members = {
-            label: Generator.load(path, precision=precision) for label, path in files.items()
+            label: Generator.load(path, precision=precision, rewrite=rewrite)
+            for label, path in files.items()
         }
         for what in ("z_dim", "img_size"):
             values = {getattr(g, what) for g in members.values()}
