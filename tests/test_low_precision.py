@@ -147,6 +147,9 @@ def test_export_records_views_and_precision_and_repeats_its_bytes(
     summary = json.loads((outputs[0] / files.SUMMARY_NAME).read_text())
     assert summary["classifier_views"] == 2
     assert summary["generator_precision"] == summary["classifier_precision"] == "int8"
+    sheet = (outputs[0] / files.DATASHEET_NAME).read_text(encoding="utf-8")
+    assert "averages 2 of the classifier's 8 flips and rotations" in sheet
+    assert "generator int8, classifier int8" in sheet
     int8_sha = runtime.sha256_file(runtime.low_precision_path(int8_models / "cgan.onnx", "int8"))
     assert {r["model_sha256"] for r in rows} == {int8_sha}
     for path in outputs[0].rglob("*"):

@@ -90,7 +90,18 @@ def _filters(summary: Mapping[str, Any]) -> list[str]:
         if summary.get("class_filter")
         else "off"
     )
-    lines = _lines([("Privacy filter", privacy), ("Class filter", classes)])
+    items = [("Privacy filter", privacy), ("Class filter", classes)]
+    # Fewer views and lower precision can change which cells are kept, so the set names them.
+    if summary.get("classifier_views") is not None:
+        items.append(
+            (
+                "Settings that decide the kept cells",
+                f"the class filter averages {summary['classifier_views']} of the classifier's 8 "
+                f"flips and rotations; generator {summary.get('generator_precision', 'fp32')}, "
+                f"classifier {summary.get('classifier_precision', 'fp32')}",
+            )
+        )
+    lines = _lines(items)
     lines += [
         "",
         "| class | written | drawn | " + " | ".join(REASON_LABELS[r] for r in REASONS) + " |",
