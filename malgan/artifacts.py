@@ -53,7 +53,7 @@ def exported_dir() -> Path:
 def load_index(exported: str | os.PathLike) -> dict[str, Any]:
     """Read ``index.json``, which lists the generators, the classifier and the reference."""
     index = read_json(Path(exported) / INDEX_NAME, "model index")
-    if not isinstance(index.get(release.GENERATORS), list) or "classifier" not in index:
+    if not isinstance(index.get(release.GENERATORS), list) or release.CLASSIFIER not in index:
         raise ModelError(f"The model index in {exported} lacks generators or a classifier.")
     return index
 
@@ -66,22 +66,25 @@ def load_metrics(exported: str | os.PathLike) -> dict[str, Any]:
 def generator_entry(index: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The index entry of one generator."""
     for entry in release.index_generators(index):
-        if entry.get("name") == name:
+        if entry.get(release.NAME) == name:
             return entry
-    known = [entry.get("name") for entry in release.index_generators(index)]
+    known = [entry.get(release.NAME) for entry in release.index_generators(index)]
     raise ModelError(f"No generator called {name!r}; the index lists {known}.")
 
 
 def generator_names(index: Mapping[str, Any]) -> dict[str, str]:
     """Generator names to the names shown to people, in index order."""
-    return {g["name"]: g.get("display_name", g["name"]) for g in release.index_generators(index)}
+    return {
+        g[release.NAME]: g.get(release.DISPLAY_NAME, g[release.NAME])
+        for g in release.index_generators(index)
+    }
 
 
 def profile_name(index: Mapping[str, Any]) -> str:
     """The training profile that made the index's models: "smoke", "cpu", "gpu" or ""."""
-    profile = index.get("profile")
-    name = profile.get("name") if isinstance(profile, Mapping) else None
-    if index.get("smoke") or name == SMOKE_PROFILE:
+    profile = index.get(release.PROFILE)
+    name = profile.get(release.NAME) if isinstance(profile, Mapping) else None
+    if index.get(release.SMOKE) or name == SMOKE_PROFILE:
         return SMOKE_PROFILE
     return name if isinstance(name, str) else ""
 
@@ -96,11 +99,11 @@ def models_notice(index: Mapping[str, Any]) -> ModelsNotice | None:
     name = profile_name(index)
     if name == SMOKE_PROFILE:
         return ModelsNotice(SMOKE_NOTICE, warning=True)
-    profile = index.get("profile")
+    profile = index.get(release.PROFILE)
     profile = profile if isinstance(profile, Mapping) else {}
-    hardware = profile.get("hardware")
+    hardware = profile.get(release.HARDWARE)
     hardware = hardware if isinstance(hardware, Mapping) else {}
-    minutes = profile.get("train_minutes")
+    minutes = profile.get(release.TRAIN_MINUTES)
     took = (
         tables.counted(round(minutes), "minute")
         if isinstance(minutes, int | float) and math.isfinite(minutes)
@@ -128,7 +131,7 @@ def measured_recovery(metrics: Mapping[str, Any], name: str) -> dict[str, float]
     """Recovery rates of a generator per class in ``metrics.json`` (empty when unknown)."""
     entry = release.model_metrics(metrics, name)
     rates = {}
-    for label, value in (entry.get("recovery") or {}).items():
+    for label, value in (entry.get(release.RECOVERY) or {}).items():
         rate = value.get("rate") if isinstance(value, dict) else None
         if label in CLASSES and isinstance(rate, int | float) and math.isfinite(rate):
             rates[label] = float(rate)
@@ -186,7 +189,8 @@ def snapshot_files(
     for entry in entries:
         if not isinstance(entry, Mapping):
             continue
-        label, iteration, file = entry.get("class"), entry.get("iteration"), entry.get("file")
+        label = entry.get(release.SNAPSHOT_CLASS)
+        iteration, file = entry.get(release.SNAPSHOT_ITERATION), entry.get(release.FILE)
         if label not in CLASSES or not isinstance(iteration, int) or not isinstance(file, str):
             continue
         path = _inside(root, file)
@@ -208,11 +212,11 @@ def load_generator(
     """
     root = Path(exported)
     entry = generator_entry(load_index(root), name)
-    if "files" in entry:
-        files = {label: root / file for label, file in entry["files"].items()}
-        display_name = entry.get("display_name", name)
+    if release.FILES in entry:
+        files = {label: root / file for label, file in entry[release.FILES].items()}
+        display_name = entry.get(release.DISPLAY_NAME, name)
         return GeneratorSet.load(files, name=name, display_name=display_name, precision=precision)
-    return Generator.load(root / entry["file"], precision=precision)
+    return Generator.load(root / entry[release.FILE], precision=precision)
 
 
 def load_classifier(
@@ -224,22 +228,22 @@ def load_classifier(
     """
     root = Path(exported)
     index = load_index(root)
-    entry = index["classifier"]
+    entry = index[release.CLASSIFIER]
     if name is not None:
-        matches = [e for e in release.index_classifiers(index) if e.get("name") == name]
+        matches = [e for e in release.index_classifiers(index) if e.get(release.NAME) == name]
         if not matches:
             raise ModelError(f"No classifier called {name!r} in the index.")
         entry = matches[0]
-    return Classifier.load(root / entry["file"], precision=precision)
+    return Classifier.load(root / entry[release.FILE], precision=precision)
 
 
 def load_reference(exported: str | os.PathLike) -> Reference:
     """Load the training reference named in the index."""
     root = Path(exported)
-    entry = load_index(root).get("reference")
+    entry = load_index(root).get(release.REFERENCE)
     if not entry:
         raise ModelError(f"The model index in {root} names no training reference.")
-    return Reference.load(root / entry["file"], sha256=entry.get("sha256"))
+    return Reference.load(root / entry[release.FILE], sha256=entry.get(release.SHA256))
 
 
 def load_models(

@@ -159,7 +159,7 @@ CONTRACT_KEYS = (
     "recovery_by", "tstr", "tstr_accuracy", "memorization", "diversity", "membership", "c2st",
     "cpu_latency_ms_one_cell", "cpu_latency_ms", "onnx_bytes", "written_by", "cnn_diagnosis",
     "test_auc", "test_patients", "corrupt_files", "n_test", "n_train", "n_val", "loop_seconds",
-    "wall_seconds", "generated",
+    "wall_seconds", "generated", "train_minutes", "profile_summary",
 )  # fmt: skip
 SCANNED = ("malgan", "pages", "train")
 CONTRACT_MODULE = "malgan/release.py"

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from malgan import artifacts
+from malgan import artifacts, release
 from malgan import real_sample as shipped_sample
 from malgan.data import CLASSES
 from train import (
@@ -496,7 +496,7 @@ def run_pipeline(cfg: PipelineConfig, command: str) -> dict[str, Any]:
             "command": command,
             "settings": cfg.settings,
             "profile": profile.name,
-            "profile_summary": profile.summary,
+            release.PROFILE_SUMMARY: profile.summary,
             "git_commit": git_commit(),
             "hardware": hardware(),
             "jobs": cfg.parallel,
