@@ -94,9 +94,11 @@ for start in range(0, len(good), per_row):
                 st.caption(f"{frame.breakable_name(r.name)}{size}", unsafe_allow_html=True)
                 colour = charts.CLASS_COLOURS[r.label]
                 st.markdown(
-                    f"<div style='white-space:nowrap'><span style='color:{colour};"
+                    # Label and confidence each stay whole; on a narrow card they wrap apart.
+                    f"<div><span style='color:{colour};white-space:nowrap;"
                     f"font-weight:600;font-size:1.15em'>{r.label}</span>"
-                    f" &nbsp;{r.confidence:.1%} confidence</div>",
+                    f" &nbsp;<span style='white-space:nowrap'>{r.confidence:.1%} confidence"
+                    "</span></div>",
                     unsafe_allow_html=True,
                 )
                 st.markdown(cells.probability_bar_html(r.proba), unsafe_allow_html=True)
