@@ -32,8 +32,8 @@ DEFAULT_MODEL = "cgan"
 # The fastest setting whose kept-or-rejected verdicts agree with fp32 over 8 views on >= 99.5%
 # of cells (``python -m benchmarks.synth_throughput --int8``): fp32 over 2 views. The int8
 # copies pass parity on real cells but move the privacy distances (25 rejections in 2,000
-# cells become 5 with the int8 classifier) and 1.2% of verdicts with the int8 generator, which
-# is only about 1.1x faster than the fp32 generator after its exact sub-pixel rewrite.
+# cells become 5 with the int8 classifier) and 1.2% of verdicts with the int8 generator alone
+# (which would be 1.5x faster than the fp32 generator after its exact sub-pixel rewrite).
 DEFAULT_PRECISION = FP32
 EXIT_OK = 0
 EXIT_FILTERS_EXHAUSTED = 1
