@@ -111,9 +111,12 @@ config = writer.SynthConfig(
 params = {"exported": artifacts.exported_dir(), "model": model, "config": config}
 
 # How close each generator comes to its training patients, as metrics.json measured it.
-membership = dataset.membership_lines(loading.quiet_metrics(), loading.generator_choices())
+st.markdown("#### Do the generators copy their training patients?")
+measured = loading.metrics()  # says on the page why, when metrics.json is unreadable
+membership = dataset.membership_lines(measured, loading.generator_choices())
+if measured is not None and not membership:
+    st.caption("`metrics.json` holds no membership figure for these generators.")
 if membership:
-    st.markdown("#### Do the generators copy their training patients?")
     st.markdown("\n".join(f"- {line}" for line in membership))
     st.caption(
         "Share of generated cells whose nearest real cell (in the classifier's features, among "
