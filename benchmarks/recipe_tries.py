@@ -1,12 +1,13 @@
 """Recipe tries for the conditional GAN: each change against the committed recipe, at equal
 iterations and width, judged on the validation patients.
 
-Every try is the ``cpu`` profile's conditional GAN (its width, batch, guide and schedule) with
-one change, trained for the same number of iterations from the same seed, each in its own
-process. A try's figures are its last probe: recovery by our classifier (which the generator
-never sees), the Fréchet distance, and k-NN recall and coverage (k = 5, in our classifier's
-features) of ``--probe-cells`` generated cells per class against the validation patients'
-cells. Runs resume where they stopped, so the command can be run again to finish or extend.
+Every try is the ``cpu`` profile's conditional GAN (its width, batch, guide and schedule), as it
+was before the tries (``BASELINE``), with one change, trained for the same number of iterations
+from the same seed, each in its own process. A try's figures are its last probe: recovery by
+our classifier (which the generator never sees), the Fréchet distance, and k-NN recall and
+coverage (k = 5, in our classifier's features) of ``--probe-cells`` generated cells per class
+against the validation patients' cells. Runs resume where they stopped, so the command can be
+run again to finish or extend.
 
 Usage:
     python -m benchmarks.recipe_tries --data DIR --guide RUN/model.pt \\
@@ -39,19 +40,35 @@ class Try:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
+# The recipe the tries start from: the cpu profile's conditional GAN as it was before them
+# (guide weight 0.5, confidence cap 0.5), without the mode-seeking term it took from them.
+BASELINE: dict[str, Any] = {"mode_seeking": 0.0}
+
 TRIES = (
-    Try("committed", "the cpu profile's recipe (guide weight 0.5, confidence cap 0.5)"),
+    Try("committed", "the recipe before the tries (guide weight 0.5, confidence cap 0.5)"),
     Try("guide_half", "the guide on half of each batch", {"guide_fraction": 0.5}),
     Try("cap_0.3", "a lower confidence cap: 0.3", {"guide_confidence": 0.3}),
     Try("mode_seeking", "a mode-seeking term, weight 1", {"mode_seeking": 1.0}),
     Try("mbstd", "minibatch standard deviation in D, groups of 4", {"minibatch_std": 4}),
     Try("wide_d", "D twice as wide (32 channels)", {"d_ch": 32}),
     Try("late_guide", "guide weight 0.5 falling to 0.1 at the end", {"guide_weight_late": 0.1}),
+    Try("mode_seeking_0.1", "a mode-seeking term, weight 0.1", {"mode_seeking": 0.1}),
+    Try(
+        "mbstd_ms_0.1",
+        "minibatch standard deviation (4) and mode seeking (0.1)",
+        {"minibatch_std": 4, "mode_seeking": 0.1},
+    ),
+    Try(
+        "mbstd_guide_half",
+        "minibatch standard deviation (4) and the guide on half of each batch",
+        {"minibatch_std": 4, "guide_fraction": 0.5},
+    ),
 )
 
 
 def try_config(item: Try, args: argparse.Namespace, out: Path) -> Any:
-    """The try's config: the cpu profile's conditional GAN with the try's change."""
+    """The try's config: the cpu profile's conditional GAN, as ``BASELINE`` sets it, with the
+    try's change."""
     n = args.iterations
     return config.replace(
         profiles.CPU.cgan,
@@ -68,7 +85,7 @@ def try_config(item: Try, args: argparse.Namespace, out: Path) -> Any:
         checkpoint_every=min(250, n),
         classifier=args.classifier,
         guide=args.guide,
-        **item.overrides,
+        **{**BASELINE, **item.overrides},
     )
 
 

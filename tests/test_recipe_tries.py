@@ -49,6 +49,8 @@ def test_every_try_changes_only_what_it_names_from_the_cpu_recipe(tmp_path):
     )
     base = recipe_tries.try_config(recipe_tries.TRIES[0], args, tmp_path)
     assert base.guide == "g.pt" and base.classifier == "c.onnx" and base.iterations == 1000
+    # The baseline is the recipe before the tries, whatever the profile took from them.
+    assert base.mode_seeking == 0.0 and base.guide_weight == 0.5 and base.ch == 16
     names = [t.name for t in recipe_tries.TRIES]
     assert len(set(names)) == len(names)
     for item in recipe_tries.TRIES[1:]:
