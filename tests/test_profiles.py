@@ -18,7 +18,7 @@ import torch
 from harness.fakes import write_fake_nih_tree
 from malgan.data import CLASSES, load_dataset
 from train import cgan, config, models, pipeline, release_metrics, seed_gan
-from train.profiles import CPU, GPU, PROFILES, SMOKE
+from train.profiles import CPU, GPU, MODE_SEEKING, PROFILES, SMOKE
 
 CLASSIFIER_TABLE = {"classifier", "resnet_plain", "cnn_report", "cnn_report_unit", "cnn_sound"}
 
@@ -280,3 +280,10 @@ def test_a_gan_stage_counts_the_training_of_an_attempt_killed_part_way(tmp_path:
     lines[0]["jobs"] = 4
     (tmp_path / models.STAGES_LOG).write_text("".join(json.dumps(x) + "\n" for x in lines))
     assert release_metrics.run_profile(tmp_path)["loop_seconds"] == {"dcgan": 20.0, "cgan": 95.5}
+
+
+def test_the_release_profiles_draw_the_conditional_gan_with_the_tried_mode_seeking_term():
+    # The winner of benchmarks.recipe_tries reaches every profile that trains a release.
+    for profile in (GPU, CPU):
+        assert profile.cgan.mode_seeking == MODE_SEEKING > 0
+        assert profile.cgan.batch % 2 == 0  # pairs of latents fill the batch
