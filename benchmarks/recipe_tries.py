@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from malgan.data import CLASSES
-from train import config, profiles
+from train import config, profiles, release_metrics
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,9 @@ def run_try(item: Try, args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 def figures(run: Path) -> dict[str, Any]:
     """The last probe and the training speed of a finished run (empty when it has none)."""
-    log = run / "log.jsonl"
-    if not log.exists():
+    records = release_metrics.read_jsonl(run / "log.jsonl")
+    if not records:
         return {}
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     probes = [r["probe"] for r in records if "probe" in r]
     done = [r for r in records if r.get("event") == "done"]
     out: dict[str, Any] = {"snapshots": str(run / "snapshots")}
