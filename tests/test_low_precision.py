@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from malgan import artifacts, latent, runtime
+from malgan import artifacts, latent, release, runtime
 from malgan.data import CLASSES, load_dataset
 from malgan.errors import SynthError
 from malgan.synth import cli, files, writer
@@ -113,6 +113,21 @@ def test_a_copy_that_fails_parity_is_deleted(int8_models: Path, tmp_path: Path) 
     assert artifacts.load_generator(root, "cgan", precision=runtime.INT8).precision == "fp32"
 
 
+def test_the_copy_records_what_made_it_and_the_release_ships_one_that_passed(
+    int8_models: Path,
+) -> None:
+    meta = json.loads(runtime.sidecar_path(int8_models / "cgan.int8.onnx").read_text())
+    made = meta[release.WRITTEN_BY]
+    assert made[release.GIT_COMMIT] and made[release.HARDWARE]
+    assert meta["sha256"] == runtime.sha256_file(int8_models / "cgan.int8.onnx")
+    # The committed release runs its cgan's copy by default; the copy passed parity.
+    shipped = artifacts.load_generator(EXPORTED, "cgan", precision=artifacts.GENERATOR_PRECISION)
+    assert shipped.precision == runtime.INT8 == cli.DEFAULT_PRECISION
+    parity = shipped.meta["parity"]
+    assert parity["passed"] and parity["agreement"] >= quantize.MIN_AGREEMENT
+    assert parity["median_pixel_diff"] <= quantize.MAX_MEDIAN_PIXEL_DIFF
+
+
 def test_generator_parity_measures_pixels_and_verdicts(int8_models: Path) -> None:
     fp32 = artifacts.load_generator(int8_models, "cgan")
     int8 = artifacts.load_generator(int8_models, "cgan", precision=runtime.INT8)
@@ -121,6 +136,16 @@ def test_generator_parity_measures_pixels_and_verdicts(int8_models: Path) -> Non
     assert (same.agreement, same.median_pixel_diff, same.max_pixel_diff) == (1.0, 0.0, 0)
     other = quantize.generator_parity(fp32, int8, judge, n=8, seed=3)
     assert other.max_pixel_diff > 0 and other.cells == 8
+
+
+def test_int8_generator_copy_upsamples_after_quantisation(int8_models: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(runtime.low_precision_path(int8_models / "cgan.onnx", runtime.INT8))
+    made_by = {out: node.op_type for node in model.graph.node for out in node.output}
+    fed_by = [made_by.get(node.input[0]) for node in model.graph.node if node.op_type == "Resize"]
+    assert "QuantizeLinear" in fed_by
+    # Nothing is left to move: each float upsampling has a float reader.
+    assert quantize.quantize_before_resize(model) == 0
 
 
 # The export records the setting.
@@ -134,7 +159,8 @@ def test_export_records_views_and_precision_and_repeats_its_bytes(
         code = cli.main(
             [
                 *("--quiet", "--exported", str(int8_models), "--n-per-class", "3"),
-                *("--views", "2", "--precision", "int8", "--out", str(tmp_path / name)),
+                *("--views", "2", "--recheck-margin", "0", "--precision", "int8"),
+                *("--classifier-precision", "int8", "--out", str(tmp_path / name)),
             ]
         )
         assert code == 0, capsys.readouterr().err

@@ -142,13 +142,21 @@ def _remove(name: str) -> Callable[[Path], None]:
     return lambda root: (root / name).unlink()
 
 
+# The cgan's file the pages run: its int8 copy, which the release ships.
+CGAN_RUN = runtime.low_precision_path("cgan.onnx", artifacts.GENERATOR_PRECISION).name
+
+
+def _load_cgan_run(root: Path) -> object:
+    return artifacts.load_generator(root, "cgan", precision=artifacts.GENERATOR_PRECISION)
+
+
 def _truncate(root: Path) -> None:
-    data = (root / "cgan.onnx").read_bytes()
-    (root / "cgan.onnx").write_bytes(data[: len(data) // 2])
+    data = (root / CGAN_RUN).read_bytes()
+    (root / CGAN_RUN).write_bytes(data[: len(data) // 2])
 
 
 def _swap_model(root: Path) -> None:
-    shutil.copyfile(root / "classifier.onnx", root / "cgan.onnx")
+    shutil.copyfile(root / "classifier.onnx", root / CGAN_RUN)
 
 
 def _swap_model_and_sidecar(root: Path) -> None:
@@ -213,24 +221,26 @@ BREAKAGES = (
     ),
     Breakage(
         "truncated_model",
-        "cgan.onnx",
+        CGAN_RUN,
         _truncate,
-        lambda root: artifacts.load_generator(root, "cgan"),
-        "^" + MISMATCH.replace("{file}", r"cgan\.onnx") + "$",
+        _load_cgan_run,
+        "^" + MISMATCH.replace("{file}", re.escape(CGAN_RUN)) + "$",
     ),
     Breakage(
         "swapped_model",
-        "cgan.onnx",
+        CGAN_RUN,
         _swap_model,
-        lambda root: artifacts.load_generator(root, "cgan"),
-        "^" + MISMATCH.replace("{file}", r"cgan\.onnx") + "$",
+        _load_cgan_run,
+        "^" + MISMATCH.replace("{file}", re.escape(CGAN_RUN)) + "$",
     ),
     Breakage(
         "swapped_model_and_sidecar",
-        "cgan.onnx",
+        # The pages read the sidecar, which no longer names the source of the int8 copy.
+        "cgan.json",
         _swap_model_and_sidecar,
-        lambda root: artifacts.load_generator(root, "cgan"),
+        _load_cgan_run,
         r"^cgan\.onnx is described as a classifier model, not a generator\.$",
+        mentions=("cgan.onnx",),
     ),
     Breakage(
         "hash_mismatch",

@@ -84,7 +84,11 @@ def test_cli_writes_nih_layout_that_reads_back(tmp_path: Path) -> None:
     assert tuple(rows[0]) == files.MANIFEST_COLUMNS
     assert len(rows) == 2 * N
     assert [r["class"] for r in rows] == [label for label in CLASSES for _ in range(N)]
-    shas = {label: json.loads((EXPORTED / "cgan.json").read_text())["sha256"] for label in CLASSES}
+    # The file that ran: the int8 copy the release ships, made from the exported file.
+    ran = runtime.low_precision_path(EXPORTED / "cgan.onnx", cli.DEFAULT_PRECISION)
+    meta = json.loads(runtime.sidecar_path(ran).read_text())
+    assert meta["source_sha256"] == json.loads((EXPORTED / "cgan.json").read_text())["sha256"]
+    shas = dict.fromkeys(CLASSES, runtime.sha256_file(ran))
     for row in rows:
         assert (out / row["file"]).is_file()
         assert row["model"] == "cgan"
@@ -458,8 +462,10 @@ def write_corrupt_models(root: Path) -> Path:
     for path in EXPORTED.iterdir():
         if path.is_file():
             (root / path.name).symlink_to(path)
-    (root / "cgan.onnx").unlink()
-    (root / "cgan.onnx").write_bytes((EXPORTED / "cgan.onnx").read_bytes()[:1000])
+    # The exported file and the copy the CLI runs by default, both truncated.
+    for name in {"cgan.onnx", runtime.low_precision_path("cgan.onnx", cli.DEFAULT_PRECISION).name}:
+        (root / name).unlink()
+        (root / name).write_bytes((EXPORTED / name).read_bytes()[:1000])
     return root
 
 

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from malgan.data import CLASSES
 from malgan.nn import registry
 from malgan.nn.onnx_export import export_classifier, export_generator
 from malgan.runtime import Classifier, Generator, sha256_file
-from train import accel, directions, models, release_metrics
+from train import accel, directions, models, quantize, release_metrics
 from train.config import parse_config, replace, run_cli
 from train.gan_loop import SNAPSHOT_DIR
 from train.runs import finite_json, git_commit, hardware, load_checkpoint
@@ -310,7 +311,24 @@ def export_all(cfg: ExportConfig) -> dict[str, Any]:
     for name in GENERATOR_NAMES:
         export_generator_training(ex, index, name)
     (ex.out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    write_int8_copies(ex.out, index, GENERATOR_NAMES, cfg.command)
     return index
+
+
+def write_int8_copies(
+    out: Path, index: dict[str, Any], names: Sequence[str], command: str = ""
+) -> None:
+    """Write the int8 copy of each single-file generator of ``names`` that passes parity.
+
+    The runtime loads a copy only when it was made from the file beside it, so a copy left
+    from an earlier export is never used; ``train.quantize`` overwrites it or, when the new one
+    fails parity, removes it.
+    """
+    single = [e[release.NAME] for e in release.index_generators(index) if release.FILE in e]
+    for name in (n for n in names if n in single):
+        parity, kept = quantize.quantize_generator(out, name, command)
+        verdict = "written" if kept else "not written, fails parity"
+        print(f"int8 copy of {name}: {verdict}; {parity}")
 
 
 def export_only(cfg: ExportConfig, command: str) -> dict[str, Any]:
@@ -347,6 +365,7 @@ def export_only(cfg: ExportConfig, command: str) -> dict[str, Any]:
         release.put_generator(index, export_generator_runs(ex, name, judge))
         export_generator_training(ex, index, name)
     (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    write_int8_copies(out, index, cfg.only, command)
     wrote = release.provenance(command, ex.commit, hardware())
     return release_metrics.replace_generators(out, ex.runs, cfg.only, wrote)
 
@@ -354,12 +373,13 @@ def export_only(cfg: ExportConfig, command: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(ExportConfig, argv)
     command = shlex.join([Path(sys.executable).name, "-m", "train.export", *sys.argv[1:]])
+    cfg = replace(cfg, command=cfg.command or command)
     if cfg.only:
-        export_only(cfg, cfg.command or command)
+        export_only(cfg, cfg.command)
         print(f"Exported {', '.join(cfg.only)} into {cfg.out}")
         return
     export_all(cfg)
-    result = release_metrics.write_metrics(cfg, cfg.command or command)
+    result = release_metrics.write_metrics(cfg, cfg.command)
     accuracy = release.main_classifier(result)[release.TEST_ACCURACY]
     print(f"Exported to {cfg.out}: classifier accuracy {accuracy:.4f}")
 

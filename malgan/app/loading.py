@@ -28,8 +28,9 @@ CACHED_UPLOAD_SETS = 16
 # thread-safe for concurrent ``run`` calls).
 @st.cache_resource(show_spinner="Loading model…")
 def cached_generator(exported: Path, name: str) -> runtime.CellGenerator:
-    """A generator of a models folder, loaded once per process."""
-    return artifacts.load_generator(exported, name)
+    """A generator of a models folder, loaded once per process (its int8 copy where one
+    passed parity, as ``malgan-synth`` runs it)."""
+    return artifacts.load_generator(exported, name, precision=artifacts.GENERATOR_PRECISION)
 
 
 @st.cache_resource(show_spinner="Loading classifier…")

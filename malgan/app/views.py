@@ -32,15 +32,19 @@ def sample_cells(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cells ``0..n-1`` of a seed and their classifier probabilities.
 
-    The probabilities average the synthetic export's views (``writer.DEFAULT_VIEWS``), so a
-    cell's verdict here is the one its filter gives.
+    The probabilities average the synthetic export's views (``writer.DEFAULT_VIEWS``, and all 8
+    within ``writer.DEFAULT_RECHECK_MARGIN`` of one half), so a cell's verdict here is the one
+    its filter gives at the default confidence.
 
     Returns:
         ``(images uint8 [n, S, S, 3], proba float32 [n, 2])``.
     """
     images = generated_cells(exported, name, label, seed, n, truncation)
     classifier = cached_classifier(exported, None)
-    return images, classifier.predict(images, views=writer.DEFAULT_VIEWS)[0]
+    proba, _, _ = classifier.predict_rechecked(
+        images, views=writer.DEFAULT_VIEWS, margin=writer.DEFAULT_RECHECK_MARGIN
+    )
+    return images, proba
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

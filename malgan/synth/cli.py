@@ -14,7 +14,7 @@ from malgan import artifacts, tables
 from malgan.data import CLASSES
 from malgan.errors import ModelError, SynthError
 from malgan.onnx_files import memory_arena
-from malgan.runtime import FP32, PRECISIONS, VIEW_SETS
+from malgan.runtime import PRECISIONS, VIEW_SETS
 from malgan.synth import datasheet
 from malgan.synth.files import DEFAULT_PREFIX, check_target
 from malgan.synth.filters import FiltersExhaustedError
@@ -22,6 +22,7 @@ from malgan.synth.writer import (
     DEFAULT_BATCH,
     DEFAULT_MAX_ATTEMPTS_FACTOR,
     DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_RECHECK_MARGIN,
     DEFAULT_SEED,
     DEFAULT_VIEWS,
     SynthConfig,
@@ -29,12 +30,8 @@ from malgan.synth.writer import (
 )
 
 DEFAULT_MODEL = "cgan"
-# The fastest setting whose kept-or-rejected verdicts agree with fp32 over 8 views on >= 99.5%
-# of cells (``python -m benchmarks.synth_throughput --int8``): fp32 over 2 views. The int8
-# copies pass parity on real cells but move the privacy distances (25 rejections in 2,000
-# cells become 5 with the int8 classifier) and 1.2% of verdicts with the int8 generator alone
-# (which would be 1.5x faster than the fp32 generator after its exact sub-pixel rewrite).
-DEFAULT_PRECISION = FP32
+DEFAULT_PRECISION = artifacts.GENERATOR_PRECISION
+DEFAULT_CLASSIFIER_PRECISION = artifacts.CLASSIFIER_PRECISION
 EXIT_OK = 0
 EXIT_FILTERS_EXHAUSTED = 1
 EXIT_BAD_INPUT = 2
@@ -57,6 +54,49 @@ def _number(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
+
+
+def _add_speed_options(parser: argparse.ArgumentParser) -> None:
+    """The options that trade time for exactness: batch, views and precisions."""
+    group = parser.add_argument_group(
+        "speed", "the defaults are the fastest settings that pass parity with fp32 over 8 views"
+    )
+    group.add_argument(
+        "--batch",
+        type=_whole_number,
+        default=DEFAULT_BATCH,
+        help="cells per ONNX Runtime call (default %(default)s)",
+    )
+    group.add_argument(
+        "--views",
+        type=int,
+        choices=sorted(VIEW_SETS),
+        default=DEFAULT_VIEWS,
+        help="dihedral views the class filter averages (default %(default)s; the classifier "
+        "was trained to average 8)",
+    )
+    group.add_argument(
+        "--recheck-margin",
+        type=_number,
+        default=DEFAULT_RECHECK_MARGIN,
+        help="classify a cell again over all 8 views when its probability is within this of "
+        "the class filter's threshold (default %(default)s; 0 never)",
+    )
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help="the generator's precision: int8 (default), its int8 copy where python -m "
+        "train.quantize made one that passed parity, else the exported file; fp32, the "
+        "exported file",
+    )
+    group.add_argument(
+        "--classifier-precision",
+        choices=PRECISIONS,
+        default=DEFAULT_CLASSIFIER_PRECISION,
+        help="the classifier's precision (default %(default)s; its int8 copy moves the "
+        "privacy filter's distances)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,22 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="give up after this many attempts per requested cell (default %(default)s)",
     )
     parser.add_argument("--exported", default=None, help="folder of exported models")
-    parser.add_argument("--batch", type=_whole_number, default=DEFAULT_BATCH)
-    parser.add_argument(
-        "--views",
-        type=int,
-        choices=sorted(VIEW_SETS),
-        default=DEFAULT_VIEWS,
-        help="dihedral views the class filter averages (default %(default)s; the classifier "
-        "was trained to average 8)",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=DEFAULT_PRECISION,
-        help="fp32: the exported files (default); int8: their int8 copies where "
-        "python -m train.quantize made them (faster, but they change which cells are kept)",
-    )
+    _add_speed_options(parser)
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="leading marker of file names")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a previous export in --out"
@@ -141,6 +166,7 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
         batch=args.batch,
         prefix=args.prefix,
         views=args.views,
+        recheck_margin=args.recheck_margin,
     )
 
 
@@ -165,7 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_target(args.out, overwrite=args.overwrite)
         with memory_arena():
             generator, classifier, reference = artifacts.load_models(
-                exported, args.model, need_reference=config.privacy_filter, precision=args.precision
+                exported,
+                args.model,
+                need_reference=config.privacy_filter,
+                precision=args.precision,
+                classifier_precision=args.classifier_precision,
             )
         total = config.n_per_class * len(CLASSES)
         with tqdm(total=total, unit="cell", desc="Exporting", disable=args.quiet) as bar:

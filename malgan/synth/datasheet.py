@@ -15,6 +15,7 @@ from typing import Any
 from malgan import artifacts, release, tables
 from malgan.data import CLASSES
 from malgan.errors import ModelError
+from malgan.runtime import FP32
 from malgan.synth.files import DATASHEET_NAME, MANIFEST_NAME, SUMMARY_NAME
 from malgan.synth.filters import REASON_LABELS, REASONS
 
@@ -33,6 +34,29 @@ NOT_FOR = (
     "**Not for diagnosis**, clinical decisions or the evaluation of a diagnostic device: "
     "these images are synthetic and no clinician has reviewed them."
 )
+
+
+def _rechecks(summary: dict[str, Any]) -> str:
+    """How the class filter rechecked close verdicts, for the settings line ("" for none)."""
+    margin = summary.get("recheck_margin") or 0
+    if not margin:
+        return ""
+    counts = summary.get("rechecked") or {}
+    return (
+        f", and all 8 for a cell whose probability came within {tables.number(margin, 'g')} of "
+        f"the threshold ({tables.number(sum(counts.values()), ',')} cells drawn)"
+    )
+
+
+def _copy(summary: Mapping[str, Any]) -> str:
+    """What the generator's sha256 names when a lower-precision copy made the cells."""
+    precision = summary.get("generator_precision", FP32)
+    if precision == FP32:
+        return ""
+    return (
+        f" (the {precision} copy of the exported file, which `python -m train.quantize` keeps "
+        "only when it passes parity with it; its sidecar names the exported file's sha256)"
+    )
 
 
 def _lines(items: list[tuple[str, str]]) -> list[str]:
@@ -97,8 +121,9 @@ def _filters(summary: Mapping[str, Any]) -> list[str]:
             (
                 "Settings that decide the kept cells",
                 f"the class filter averages {summary['classifier_views']} of the classifier's 8 "
-                f"flips and rotations; generator {summary.get('generator_precision', 'fp32')}, "
-                f"classifier {summary.get('classifier_precision', 'fp32')}",
+                f"flips and rotations{_rechecks(summary)}; generator "
+                f"{summary.get('generator_precision', 'fp32')}, classifier "
+                f"{summary.get('classifier_precision', 'fp32')}",
             )
         )
     lines = _lines(items)
@@ -160,7 +185,7 @@ def datasheet_markdown(
         *_lines(
             [
                 ("Model", f"`{name}` ({summary.get('display_name', name)})"),
-                ("sha256", f"`{sha}`"),
+                ("sha256", f"`{sha}`{_copy(summary)}"),
                 ("Classifier of the filters (sha256)", f"`{summary.get('classifier_sha256', '')}`"),
                 ("Latent seed", str(summary.get("seed"))),
                 (

@@ -45,10 +45,12 @@ DEFAULT_SEED = latent.DEFAULT_SEED
 DEFAULT_BATCH = 256
 DEFAULT_MAX_ATTEMPTS_FACTOR = 20
 DEFAULT_WORKERS = 2
-# The class filter's dihedral views: the fewest whose kept-or-rejected verdicts agree with 8
-# views on >= 99.5% of generated cells (99.65% for 2, 99.20% for 1 over 2,000 cells of seed 0;
-# ``python -m benchmarks.synth_throughput``).
-DEFAULT_VIEWS = 2
+# The class filter's dihedral views: one for every cell, and all 8 for a cell whose one-view
+# probability lies within the recheck margin of the filter's threshold. Its kept-or-rejected
+# verdicts agree with 8 views on every one of 4,000 cells of seed 11, at 1.05 views per cell on
+# average, where 2 views for every cell agree on 99.58% (``python -m benchmarks.synth_throughput``).
+DEFAULT_VIEWS = 1
+DEFAULT_RECHECK_MARGIN = 0.2
 # Lowest acceptance rate assumed when sizing the next batch, so that a class whose cells are
 # mostly rejected is not drawn one latent at a time.
 MIN_RATE_ESTIMATE = 0.05
@@ -75,7 +77,10 @@ class SynthConfig:
         workers: Threads that encode and write the PNGs.
         views: Dihedral views the class filter averages (1, 2, 4 or 8); None for the
             classifier's training-time choice. Fewer views can change which cells are kept,
-            so the manifest and the summary record the count used.
+            so the manifest records the count each cell's verdict used.
+        recheck_margin: A cell whose probability after ``views`` views lies within this of
+            the class filter's threshold is classified again over all 8 views (see
+            ``Classifier.predict_rechecked``); 0 never does.
 
     Raises:
         SynthError: For a setting out of range, at construction (the privacy threshold, which
@@ -94,6 +99,7 @@ class SynthConfig:
     prefix: str = DEFAULT_PREFIX
     workers: int = DEFAULT_WORKERS
     views: int | None = DEFAULT_VIEWS
+    recheck_margin: float = DEFAULT_RECHECK_MARGIN
 
     def __post_init__(self) -> None:
         at_least_one = {
@@ -113,6 +119,8 @@ class SynthConfig:
             )
         if self.views is not None and self.views not in VIEW_SETS:
             raise SynthError(f"The number of views must be one of {sorted(VIEW_SETS)}.")
+        if not 0.0 <= self.recheck_margin <= 0.5:
+            raise SynthError(f"The recheck margin must be in [0, 0.5], got {self.recheck_margin}.")
         try:
             latent.sample_z(0, 0, 1, truncation=self.truncation)
         except ValueError as err:
@@ -128,6 +136,12 @@ class SynthConfig:
     def max_attempts(self) -> int:
         """Latents allowed per class before the export gives up."""
         return self.max_attempts_factor * self.n_per_class
+
+    @property
+    def class_threshold(self) -> float:
+        """P(intended class) at which the class filter's verdict changes (two classes: a cell
+        is kept from the larger of ``min_confidence`` and one half)."""
+        return max(float(self.min_confidence), 0.5)
 
 
 # The summary.
@@ -165,7 +179,10 @@ class SynthSummary:
         patient_keys: Pseudo-patient keys of the written cells, per class.
         seconds: Wall-clock time of the export.
         images_per_second: Written cells per second.
-        classifier_views: Dihedral views the class filter averaged.
+        classifier_views: Dihedral views the class filter averaged (before rechecks).
+        recheck_margin: The band around the class filter's threshold rechecked over 8 views
+            (0 when nothing was).
+        rechecked: Drawn cells classified again over 8 views, per class.
         generator_precision: Precision of the generator's session (fp32, int8 or mixed).
         classifier_precision: Precision of the classifier's session.
     """
@@ -191,6 +208,8 @@ class SynthSummary:
     seconds: float
     images_per_second: float
     classifier_views: int
+    recheck_margin: float
+    rechecked: dict[str, int]
     generator_precision: str
     classifier_precision: str
 
@@ -215,6 +234,15 @@ class SynthSummary:
         out["total_rejected"] = self.total_rejected
         return out
 
+    @property
+    def _rechecks(self) -> str:
+        if not self.recheck_margin:
+            return ""
+        return (
+            f" (8 for the {sum(self.rechecked.values())} within {self.recheck_margin:g} of the "
+            "threshold)"
+        )
+
     def describe(self) -> str:
         """A short multi-line report for the terminal."""
         threshold = f"{self.privacy_threshold:.4g}" if self.privacy_filter else "off"
@@ -223,8 +251,8 @@ class SynthSummary:
             f"Wrote {self.total_accepted} cells of {self.display_name} to {self.out_dir} "
             f"in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s).",
             f"Filters: class {classes}, privacy threshold {threshold}; classifier "
-            f"{self.classifier_precision} over {self.classifier_views} view(s), generator "
-            f"{self.generator_precision}.",
+            f"{self.classifier_precision} over {self.classifier_views} view(s){self._rechecks}, "
+            f"generator {self.generator_precision}.",
         ]
         for label in self.accepted:
             counts = ", ".join(f"{r.replace('_', ' ')} {self.rejected[label][r]}" for r in REASONS)
@@ -305,6 +333,8 @@ def _summary(
         seconds=round(seconds, 3),
         images_per_second=round(total / seconds, 2) if seconds > 0 else 0.0,
         classifier_views=classifier.check_views(config.views),
+        recheck_margin=batches.recheck_margin,
+        rechecked=batches.rechecked,
         generator_precision=generator.precision,
         classifier_precision=classifier.precision,
     )
@@ -401,6 +431,9 @@ class _Batches:
         self.accepted = dict.fromkeys(CLASSES, 0)
         self.attempts = dict.fromkeys(CLASSES, 0)
         self.rejected = {label: dict.fromkeys(REASONS, 0) for label in CLASSES}
+        self.rechecked = dict.fromkeys(CLASSES, 0)
+        # Without the class filter no verdict is near a line, so nothing is rechecked.
+        self.recheck_margin = float(config.recheck_margin) if config.class_filter else 0.0
 
     def fill(self, progress: ProgressCallback | None) -> list[dict[str, Any]]:
         """Fill each class folder; returns the manifest rows in class and latent order."""
@@ -439,7 +472,15 @@ class _Batches:
         start = self.attempts[label]
         z = latent.sample_z(cfg.seed, size, generator.z_dim, truncation=cfg.truncation, start=start)
         images = generator.generate(z, label)  # [B, S, S, 3]
-        proba, features = self.classifier.predict(images, batch=cfg.batch, views=cfg.views)
+        proba, features, views = self.classifier.predict_rechecked(
+            images,
+            batch=cfg.batch,
+            views=cfg.views,
+            margin=self.recheck_margin,
+            column=intended,
+            threshold=cfg.class_threshold,
+        )
+        views_first = self.classifier.check_views(cfg.views)
         distances = (
             metrics.nearest_distances(reference.codes(features), reference.train_codes)
             if reference is not None
@@ -461,6 +502,7 @@ class _Batches:
             if reason != ACCEPTED:
                 self.rejected[label][str(reason)] += 1
         self.attempts[label] += used
+        self.rechecked[label] += int(np.count_nonzero(views[:used] > views_first))
         self.accepted[label] += len(kept)
         items = []
         for i in kept.tolist():
@@ -481,7 +523,7 @@ class _Batches:
                     "truncation": "" if cfg.truncation is None else f"{cfg.truncation:g}",
                     "generator_precision": generator.precision,
                     "classifier_precision": self.classifier.precision,
-                    "classifier_views": self.classifier.check_views(cfg.views),
+                    "classifier_views": int(views[i]),
                     "p_class": _fmt(float(proba[i, intended])),
                     "nearest_train_distance": _fmt(
                         None if distances is None else float(distances[i])
