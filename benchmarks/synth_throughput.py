@@ -2,15 +2,16 @@
 beside the fast one, and how many classifier views the filter needs.
 
 The old path is the fp32 models as exported (no graph rewrite) over the classifier's 8 dihedral
-views, batch 256; the new one is the CLI's defaults (``malgan.synth.cli``), with the generator's
-exact sub-pixel rewrite (``malgan.onnx_rewrite``) and ONNX Runtime's memory arena. Each repeat
-times both, interleaved, so the ratio survives a busy machine; the figures are medians, and CPU
-seconds beside wall-clock ones count the work whatever else runs. The view study compares the
-kept-or-rejected verdict of every cell with the old path's, and the benchmark prints the fewest
-views that agree on at least 99.5% of cells.
+views, batch 256; the new one is the CLI's defaults (``malgan.synth.cli``): the generator's int8
+copy where ``train.quantize`` made one (else its exact sub-pixel rewrite, ``malgan.onnx_rewrite``),
+one classifier view with the 8-view recheck of close verdicts, and ONNX Runtime's memory arena.
+Each repeat times both, interleaved, so the ratio survives a busy machine; the figures are
+medians, and CPU seconds beside wall-clock ones count the work whatever else runs. The view study
+compares the kept-or-rejected verdict of every cell with the old path's, for each view count and
+for the recheck, and prints the fewest views that agree on at least 99.5% of cells.
 
 Usage: python -m benchmarks.synth_throughput --n-per-class 250 --repeats 3 [--sweep] [--int8]
-(--int8 needs the copies of ``python -m train.quantize`` in the models folder)
+(--int8 also studies the classifier's int8 copy, where ``python -m train.quantize`` made one)
 """
 
 from __future__ import annotations
@@ -110,14 +111,23 @@ class ExportPath:
     """One way of running the export: its models, views and batch."""
 
     def __init__(
-        self, name: str, gen: CellGenerator, clf: Classifier, views: int, batch: int
+        self,
+        name: str,
+        gen: CellGenerator,
+        clf: Classifier,
+        views: int,
+        batch: int,
+        margin: float = 0.0,
     ) -> None:
         self.name, self.gen, self.clf, self.views, self.batch = name, gen, clf, views, batch
+        self.margin = margin
 
     def describe(self) -> str:
+        recheck = f" (8 within {self.margin:g} of one half)" if self.margin else ""
         return (
             f"{self.name}: generator {self.gen.precision} ({graph_of(self.gen)} graph), "
-            f"classifier {self.clf.precision} over {self.views} view(s), batch {self.batch}"
+            f"classifier {self.clf.precision} over {self.views} view(s){recheck}, "
+            f"batch {self.batch}"
         )
 
     def generate(self, z: np.ndarray, labels: list[str]) -> np.ndarray:
@@ -128,10 +138,17 @@ class ExportPath:
         return np.concatenate(parts)
 
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.clf.predict(images, batch=self.batch, views=self.views)
+        """Probabilities and features as the export's filter takes them (two classes: the
+        band around one half is the same for either class)."""
+        proba, features, _ = self.clf.predict_rechecked(
+            images, batch=self.batch, views=self.views, margin=self.margin
+        )
+        return proba, features
 
     def config(self, n: int, seed: int) -> writer.SynthConfig:
-        return writer.SynthConfig(n_per_class=n, seed=seed, batch=self.batch, views=self.views)
+        return writer.SynthConfig(
+            n_per_class=n, seed=seed, batch=self.batch, views=self.views, recheck_margin=self.margin
+        )
 
 
 def clocked(fn: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -206,21 +223,27 @@ def kept(proba: np.ndarray, labels: list[str], distances: np.ndarray, threshold:
     return reasons.astype(str)
 
 
+def setting_name(views: int, margin: float) -> str:
+    """A view setting as the tables print it: ``"2 view(s)"`` or ``"1 view(s), 8 within 0.2"``."""
+    return f"{views} view(s)" + (f", 8 within {margin:g}" if margin else "")
+
+
 def view_study(
     generators: dict[str, CellGenerator],
     classifiers: dict[str, Classifier],
     reference: Any,
     n: int,
     seed: int,
-) -> tuple[list[list[Any]], dict[str, dict[int, float]]]:
-    """Kept-or-rejected agreement with the old path, per precision pair and view count.
+    margin: float,
+) -> tuple[list[list[Any]], dict[str, dict[tuple[int, float], float]]]:
+    """Kept-or-rejected agreement with the old path, per precision pair and view setting.
 
     The reference is the first generator's cells judged by the first classifier over 8 views
     (the old path). Each pair classifies the cells its generator draws from the same latents,
-    both filters on; one pass over the 8 views gives every view count.
+    both filters on; one pass over the 8 views gives every setting (``view_settings``).
 
     Returns:
-        ``(table rows, {"<generator>/<classifier>": {views: agreement}})``.
+        ``(table rows, {"<generator>/<classifier>": {(views, margin): agreement}})``.
     """
     z, labels = stage_cells(next(iter(generators.values())), 2 * n, seed)
     threshold = float(reference.privacy_threshold)
@@ -234,22 +257,48 @@ def view_study(
             distances = metrics.nearest_distances(codes, reference.train_codes)
             pair = f"{gen_name}/{clf_name}"
             agreement[pair] = {}
-            for views in sorted(VIEW_SETS, reverse=True):
-                proba = sum(per_view[k] for k in VIEW_SETS[views]) / views
+            for setting, (proba, cost) in view_settings(per_view, margin).items():
                 reasons = kept(proba, labels, distances, threshold)
                 if base is None:
                     base = reasons
                 share = float(np.mean((reasons == ACCEPTED) == (base == ACCEPTED)))
-                agreement[pair][views] = share
+                agreement[pair][setting] = share
                 counts = [int(np.sum(reasons == r)) for r in REASONS]
-                rows.append([f"{pair}, {views} view(s)", share * 100, *counts])
+                rows.append([f"{pair}, {setting_name(*setting)}", share * 100, cost, *counts])
     return rows, agreement
 
 
-def fewest_views(agreement: dict[int, float]) -> int | None:
-    """The fewest views whose verdicts agree with the reference on >= 99.5% of cells (None
-    when no count does)."""
-    passing = [views for views, share in agreement.items() if share >= MIN_AGREEMENT]
+def view_settings(
+    per_view: np.ndarray, margin: float
+) -> dict[tuple[int, float], tuple[np.ndarray, float]]:
+    """Each view count's probabilities, and each count's with the recheck (all 8 views for a
+    verdict within ``margin`` of one half), with the mean views per cell of each.
+
+    Args:
+        per_view: float [8, N, 2] probabilities of each dihedral view.
+        margin: The recheck's band.
+
+    Returns:
+        ``{(views, margin or 0): (proba [N, 2], views per cell)}``, 8 views first.
+    """
+    full = per_view.mean(axis=0)
+    out = {}
+    for views in sorted(VIEW_SETS, reverse=True):
+        proba = sum(per_view[k] for k in VIEW_SETS[views]) / views
+        out[(views, 0.0)] = (proba, float(views))
+        if views < len(per_view) and margin:
+            close = np.abs(proba[:, 0] - 0.5) < margin
+            rechecked = np.where(close[:, None], full, proba)
+            out[(views, margin)] = (rechecked, views + float(np.mean(close)) * len(per_view))
+    return out
+
+
+def fewest_views(agreement: dict[tuple[int, float], float]) -> int | None:
+    """The fewest views, without the recheck, whose verdicts agree with the reference on
+    >= 99.5% of cells (None when no count does)."""
+    passing = [
+        v for (v, margin), share in agreement.items() if share >= MIN_AGREEMENT and not margin
+    ]
     return min(passing) if passing else None
 
 
@@ -264,7 +313,7 @@ def grid_times(
     for _ in range(repeats):
         for path in paths:
             _, seconds, cpu_seconds = clocked(
-                lambda p=path: p.clf.predict(p.gen.generate(z, CLASSES[0]), views=p.views)
+                lambda p=path: p.classify(p.gen.generate(z, CLASSES[0]))
             )
             wall[path.name].append(seconds)
             cpu[path.name].append(cpu_seconds)
@@ -322,9 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=writer.DEFAULT_SEED)
     parser.add_argument("--exported", default=None)
     parser.add_argument("--sweep", action="store_true", help="also sweep session options")
-    parser.add_argument(
-        "--int8", action="store_true", help="also study the int8 copies (train.quantize)"
-    )
+    parser.add_argument("--int8", action="store_true", help="also study the classifier's int8 copy")
     parser.add_argument("--json", action="store_true", help="also print the result as JSON")
     args = parser.parse_args(argv)
 
@@ -333,7 +380,10 @@ def main(argv: list[str] | None = None) -> int:
         old_gen, old_clf, reference = artifacts.load_models(exported, args.model, precision=FP32)
         with memory_arena():  # as malgan-synth loads them
             new_gen, new_clf, _ = artifacts.load_models(
-                exported, args.model, precision=cli.DEFAULT_PRECISION
+                exported,
+                args.model,
+                precision=cli.DEFAULT_PRECISION,
+                classifier_precision=cli.DEFAULT_CLASSIFIER_PRECISION,
             )
         int8_gen, int8_clf, _ = artifacts.load_models(exported, args.model, precision=INT8)
     except ModelError as err:
@@ -341,7 +391,14 @@ def main(argv: list[str] | None = None) -> int:
         return cli.EXIT_BAD_INPUT
     paths = [
         ExportPath("old", exported_graph(old_gen), old_clf, OLD_VIEWS, OLD_BATCH),
-        ExportPath("new", new_gen, new_clf, cli.DEFAULT_VIEWS, writer.DEFAULT_BATCH),
+        ExportPath(
+            "new",
+            new_gen,
+            new_clf,
+            cli.DEFAULT_VIEWS,
+            writer.DEFAULT_BATCH,
+            writer.DEFAULT_RECHECK_MARGIN,
+        ),
     ]
     for line in [*machine_lines(), *(p.describe() for p in paths)]:
         print(line)
@@ -384,18 +441,22 @@ def main(argv: list[str] | None = None) -> int:
         f"\nViews: kept-or-rejected agreement with the old path, {2 * args.study_cells} cells "
         f"(seed {args.seed}), and rejections by reason:"
     )
-    generators = {FP32: paths[0].gen, f"{FP32} {graph_of(new_gen)}": new_gen}
+    generators = {FP32: paths[0].gen, f"{FP32} {graph_of(old_gen)}": old_gen}
+    generators[f"{new_gen.precision} {graph_of(new_gen)}"] = new_gen
     classifiers = {FP32: old_clf}
     if args.int8:
-        generators[INT8], classifiers[INT8] = int8_gen, int8_clf
+        generators[f"{INT8} {graph_of(int8_gen)}"], classifiers[INT8] = int8_gen, int8_clf
     study, agreement = view_study(
         generators,
         classifiers,
         reference,
         args.study_cells,
         args.seed,
+        writer.DEFAULT_RECHECK_MARGIN,
     )
-    summary.print_table(["generator/classifier", "agreement %", *REASONS], study)
+    summary.print_table(
+        ["generator/classifier, views", "agreement %", "views per cell", *REASONS], study
+    )
     chosen = {pair: fewest_views(shares) for pair, shares in agreement.items()}
     print(
         f"fewest views with >= {MIN_AGREEMENT:.1%} agreement: "
@@ -416,7 +477,10 @@ def main(argv: list[str] | None = None) -> int:
                     "stages": stages,
                     "end_to_end": rates,
                     "grid_seconds": grid,
-                    "view_agreement": agreement,
+                    "view_agreement": {
+                        pair: {setting_name(*k): v for k, v in shares.items()}
+                        for pair, shares in agreement.items()
+                    },
                     "fewest_views": chosen,
                     "sweep": sweep_rows,
                 }
