@@ -462,6 +462,13 @@ def main(argv: list[str] | None = None) -> int:
         f"fewest views with >= {MIN_AGREEMENT:.1%} agreement: "
         + ", ".join(f"{pair} {views}" for pair, views in chosen.items())
     )
+    default = (cli.DEFAULT_VIEWS, writer.DEFAULT_RECHECK_MARGIN)
+    if cli.DEFAULT_VIEWS >= OLD_VIEWS or not writer.DEFAULT_RECHECK_MARGIN:
+        default = (cli.DEFAULT_VIEWS, 0.0)  # nothing to recheck
+    print(
+        f"the CLI's setting ({setting_name(*default)}): "
+        + ", ".join(f"{pair} {shares[default]:.2%}" for pair, shares in agreement.items())
+    )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average at the end: {load}")
 

@@ -103,11 +103,13 @@ class ExportedModel:
         generator's graph is rewritten exactly (sub-pixel convolutions) unless ``rewrite`` is
         False; ``graph`` says which ran.
         """
-        path = usable_copy(path, precision)
-        session, meta = load_verified(
-            path, cls.kind, threads=threads, rewrite=rewrite and cls.rewrites
-        )
-        return cls(session=session, meta=meta, path=path)
+        copy = usable_copy(path, precision)
+        # A low-precision copy had its own exact rewrite when it was made (``train.quantize``);
+        # the sub-pixel pattern does not match its quantised convolutions, so the rewrite
+        # (and the ``onnx`` import it needs, half a second) is skipped for it.
+        rewrite = rewrite and cls.rewrites and copy == Path(path)
+        session, meta = load_verified(copy, cls.kind, threads=threads, rewrite=rewrite)
+        return cls(session=session, meta=meta, path=copy)
 
     @property
     def precision(self) -> str:

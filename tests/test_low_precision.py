@@ -123,6 +123,8 @@ def test_the_copy_records_what_made_it_and_the_release_ships_one_that_passed(
     # The committed release runs its cgan's copy by default; the copy passed parity.
     shipped = artifacts.load_generator(EXPORTED, "cgan", precision=artifacts.GENERATOR_PRECISION)
     assert shipped.precision == runtime.INT8 == cli.DEFAULT_PRECISION
+    # The copy runs as made: the fp32 file's sub-pixel rewrite is not tried on it.
+    assert shipped.graph == "exported"
     parity = shipped.meta["parity"]
     assert parity["passed"] and parity["agreement"] >= quantize.MIN_AGREEMENT
     assert parity["median_pixel_diff"] <= quantize.MAX_MEDIAN_PIXEL_DIFF
