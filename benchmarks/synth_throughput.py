@@ -11,6 +11,7 @@ compares the kept-or-rejected verdict of every cell with the old path's, for eac
 for the recheck, and prints the fewest views that agree on at least 99.5% of cells.
 
 Usage: python -m benchmarks.synth_throughput --n-per-class 250 --repeats 3 [--sweep] [--int8]
+[--margins 0.05 0.1 0.2]
 (--int8 also studies the classifier's int8 copy, where ``python -m train.quantize`` made one)
 """
 
@@ -22,7 +23,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +235,7 @@ def view_study(
     reference: Any,
     n: int,
     seed: int,
-    margin: float,
+    margins: Sequence[float],
 ) -> tuple[list[list[Any]], dict[str, dict[tuple[int, float], float]]]:
     """Kept-or-rejected agreement with the old path, per precision pair and view setting.
 
@@ -257,7 +258,7 @@ def view_study(
             distances = metrics.nearest_distances(codes, reference.train_codes)
             pair = f"{gen_name}/{clf_name}"
             agreement[pair] = {}
-            for setting, (proba, cost) in view_settings(per_view, margin).items():
+            for setting, (proba, cost) in view_settings(per_view, margins).items():
                 reasons = kept(proba, labels, distances, threshold)
                 if base is None:
                     base = reasons
@@ -269,14 +270,14 @@ def view_study(
 
 
 def view_settings(
-    per_view: np.ndarray, margin: float
+    per_view: np.ndarray, margins: Sequence[float]
 ) -> dict[tuple[int, float], tuple[np.ndarray, float]]:
     """Each view count's probabilities, and each count's with the recheck (all 8 views for a
-    verdict within ``margin`` of one half), with the mean views per cell of each.
+    verdict within each of ``margins`` of one half), with the mean views per cell of each.
 
     Args:
         per_view: float [8, N, 2] probabilities of each dihedral view.
-        margin: The recheck's band.
+        margins: The recheck's bands.
 
     Returns:
         ``{(views, margin or 0): (proba [N, 2], views per cell)}``, 8 views first.
@@ -286,7 +287,7 @@ def view_settings(
     for views in sorted(VIEW_SETS, reverse=True):
         proba = sum(per_view[k] for k in VIEW_SETS[views]) / views
         out[(views, 0.0)] = (proba, float(views))
-        if views < len(per_view) and margin:
+        for margin in sorted({m for m in margins if m > 0}) if views < len(per_view) else ():
             close = np.abs(proba[:, 0] - 0.5) < margin
             rechecked = np.where(close[:, None], full, proba)
             out[(views, margin)] = (rechecked, views + float(np.mean(close)) * len(per_view))
@@ -366,7 +367,14 @@ def main(argv: list[str] | None = None) -> int:
         "--study-cells",
         type=int,
         default=1000,
-        help="cells per class studied (1 view passes on 500, fails on 1000)",
+        help="cells per class in the view study",
+    )
+    parser.add_argument(
+        "--margins",
+        type=float,
+        nargs="+",
+        default=[writer.DEFAULT_RECHECK_MARGIN],
+        help="recheck bands the view study tries (default: the CLI's, %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=writer.DEFAULT_SEED)
     parser.add_argument("--exported", default=None)
@@ -452,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         reference,
         args.study_cells,
         args.seed,
-        writer.DEFAULT_RECHECK_MARGIN,
+        args.margins,
     )
     summary.print_table(
         ["generator/classifier, views", "agreement %", "views per cell", *REASONS], study
@@ -465,10 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     default = (cli.DEFAULT_VIEWS, writer.DEFAULT_RECHECK_MARGIN)
     if cli.DEFAULT_VIEWS >= OLD_VIEWS or not writer.DEFAULT_RECHECK_MARGIN:
         default = (cli.DEFAULT_VIEWS, 0.0)  # nothing to recheck
-    print(
-        f"the CLI's setting ({setting_name(*default)}): "
-        + ", ".join(f"{pair} {shares[default]:.2%}" for pair, shares in agreement.items())
-    )
+    studied = {pair: shares[default] for pair, shares in agreement.items() if default in shares}
+    if studied:
+        print(
+            f"the CLI's setting ({setting_name(*default)}): "
+            + ", ".join(f"{pair} {share:.2%}" for pair, share in studied.items())
+        )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average at the end: {load}")
 

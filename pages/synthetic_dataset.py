@@ -10,7 +10,7 @@ import streamlit as st
 from malgan import artifacts, imaging
 from malgan.app import cells, controls, dataset, frame, loading, views
 from malgan.data import CLASSES
-from malgan.synth import writer
+from malgan.synth import datasheet, writer
 
 DEFAULT_CELLS = 100
 MAX_CELLS = 2000
@@ -225,7 +225,9 @@ st.caption(
     "distance to the nearest training cell), `summary.json` (settings and filter counts) and "
     "`DATASHEET.md` (the generator, its training data and figures, the filters, intended uses "
     "and limits). "
-    "The seed and latent index in the manifest reproduce any cell on the other pages."
+    "The seed and latent index in the manifest reproduce any cell on the other pages. "
+    f"Settings that decided the kept cells: {datasheet.kept_settings(summary)} (the manifest's "
+    "`classifier_views` gives each cell's)."
 )
 
 st.subheader("What the filters rejected")

@@ -566,6 +566,12 @@ def test_page_generates_a_tiny_set_and_offers_the_zip(app: AppTest) -> None:
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Cells written"] == "4"
     assert metrics["Rejected by the filters"] == "0"
+    (settings,) = [c.value for c in app.caption if "Settings that decided the kept" in c.value]
+    views = f"averages {writer.DEFAULT_VIEWS} of the classifier's 8 flips and rotations;"
+    precisions = (
+        f"generator {artifacts.GENERATOR_PRECISION}, classifier {artifacts.CLASSIFIER_PRECISION}"
+    )
+    assert views in settings and precisions in settings
     downloads = app.get("download_button")
     assert len(downloads) == 1 and "Download ZIP" in downloads[0].label
     assert len(app.get("image")) == len(CLASSES)

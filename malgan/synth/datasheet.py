@@ -36,7 +36,7 @@ NOT_FOR = (
 )
 
 
-def _rechecks(summary: dict[str, Any]) -> str:
+def _rechecks(summary: Mapping[str, Any]) -> str:
     """How the class filter rechecked close verdicts, for the settings line ("" for none)."""
     margin = summary.get("recheck_margin") or 0
     if not margin:
@@ -56,6 +56,16 @@ def _copy(summary: Mapping[str, Any]) -> str:
     return (
         f" (the {precision} copy of the exported file, which `python -m train.quantize` keeps "
         "only when it passes parity with it; its sidecar names the exported file's sha256)"
+    )
+
+
+def kept_settings(summary: Mapping[str, Any]) -> str:
+    """The views and precisions that decided which cells were kept, in words (the datasheet
+    and the Synthetic dataset page say the same)."""
+    return (
+        f"the class filter averages {summary['classifier_views']} of the classifier's 8 flips "
+        f"and rotations{_rechecks(summary)}; generator {summary.get('generator_precision', FP32)}"
+        f", classifier {summary.get('classifier_precision', FP32)}"
     )
 
 
@@ -117,15 +127,7 @@ def _filters(summary: Mapping[str, Any]) -> list[str]:
     items = [("Privacy filter", privacy), ("Class filter", classes)]
     # Fewer views and lower precision can change which cells are kept, so the set names them.
     if summary.get("classifier_views") is not None:
-        items.append(
-            (
-                "Settings that decide the kept cells",
-                f"the class filter averages {summary['classifier_views']} of the classifier's 8 "
-                f"flips and rotations{_rechecks(summary)}; generator "
-                f"{summary.get('generator_precision', 'fp32')}, classifier "
-                f"{summary.get('classifier_precision', 'fp32')}",
-            )
-        )
+        items.append(("Settings that decide the kept cells", kept_settings(summary)))
     lines = _lines(items)
     lines += [
         "",
