@@ -11,7 +11,7 @@ import pytest
 from malgan import artifacts, latent, runtime
 from malgan.data import CLASSES
 from malgan.errors import SynthError
-from malgan.synth import files, writer
+from malgan.synth import datasheet, files, writer
 
 EXPORTED = Path(__file__).resolve().parents[1] / "exported"
 CELLS = 24
@@ -76,6 +76,9 @@ def test_export_rechecks_the_cells_near_its_threshold_and_records_each_cells_vie
     saved = json.loads((tmp_path / "set" / files.SUMMARY_NAME).read_text())
     assert saved["recheck_margin"] == 0.45 and saved["rechecked"] == summary.rechecked
     assert "(8 for the" in summary.describe()
+    sheet = datasheet.datasheet_markdown(summary.to_dict(), None, None, cell_size=gen.img_size)
+    rechecked, drawn = sum(summary.rechecked.values()), sum(summary.attempts.values())
+    assert f"within 0.45 of the threshold ({rechecked} of the {drawn} cells drawn)" in sheet
 
 
 def test_without_the_class_filter_nothing_is_rechecked(models, tmp_path: Path) -> None:

@@ -41,10 +41,12 @@ def _rechecks(summary: Mapping[str, Any]) -> str:
     margin = summary.get("recheck_margin") or 0
     if not margin:
         return ""
-    counts = summary.get("rechecked") or {}
+    rechecked = sum((summary.get("rechecked") or {}).values())
+    drawn = sum((summary.get("attempts") or {}).values())
     return (
         f", and all 8 for a cell whose probability came within {tables.number(margin, 'g')} of "
-        f"the threshold ({tables.number(sum(counts.values()), ',')} cells drawn)"
+        f"the threshold ({tables.number(rechecked, ',')} of the {tables.number(drawn, ',')} "
+        "cells drawn)"
     )
 
 
