@@ -25,6 +25,13 @@ REASON_LABELS = {
 ACCEPTED = ""
 
 
+def class_threshold(min_confidence: float) -> float:
+    """P(intended class) at which ``rejection_reasons``' class verdict changes, for two
+    classes: below one half the argmax is the other class, so a cell is kept from the larger
+    of ``min_confidence`` and one half."""
+    return max(float(min_confidence), 0.5)
+
+
 def rejection_reasons(
     proba: np.ndarray,
     intended: int,

@@ -38,6 +38,7 @@ from malgan.synth.filters import (
     REASON_LABELS,
     REASONS,
     FiltersExhaustedError,
+    class_threshold,
     rejection_reasons,
 )
 
@@ -140,9 +141,8 @@ class SynthConfig:
 
     @property
     def class_threshold(self) -> float:
-        """P(intended class) at which the class filter's verdict changes (two classes: a cell
-        is kept from the larger of ``min_confidence`` and one half)."""
-        return max(float(self.min_confidence), 0.5)
+        """P(intended class) at which the class filter's verdict changes."""
+        return class_threshold(self.min_confidence)
 
 
 # The summary.
